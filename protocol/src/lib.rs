@@ -1,0 +1,35 @@
+//! The one protocol every part of the central distribution system speaks.
+//!
+//! # Layout
+//! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
+//! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
+//! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
+//! - [`types`]: ids, money and quantities as newtypes.
+//! - [`error`]: the stable error codes and the error value sent on the wire.
+//!
+//! # Conversation
+//! A client opens a TCP connection and sends [`message::ClientMessage::Hello`]. The server answers
+//! [`message::ServerMessage::Welcome`] or a typed [`message::ServerMessage::Refused`] (for example on a
+//! version mismatch) and closes. After the handshake the client sends
+//! [`message::ClientMessage::Request`]s; each is answered by exactly one
+//! [`message::ServerMessage::Response`] carrying the same [`types::RequestId`]. The server may push
+//! [`message::ServerMessage::Event`]s at any moment between responses.
+//!
+//! Manufacturers use the same shape: the server pushes [`message::Event::OfferRequested`] and
+//! [`message::Event::Notice`], and the manufacturer answers with requests such as
+//! [`message::RequestBody::SubmitOffer`] and [`message::RequestBody::AckNotices`].
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod types;
+
+pub use client::{Client, ClientError, Events};
+pub use codec::{ClientCodec, CodecError, ServerCodec};
+pub use error::{ErrorCode, Field, Shortage, WireError};
+pub use message::*;
+pub use types::*;
+
+/// The protocol version this build speaks. Bumped on any incompatible change to the wire types.
+pub const PROTOCOL_VERSION: u16 = 1;

@@ -1,0 +1,668 @@
+//! Every message of the protocol: the handshake, requests and replies, and server pushes.
+
+use crate::error::WireError;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+
+/// Who is on the other end of a connection. Every request is checked against the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// A shopper. Anonymous until it signs up, logs in or resumes a session.
+    Customer,
+    /// A manufacturer process. It offers goods and receives sale notices.
+    Manufacturer,
+    /// An operator tool. It can inspect the system and close the month.
+    Operator,
+}
+
+/// The first frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal the server's [`crate::PROTOCOL_VERSION`], or the server refuses the connection.
+    pub version: u16,
+    /// The role this connection acts in.
+    pub role: Role,
+    /// Free text naming the client program, for logs (for example `shop/0.1.0`).
+    pub client: String,
+    /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
+    pub name: Option<String>,
+    /// For manufacturers and operators: the shared key, if the distributor was started with one.
+    pub key: Option<String>,
+}
+
+/// Everything a client can send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The handshake. Must be the first frame, and only the first.
+    Hello(Hello),
+    /// A request. Answered by exactly one [`ServerMessage::Response`] with the same id.
+    Request(Request),
+}
+
+/// Everything the server can send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The handshake succeeded.
+    Welcome(Welcome),
+    /// The handshake failed. The server closes the connection after this frame.
+    Refused(WireError),
+    /// The answer to one request.
+    Response(Response),
+    /// A push, at any moment between responses.
+    Event(Event),
+    /// The server is closing the connection (malformed frame, timeout, shutdown), and says why.
+    Closing(WireError),
+}
+
+/// The server's answer to a successful [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's protocol version.
+    pub version: u16,
+    /// Free text naming the server program.
+    pub server: String,
+    /// For manufacturers: the id the distributor registered this name under.
+    pub manufacturer: Option<ManufacturerId>,
+    /// The current month, if one is open.
+    pub month: Option<MonthView>,
+}
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Echoed in the response.
+    pub id: RequestId,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a client can ask. Each variant notes the roles allowed to send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Any role: answered with [`Reply::Pong`]. Keeps an idle connection alive.
+    Ping,
+
+    // ---- Anonymous customers ----
+    /// Create an account and start a session. Answered with [`Reply::Session`].
+    SignUp(SignUp),
+    /// Start a session. Answered with [`Reply::Session`] carrying a fresh token.
+    LogIn {
+        /// Compared case-insensitively.
+        email: String,
+        /// The password.
+        password: String,
+    },
+    /// Continue a session after reconnecting, without a new login. Answered with [`Reply::Session`].
+    Resume {
+        /// The token from an earlier [`Reply::Session`].
+        token: SessionToken,
+    },
+
+    // ---- Logged-in customers ----
+    /// End the session and revoke its token. Answered with [`Reply::Done`].
+    LogOut,
+    /// Answered with [`Reply::Account`].
+    GetAccount,
+    /// Change account details. Answered with [`Reply::Account`].
+    UpdateAccount(AccountUpdate),
+    /// Delete the account after checking the password. Answered with [`Reply::Done`]. Orders stay
+    /// in the books, detached from the person.
+    DeleteAccount {
+        /// The current password, as confirmation.
+        password: String,
+    },
+    /// Attach or replace the payment card. Only brand, last four digits and expiry are kept.
+    /// Answered with [`Reply::Account`].
+    SetCard(CardInput),
+    /// Remove the payment card. Answered with [`Reply::Account`].
+    RemoveCard,
+    /// The current catalog. Also subscribes this connection to live [`Event::Stock`] updates.
+    /// Answered with [`Reply::Catalog`].
+    Catalog,
+    /// The cart, checked against stock: lines that can no longer be filled are cut and reported.
+    /// Answered with [`Reply::Cart`].
+    GetCart,
+    /// Add `quantity` (1 to what is available) of a listing to the cart. Answered with [`Reply::Cart`].
+    AddToCart {
+        /// What to add.
+        listing: ListingId,
+        /// How many more.
+        quantity: u32,
+    },
+    /// Set a cart line's quantity; 0 removes the line. Answered with [`Reply::Cart`].
+    SetCartQuantity {
+        /// Which line.
+        listing: ListingId,
+        /// The new quantity.
+        quantity: u32,
+    },
+    /// Remove a line from the cart. Answered with [`Reply::Cart`].
+    RemoveFromCart {
+        /// Which line.
+        listing: ListingId,
+    },
+    /// Empty the cart. Answered with [`Reply::Cart`].
+    ClearCart,
+    /// Buy, all or nothing. Answered with [`Reply::Order`], or an error: [`crate::ErrorCode::OutOfStock`]
+    /// lists every short line, and the cart has then been cut to what is available.
+    Checkout {
+        /// Chosen by the client. A retry with the same id returns the original result.
+        checkout_id: CheckoutId,
+        /// `None` buys the cart. `Some(lines)` buys exactly these lines ("buy now") and leaves the cart
+        /// alone.
+        lines: Option<Vec<CartItem>>,
+    },
+    /// The customer's orders, newest first (at most [`MAX_ORDERS_LISTED`]). Answered with [`Reply::Orders`].
+    Orders,
+
+    // ---- Manufacturers ----
+    /// The answer to [`Event::OfferRequested`]. Answered with [`Reply::OfferAccepted`].
+    SubmitOffer {
+        /// The month the offer is for. Must be the open month.
+        month: MonthId,
+        /// What is offered.
+        lines: Vec<OfferLine>,
+    },
+    /// Every notice up to and including `through` is applied to the manufacturer's books.
+    /// Answered with [`Reply::Done`].
+    AckNotices {
+        /// The highest applied sequence number.
+        through: NoticeSeq,
+    },
+    /// This manufacturer's goods for an order have left the warehouse. Answered with [`Reply::Done`].
+    ReportDispatch {
+        /// The order, from a sale notice.
+        order: OrderId,
+    },
+
+    // ---- Operators ----
+    /// Close the open month now. Answered with [`Reply::Done`].
+    CloseMonth,
+    /// A summary of the system. Answered with [`Reply::Status`].
+    Status,
+}
+
+/// The most orders [`RequestBody::Orders`] returns, so that a reply always fits in one frame.
+pub const MAX_ORDERS_LISTED: usize = 100;
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the request this answers.
+    pub id: RequestId,
+    /// The outcome.
+    pub result: Result<Reply, WireError>,
+}
+
+/// A successful outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The request took effect and there is nothing more to say.
+    Done,
+    /// The answer to [`RequestBody::Ping`].
+    Pong,
+    /// A session started or resumed.
+    Session(SessionInfo),
+    /// The account as it is now.
+    Account(AccountView),
+    /// The catalog as it is now.
+    Catalog(CatalogSnapshot),
+    /// The cart as it is now.
+    Cart(CartView),
+    /// The order a checkout created (or created earlier, for a retry).
+    Order(OrderView),
+    /// The customer's orders, newest first.
+    Orders(Vec<OrderView>),
+    /// The offer is on sale. Each offered SKU got this listing id.
+    OfferAccepted {
+        /// The month the offer is for.
+        month: MonthId,
+        /// SKU → listing.
+        listings: Vec<(String, ListingId)>,
+    },
+    /// A summary of the system.
+    Status(SystemStatus),
+}
+
+/// Sign-up details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignUp {
+    /// 1–100 characters.
+    pub first_name: String,
+    /// 1–100 characters.
+    pub last_name: String,
+    /// Unique, compared case-insensitively.
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// Account changes. `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AccountUpdate {
+    /// A new first name.
+    pub first_name: Option<String>,
+    /// A new last name.
+    pub last_name: Option<String>,
+    /// A new email. Must not belong to another account.
+    pub email: Option<String>,
+    /// A new password, with the current one as proof: `(current, new)`.
+    pub password: Option<(String, String)>,
+}
+
+/// A started session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Send this in [`RequestBody::Resume`] after a reconnect.
+    pub token: SessionToken,
+    /// Unix milliseconds when the token stops working.
+    pub expires_at_ms: u64,
+    /// The account.
+    pub account: AccountView,
+}
+
+/// An account as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// The account id.
+    pub id: AccountId,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Email as entered at sign-up or last change.
+    pub email: String,
+    /// The payment card, if one is attached.
+    pub card: Option<CardView>,
+}
+
+/// A card as typed by the customer. Sent once; the server keeps only a [`CardView`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardInput {
+    /// 13–19 digits; spaces and dashes are ignored. Must pass the Luhn check.
+    pub number: String,
+    /// 1–12.
+    pub exp_month: u8,
+    /// Four digits, for example 2031.
+    pub exp_year: u16,
+    /// 3–4 digits.
+    pub cvc: String,
+}
+
+impl std::fmt::Debug for CardInput {
+    /// Never prints the number or the CVC, so a card cannot leak through a `{:?}` in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardInput")
+            .field("number", &"<redacted>")
+            .field("exp_month", &self.exp_month)
+            .field("exp_year", &self.exp_year)
+            .field("cvc", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A card brand, derived from the number's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CardBrand {
+    /// Starts with 4.
+    Visa,
+    /// 51–55 or 2221–2720.
+    Mastercard,
+    /// 34 or 37.
+    Amex,
+    /// 6011, 644–649 or 65.
+    Discover,
+    /// Anything else that passes Luhn.
+    Other,
+}
+
+/// What the server keeps of a card: never the full number, never the CVC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardView {
+    /// The brand.
+    pub brand: CardBrand,
+    /// The last four digits.
+    pub last4: String,
+    /// 1–12.
+    pub exp_month: u8,
+    /// Four digits.
+    pub exp_year: u16,
+}
+
+/// The state of a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MonthState {
+    /// Selling.
+    Open,
+    /// Closed; settlements are on their way to the manufacturers.
+    Closed,
+}
+
+/// Why a month closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// Every offered unit was sold.
+    SoldOut,
+    /// Every customer active this month checked out and has an empty cart.
+    AllCustomersDone,
+    /// The month's time ran out.
+    TimeUp,
+    /// An operator closed it.
+    Operator,
+}
+
+/// A month as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthView {
+    /// Which month.
+    pub id: MonthId,
+    /// Open or closed.
+    pub state: MonthState,
+    /// Unix milliseconds when it opened.
+    pub opened_at_ms: u64,
+    /// Unix milliseconds when its time runs out.
+    pub ends_at_ms: u64,
+}
+
+/// One product from one manufacturer, as offered this month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    /// The listing id to put in a cart.
+    pub listing: ListingId,
+    /// Who makes it.
+    pub manufacturer: ManufacturerId,
+    /// The manufacturer's name.
+    pub manufacturer_name: String,
+    /// The manufacturer's stock-keeping unit.
+    pub sku: String,
+    /// Product name.
+    pub product: String,
+    /// Category, for grouping and filtering.
+    pub category: String,
+    /// This month's price per unit.
+    pub unit_price: Cents,
+    /// Units offered this month.
+    pub offered: u32,
+    /// Units still for sale.
+    pub remaining: u32,
+}
+
+/// The whole catalog at one moment. Sold-out listings are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSnapshot {
+    /// The current month, if any is open.
+    pub month: Option<MonthView>,
+    /// Listings with stock.
+    pub items: Vec<CatalogItem>,
+    /// Increases with every stock change; a [`StockDelta`] with a lower version is stale.
+    pub version: u64,
+}
+
+/// Stock levels that changed since the last update. A level of 0 means the listing sold out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockDelta {
+    /// The catalog version these levels belong to.
+    pub version: u64,
+    /// `(listing, remaining)` for each listing that changed.
+    pub levels: Vec<(ListingId, u32)>,
+}
+
+/// A line a customer wants: a listing and a quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CartItem {
+    /// What.
+    pub listing: ListingId,
+    /// How many.
+    pub quantity: u32,
+}
+
+/// One cart line, with what it costs now and what is available now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    /// The listing.
+    pub listing: ListingId,
+    /// Product name.
+    pub product: String,
+    /// Manufacturer name.
+    pub manufacturer_name: String,
+    /// This month's price per unit.
+    pub unit_price: Cents,
+    /// How many are in the cart.
+    pub quantity: u32,
+    /// How many are for sale right now.
+    pub available: u32,
+}
+
+/// A cart line that had to be cut because stock ran short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartAdjustment {
+    /// The listing.
+    pub listing: ListingId,
+    /// Product name, for the message.
+    pub product: String,
+    /// Manufacturer name, for the message.
+    pub manufacturer_name: String,
+    /// The quantity before.
+    pub from: u32,
+    /// The quantity now. Zero means the line was removed.
+    pub to: u32,
+}
+
+/// The cart as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CartView {
+    /// The lines.
+    pub lines: Vec<CartLine>,
+    /// Sum of price × quantity over the lines.
+    pub total: Cents,
+    /// Lines cut while answering this request, if any.
+    pub adjustments: Vec<CartAdjustment>,
+}
+
+/// Where an order line is on its way to the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LineStatus {
+    /// Bought and durable at the distributor.
+    Placed,
+    /// The manufacturer has the sale in its books.
+    Confirmed,
+    /// The manufacturer sent the goods.
+    Dispatched,
+}
+
+/// One line of an order, with the price that was paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The listing.
+    pub listing: ListingId,
+    /// Product name at the time of purchase.
+    pub product: String,
+    /// Manufacturer name.
+    pub manufacturer_name: String,
+    /// The unit price paid, frozen at checkout.
+    pub unit_price: Cents,
+    /// Units bought.
+    pub quantity: u32,
+    /// `unit_price × quantity`.
+    pub line_total: Cents,
+    /// Where this line is.
+    pub status: LineStatus,
+}
+
+/// An order as its customer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// The order id.
+    pub id: OrderId,
+    /// The client-chosen checkout id that created it.
+    pub checkout_id: CheckoutId,
+    /// The month it was bought in.
+    pub month: MonthId,
+    /// Unix milliseconds of the checkout.
+    pub placed_at_ms: u64,
+    /// The lines.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the line totals.
+    pub total: Cents,
+}
+
+impl OrderView {
+    /// The order's status: that of its least advanced line.
+    pub fn status(&self) -> LineStatus {
+        self.lines
+            .iter()
+            .map(|l| l.status)
+            .min()
+            .unwrap_or(LineStatus::Placed)
+    }
+
+    /// Total units over all lines.
+    pub fn units(&self) -> u64 {
+        self.lines.iter().map(|l| u64::from(l.quantity)).sum()
+    }
+}
+
+/// One product line of a manufacturer's offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferLine {
+    /// The manufacturer's stock-keeping unit. Unique within its offer.
+    pub sku: String,
+    /// Product name.
+    pub product: String,
+    /// Category.
+    pub category: String,
+    /// Units offered this month.
+    pub quantity: u32,
+    /// This month's unit price.
+    pub unit_price: Cents,
+}
+
+/// A durable message from the distributor to one manufacturer, delivered in order until acked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Position in this manufacturer's outbox. Apply a notice only if `seq` is above your high-water mark.
+    pub seq: NoticeSeq,
+    /// What happened.
+    pub body: NoticeBody,
+}
+
+/// What a notice says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoticeBody {
+    /// Some of this manufacturer's goods were sold.
+    Sale(SaleNotice),
+    /// A month closed: what was sold and what goes back.
+    Settlement(Settlement),
+}
+
+/// A sale of one manufacturer's goods within one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleNotice {
+    /// The month of the sale.
+    pub month: MonthId,
+    /// The order; use it in [`RequestBody::ReportDispatch`].
+    pub order: OrderId,
+    /// The lines of this manufacturer's goods.
+    pub lines: Vec<SaleLine>,
+}
+
+/// One sold product within a [`SaleNotice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleLine {
+    /// The manufacturer's SKU.
+    pub sku: String,
+    /// Units sold.
+    pub quantity: u32,
+    /// The price paid per unit.
+    pub unit_price: Cents,
+}
+
+/// The end-of-month account for one manufacturer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The month that closed.
+    pub month: MonthId,
+    /// Why it closed.
+    pub reason: CloseReason,
+    /// One line per product offered.
+    pub lines: Vec<SettlementLine>,
+}
+
+/// One product in a [`Settlement`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementLine {
+    /// The manufacturer's SKU.
+    pub sku: String,
+    /// Units offered this month.
+    pub offered: u32,
+    /// Units sold.
+    pub sold: u32,
+    /// Units returned unsold: `offered - sold`.
+    pub unsold: u32,
+}
+
+/// One manufacturer in a [`SystemStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManufacturerStatus {
+    /// Its id.
+    pub id: ManufacturerId,
+    /// Its name.
+    pub name: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// The last notice written to its outbox.
+    pub last_seq: NoticeSeq,
+    /// The last notice it acked.
+    pub acked_seq: NoticeSeq,
+    /// Whether it has offered in the open month.
+    pub offered_this_month: bool,
+}
+
+/// A summary of the system, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// The current month.
+    pub month: Option<MonthView>,
+    /// Every manufacturer ever seen.
+    pub manufacturers: Vec<ManufacturerStatus>,
+    /// Orders ever placed.
+    pub orders: u64,
+    /// Units ever sold.
+    pub sold_units: u64,
+    /// Units still for sale this month.
+    pub remaining_units: u64,
+}
+
+/// A push from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// Stock levels changed. Coalesced: at most one every few tens of milliseconds per connection.
+    Stock(StockDelta),
+    /// A full catalog: sent when offers arrive, when a month opens, or when this client fell behind.
+    Catalog(CatalogSnapshot),
+    /// One of your order lines moved forward.
+    OrderStatus {
+        /// The order.
+        order: OrderId,
+        /// The line's listing.
+        listing: ListingId,
+        /// The new status.
+        status: LineStatus,
+    },
+    /// A month opened.
+    MonthOpened(MonthView),
+    /// A month closed.
+    MonthClosed {
+        /// Which month.
+        month: MonthId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// To manufacturers: send your offer for this month with [`RequestBody::SubmitOffer`].
+    OfferRequested {
+        /// The open month.
+        month: MonthId,
+    },
+    /// To manufacturers: a durable notice. Apply it once, then ack with [`RequestBody::AckNotices`].
+    Notice(Notice),
+}
