@@ -1,0 +1,1 @@
+//! The in-process test harness. Filled in with the distributor core.

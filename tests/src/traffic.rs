@@ -1,0 +1,1 @@
+//! Simulated customers for `loadgen`.
