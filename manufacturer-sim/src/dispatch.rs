@@ -1,0 +1,120 @@
+//! Shipping: after a sale is in the books and acked, the goods leave the warehouse a little later
+//! and the distributor is told with `ReportDispatch{order}`.
+//!
+//! Pending dispatches are in the books, so a report lost to a crash or a dropped connection is sent
+//! again on the next connection (the distributor treats a repeat as a no-op). One dispatcher runs
+//! per connection and ends with it.
+
+use crate::books::Books;
+use crate::tally::Tally;
+use protocol::{Client, ClientError, OrderId, RequestBody};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// At most this many reports in flight at once, so a backlog after a reconnect cannot flood the
+/// distributor.
+const MAX_IN_FLIGHT: usize = 256;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reports dispatches for one connection until it ends or `stop` fires.
+pub(crate) async fn dispatcher(
+    name: String,
+    client: Client,
+    books: Arc<Mutex<Books>>,
+    delay: Duration,
+    backlog: Vec<OrderId>,
+    mut orders: mpsc::UnboundedReceiver<OrderId>,
+    stop: CancellationToken,
+) {
+    let start = Instant::now() + delay;
+    let mut queue: VecDeque<(Instant, OrderId)> = backlog.into_iter().map(|o| (start, o)).collect();
+    let mut tally = Tally::new();
+    loop {
+        let next_due = queue.front().map(|(due, _)| *due);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            order = orders.recv() => match order {
+                // Same delay for every order, so the queue stays sorted by due time.
+                Some(order) => queue.push_back((Instant::now() + delay, order)),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while let Some((at, order)) = queue.front().copied() {
+                    if at > now || due.len() >= MAX_IN_FLIGHT {
+                        break;
+                    }
+                    queue.pop_front();
+                    due.push(order);
+                }
+                if !report(&name, &client, &books, &due, &mut tally).await {
+                    // The connection is gone; the books still list what was not reported.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the reports and books the ones the distributor took. `false` if the connection failed.
+async fn report(
+    name: &str,
+    client: &Client,
+    books: &Arc<Mutex<Books>>,
+    due: &[OrderId],
+    tally: &mut Tally,
+) -> bool {
+    let calls = due.iter().map(|order| {
+        tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.call(RequestBody::ReportDispatch { order: *order }),
+        )
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut taken = Vec::with_capacity(due.len());
+    let mut connected = true;
+    for (order, result) in due.iter().zip(results) {
+        match result {
+            Ok(Ok(_)) => taken.push(*order),
+            Ok(Err(ClientError::Server(e))) => {
+                // The distributor refused it (for example an order it does not know); retrying
+                // would get the same answer.
+                warn!("{name}: dispatch of {order} refused: {e}");
+                taken.push(*order);
+            }
+            Ok(Err(_)) | Err(_) => connected = false,
+        }
+    }
+    if !taken.is_empty() {
+        let books = books.clone();
+        let marked = taken.clone();
+        let booked =
+            tokio::task::spawn_blocking(move || crate::lock(&books).mark_dispatched(&marked)).await;
+        match booked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!("{name}: cannot record dispatches: {e}");
+                return false;
+            }
+            Err(e) => {
+                error!("{name}: dispatch bookkeeping failed: {e}");
+                return false;
+            }
+        }
+        for order in &taken {
+            if tally.show(1) {
+                info!("{name}: dispatched {order}");
+            }
+        }
+        if let Some((n, _)) = tally.summary() {
+            info!("{name}: dispatched {n} more orders");
+        }
+    }
+    connected
+}
