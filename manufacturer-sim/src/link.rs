@@ -173,31 +173,39 @@ async fn session(
                 },
             },
         };
-        let outcome = match event {
-            Event::Notice(first) => {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match events.try_recv() {
-                        Ok(Event::Notice(n)) => batch.push(n),
-                        Ok(other) => {
-                            held = Some(other);
-                            break;
+        let handle = async {
+            Ok::<_, SimError>(match event {
+                Event::Notice(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match events.try_recv() {
+                            Ok(Event::Notice(n)) => batch.push(n),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
+                    apply_and_ack(link, &client, batch, &orders_tx, &mut sales).await?
                 }
-                apply_and_ack(link, &client, batch, &orders_tx, &mut sales).await?
-            }
-            Event::OfferRequested { month } => offer(link, &client, month).await?,
-            Event::MonthOpened(view) => {
-                info!("{name}: {} opened", view.id);
-                Ok(())
-            }
-            Event::MonthClosed { month, reason } => {
-                info!("{name}: {month} closed ({reason:?})");
-                Ok(())
-            }
-            _ => Ok(()),
+                Event::OfferRequested { month } => offer(link, &client, month).await?,
+                Event::MonthOpened(view) => {
+                    info!("{name}: {} opened", view.id);
+                    Ok(())
+                }
+                Event::MonthClosed { month, reason } => {
+                    info!("{name}: {month} closed ({reason:?})");
+                    Ok(())
+                }
+                _ => Ok(()),
+            })
+        };
+        // A request in flight must not hold up shutdown; whatever was committed stays committed,
+        // and an unsent ack is simply redelivered next time.
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            r = handle => r?,
         };
         if let Err(reason) = outcome {
             return Ok(Ended::Lost(reason));
