@@ -107,7 +107,12 @@ impl Client {
         let pending: Pending = Arc::default();
         let closed: Arc<Mutex<Option<Option<WireError>>>> = Arc::default();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(reader, pending.clone(), closed.clone(), events_tx));
+        let reader = tokio::spawn(read_loop(
+            reader,
+            pending.clone(),
+            closed.clone(),
+            events_tx,
+        ));
         let inner = Inner {
             writer: tokio::sync::Mutex::new(writer),
             pending,
@@ -154,7 +159,9 @@ impl Client {
         match rx.await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => Err(ClientError::Server(e)),
-            Err(_) => Err(ClientError::Closed(lock(&self.inner.closed).clone().flatten())),
+            Err(_) => Err(ClientError::Closed(
+                lock(&self.inner.closed).clone().flatten(),
+            )),
         }
     }
 }

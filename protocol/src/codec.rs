@@ -72,13 +72,19 @@ pub fn encode_payload<T: Serialize>(message: &T, max: usize) -> Result<Vec<u8>, 
 /// Decodes exactly one message from a payload of at most [`MAX_CLIENT_FRAME`] bytes.
 pub fn decode_client_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
     let config = bincode::config::standard().with_limit::<CLIENT_LIMIT>();
-    finish(bincode::serde::decode_from_slice(payload, config), payload.len())
+    finish(
+        bincode::serde::decode_from_slice(payload, config),
+        payload.len(),
+    )
 }
 
 /// Decodes exactly one message from a payload of at most [`MAX_SERVER_FRAME`] bytes.
 pub fn decode_server_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
     let config = bincode::config::standard().with_limit::<SERVER_LIMIT>();
-    finish(bincode::serde::decode_from_slice(payload, config), payload.len())
+    finish(
+        bincode::serde::decode_from_slice(payload, config),
+        payload.len(),
+    )
 }
 
 fn finish<T>(

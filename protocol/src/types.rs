@@ -60,7 +60,9 @@ id_newtype!(
 ///
 /// Ids should be time-ordered (milliseconds in the high bits, like UUIDv7): random ids scatter inserts
 /// across the unique index and halve the distributor's throughput.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct CheckoutId(pub u128);
 
 impl CheckoutId {
@@ -102,7 +104,9 @@ impl fmt::Display for CheckoutId {
 }
 
 /// Money in integer cents. There are no floats anywhere near money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct Cents(pub u64);
 
 impl Cents {

@@ -22,15 +22,20 @@ fn any_item() -> impl Strategy<Value = CartItem> {
 }
 
 fn any_offer_line() -> impl Strategy<Value = OfferLine> {
-    (any_string(), any_string(), any_string(), any::<u32>(), any_cents()).prop_map(
-        |(sku, product, category, quantity, unit_price)| OfferLine {
+    (
+        any_string(),
+        any_string(),
+        any_string(),
+        any::<u32>(),
+        any_cents(),
+    )
+        .prop_map(|(sku, product, category, quantity, unit_price)| OfferLine {
             sku,
             product,
             category,
             quantity,
             unit_price,
-        },
-    )
+        })
 }
 
 fn any_request_body() -> impl Strategy<Value = RequestBody> {
@@ -98,12 +103,14 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
                 lines
             }),
         Just(RequestBody::Orders),
-        (any::<u32>(), proptest::collection::vec(any_offer_line(), 0..4)).prop_map(
-            |(m, lines)| RequestBody::SubmitOffer {
+        (
+            any::<u32>(),
+            proptest::collection::vec(any_offer_line(), 0..4)
+        )
+            .prop_map(|(m, lines)| RequestBody::SubmitOffer {
                 month: MonthId(m),
                 lines
-            }
-        ),
+            }),
         any::<u64>().prop_map(|s| RequestBody::AckNotices {
             through: NoticeSeq(s)
         }),
@@ -126,19 +133,19 @@ fn any_client_message() -> impl Strategy<Value = ClientMessage> {
             proptest::option::of(any_string()),
             proptest::option::of(any_string())
         )
-            .prop_map(|(version, role, client, name, key)| ClientMessage::Hello(Hello {
-                version,
-                role,
-                client,
-                name,
-                key
-            })),
-        (any::<u64>(), any_request_body()).prop_map(|(id, body)| ClientMessage::Request(
-            Request {
-                id: RequestId(id),
-                body
-            }
-        )),
+            .prop_map(
+                |(version, role, client, name, key)| ClientMessage::Hello(Hello {
+                    version,
+                    role,
+                    client,
+                    name,
+                    key
+                })
+            ),
+        (any::<u64>(), any_request_body()).prop_map(|(id, body)| ClientMessage::Request(Request {
+            id: RequestId(id),
+            body
+        })),
     ]
 }
 
@@ -192,7 +199,10 @@ fn any_order() -> impl Strategy<Value = OrderView> {
         any::<u64>(),
         any::<u128>(),
         any::<u32>(),
-        proptest::collection::vec((any::<u32>(), any_string(), any_cents(), any_status()), 0..4),
+        proptest::collection::vec(
+            (any::<u32>(), any_string(), any_cents(), any_status()),
+            0..4,
+        ),
     )
         .prop_map(|(id, checkout, month, lines)| OrderView {
             id: OrderId(id),
@@ -216,8 +226,12 @@ fn any_order() -> impl Strategy<Value = OrderView> {
 }
 
 fn any_error() -> impl Strategy<Value = WireError> {
-    (any_string(), proptest::option::of(Just(Field::Email)), any::<u32>()).prop_map(
-        |(message, field, n)| WireError {
+    (
+        any_string(),
+        proptest::option::of(Just(Field::Email)),
+        any::<u32>(),
+    )
+        .prop_map(|(message, field, n)| WireError {
             code: ErrorCode::OutOfStock,
             message: message.clone(),
             field,
@@ -228,13 +242,16 @@ fn any_error() -> impl Strategy<Value = WireError> {
                 requested: n,
                 available: n / 2,
             }],
-        },
-    )
+        })
 }
 
 fn any_account() -> impl Strategy<Value = AccountView> {
-    (any::<u64>(), any_string(), proptest::option::of(any::<u8>())).prop_map(
-        |(id, name, card)| AccountView {
+    (
+        any::<u64>(),
+        any_string(),
+        proptest::option::of(any::<u8>()),
+    )
+        .prop_map(|(id, name, card)| AccountView {
             id: AccountId(id),
             first_name: name.clone(),
             last_name: name.clone(),
@@ -245,8 +262,7 @@ fn any_account() -> impl Strategy<Value = AccountView> {
                 exp_month: m,
                 exp_year: 2030,
             }),
-        },
-    )
+        })
 }
 
 fn any_reply() -> impl Strategy<Value = Reply> {
@@ -318,12 +334,14 @@ fn any_reply() -> impl Strategy<Value = Reply> {
 
 fn any_event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (any::<u64>(), proptest::collection::vec((any::<u32>(), any::<u32>()), 0..5)).prop_map(
-            |(version, levels)| Event::Stock(StockDelta {
+        (
+            any::<u64>(),
+            proptest::collection::vec((any::<u32>(), any::<u32>()), 0..5)
+        )
+            .prop_map(|(version, levels)| Event::Stock(StockDelta {
                 version,
                 levels: levels.into_iter().map(|(l, q)| (ListingId(l), q)).collect()
-            })
-        ),
+            })),
         (proptest::option::of(any_month()), any::<u64>()).prop_map(|(month, version)| {
             Event::Catalog(CatalogSnapshot {
                 month,
@@ -378,14 +396,16 @@ fn any_event() -> impl Strategy<Value = Event> {
 
 fn any_server_message() -> impl Strategy<Value = ServerMessage> {
     prop_oneof![
-        (proptest::option::of(any_month()), proptest::option::of(any::<u32>())).prop_map(
-            |(month, m)| ServerMessage::Welcome(Welcome {
+        (
+            proptest::option::of(any_month()),
+            proptest::option::of(any::<u32>())
+        )
+            .prop_map(|(month, m)| ServerMessage::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
                 server: "distributor".into(),
                 manufacturer: m.map(ManufacturerId),
                 month,
-            })
-        ),
+            })),
         any_error().prop_map(ServerMessage::Refused),
         (any::<u64>(), any_reply()).prop_map(|(id, reply)| ServerMessage::Response(Response {
             id: RequestId(id),
@@ -458,7 +478,11 @@ fn a_4_gib_length_prefix_is_refused_before_any_allocation() {
     let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
     let err = server.decode(&mut buf).unwrap_err();
     assert!(matches!(err, CodecError::TooLarge { len, .. } if len == u32::MAX as usize));
-    assert!(buf.capacity() < 1024, "decoder reserved {} bytes", buf.capacity());
+    assert!(
+        buf.capacity() < 1024,
+        "decoder reserved {} bytes",
+        buf.capacity()
+    );
 }
 
 #[test]

@@ -1,1 +1,164 @@
-//! placeholder
+//! The central distributor: a tokio TCP server that sells manufacturers' goods to many customers.
+//!
+//! # Layout
+//! - [`listener`]: the accept loop, the connection cap, TLS and graceful shutdown.
+//! - [`session`]: one connection: handshake, timeouts, role checks, requests and pushes.
+//! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
+//! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
+//! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
+//! - [`board`]: live stock for watchers, coalesced through `watch` channels.
+//! - [`push`]: who to push events to.
+//! - [`auth`]: argon2id passwords, session tokens, login throttling.
+//! - [`card`]: card validation; only brand, last four and expiry are kept.
+//!
+//! # How a checkout flows
+//! session → engine (validates against live stock, takes the units, freezes prices) → writer thread
+//! (one transaction per batch: order, lines, stock, outbox) → after `COMMIT` the writer answers the
+//! session directly, and the manufacturer's relay (in its session) sees the new notices.
+
+pub mod auth;
+pub mod board;
+pub mod card;
+pub mod engine;
+pub mod listener;
+pub mod market;
+pub mod push;
+pub mod session;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use store::audit::{audit, AuditReport};
+
+/// Server settings. [`Config::new`] gives sensible defaults.
+#[derive(Clone)]
+pub struct Config {
+    /// The SQLite file.
+    pub db: PathBuf,
+    /// How long a month lasts at most.
+    pub month_secs: u64,
+    /// The most connections served at once; more are refused with `TooManyConnections`.
+    pub max_connections: usize,
+    /// A started frame (and the handshake) must complete within this.
+    pub frame_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// If set, manufacturers and operators must present this key in `Hello`.
+    pub peer_key: Option<String>,
+    /// The least time between two stock updates to one watcher.
+    pub stock_interval: Duration,
+    /// TLS, if enabled.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl Config {
+    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout.
+    pub fn new(db: impl Into<PathBuf>) -> Self {
+        Config {
+            db: db.into(),
+            month_secs: 120,
+            max_connections: 10_000,
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            peer_key: None,
+            stock_interval: Duration::from_millis(50),
+            tls: None,
+        }
+    }
+}
+
+/// What can stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database could not be opened or loaded.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The writer hit an error and stopped the server to keep memory and disk in step.
+    #[error("stopped after a fatal storage error; see the log")]
+    Fatal,
+}
+
+/// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let started = std::time::Instant::now();
+    let conn = store::schema::open_writer(&config.db)?;
+    let snapshot = store::load::snapshot(&conn)?;
+    let market = market::Market::restore(snapshot);
+    let registry = Arc::new(push::Registry::default());
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let fatal = CancellationToken::new();
+    let (writer, writer_thread) = store::writer::Writer::start(
+        conn,
+        store::writer::Effects {
+            registry: registry.clone(),
+            committed: committed_tx,
+            fatal: fatal.clone(),
+        },
+    );
+    let reads = store::read::Reads::new(config.db.clone());
+    let (board, board_reader) = board::Board::new();
+    let (engine_handle, commands) = engine::channel();
+    let engine = engine::Engine::new(
+        market,
+        writer.clone(),
+        reads.clone(),
+        board,
+        registry.clone(),
+        Duration::from_secs(config.month_secs.max(1)),
+    );
+    let engine_stop = CancellationToken::new();
+    let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
+    tracing::info!(
+        db = %config.db.display(),
+        addr = ?listener.local_addr().ok(),
+        ms = started.elapsed().as_millis() as u64,
+        "distributor ready"
+    );
+
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let config = Arc::new(config);
+    let shared = Arc::new(session::Shared {
+        engine: engine_handle,
+        writer,
+        reads,
+        board: board_reader,
+        registry,
+        throttle_account: auth::Throttle::new(5, Duration::from_secs(15 * 60)),
+        throttle_address: auth::Throttle::new(50, Duration::from_secs(15 * 60)),
+        hashing: tokio::sync::Semaphore::new(4),
+        next_session: AtomicU64::new(1),
+        config,
+    });
+    let stop = CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        let fatal = fatal.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = fatal.cancelled() => {}
+            }
+            stop.cancel();
+        })
+    };
+    listener::accept_loop(listener, shared, tls, stop).await;
+    watcher.abort();
+    // Every session is done: nothing new reaches the engine. Stop it, then let the writer drain.
+    engine_stop.cancel();
+    let _ = engine_task.await;
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("distributor stopped");
+    if fatal.is_cancelled() {
+        return Err(ServerError::Fatal);
+    }
+    Ok(())
+}

@@ -1,1 +1,350 @@
-//! The in-process test harness. Filled in with the distributor core.
+//! The in-process test harness: a real distributor on 127.0.0.1:0 with a real SQLite file, and real
+//! protocol clients for customers, manufacturers and operators.
+
+use protocol::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The test card: a Visa that passes Luhn.
+pub const TEST_CARD: &str = "4242 4242 4242 4242";
+
+/// A distributor running inside the test process.
+pub struct TestServer {
+    /// "127.0.0.1:port".
+    pub addr: String,
+    /// The database file.
+    pub db: PathBuf,
+    /// Keeps the temporary directory alive (if the harness made it).
+    pub dir: Option<Arc<tempfile::TempDir>>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts a server with default settings on a fresh database.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server on a fresh database, letting the caller adjust the config.
+    pub async fn start_with(adjust: impl FnOnce(&mut server::Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let db = dir.path().join("distributor.db");
+        let mut server = Self::start_on(db, adjust).await;
+        server.dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on an existing (or new) database path.
+    pub async fn start_on(db: PathBuf, adjust: impl FnOnce(&mut server::Config)) -> TestServer {
+        let mut config = server::Config::new(&db);
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(config, listener, shutdown.clone()));
+        TestServer {
+            addr,
+            db,
+            dir: None,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it; returns what `run` returned.
+    pub async fn stop(mut self) -> Result<(), server::ServerError> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.expect("server task panicked"),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database (a clean restart).
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut server::Config)) -> TestServer {
+        let dir = self.dir.take();
+        let db = self.db.clone();
+        self.stop().await.expect("clean stop");
+        let mut next = Self::start_on(db, adjust).await;
+        next.dir = dir;
+        next
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn hello(role: Role, name: Option<&str>) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        role,
+        client: "tests".into(),
+        name: name.map(str::to_string),
+        key: None,
+    }
+}
+
+static NEXT_EMAIL: AtomicU64 = AtomicU64::new(1);
+
+/// A unique email for this test process.
+pub fn unique_email(prefix: &str) -> String {
+    let n = NEXT_EMAIL.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}@example.com", std::process::id())
+}
+
+/// A signed-up customer with the test card attached.
+pub struct Customer {
+    /// The connection.
+    pub client: Client,
+    /// Pushed events.
+    pub events: Events,
+    /// The session.
+    pub session: SessionInfo,
+    /// The email it signed up with.
+    pub email: String,
+}
+
+/// Connects an anonymous customer.
+pub async fn connect_customer(addr: &str) -> (Client, Events) {
+    Client::connect(addr, hello(Role::Customer, None))
+        .await
+        .expect("connect")
+}
+
+/// Connects an operator.
+pub async fn connect_operator(addr: &str) -> Client {
+    Client::connect(addr, hello(Role::Operator, None))
+        .await
+        .expect("connect operator")
+        .0
+}
+
+/// Signs up a new customer and attaches the test card.
+pub async fn customer(addr: &str) -> Customer {
+    let (client, events) = connect_customer(addr).await;
+    let email = unique_email("buyer");
+    let session = match client
+        .call(RequestBody::SignUp(SignUp {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: email.clone(),
+            password: "correct horse battery".into(),
+        }))
+        .await
+        .expect("sign up")
+    {
+        Reply::Session(s) => s,
+        other => panic!("unexpected sign-up reply {other:?}"),
+    };
+    client
+        .call(RequestBody::SetCard(CardInput {
+            number: TEST_CARD.into(),
+            exp_month: 12,
+            exp_year: 2035,
+            cvc: "123".into(),
+        }))
+        .await
+        .expect("set card");
+    Customer {
+        client,
+        events,
+        session,
+        email,
+    }
+}
+
+/// Fetches the catalog (and subscribes to live stock).
+pub async fn catalog(client: &Client) -> CatalogSnapshot {
+    match client.call(RequestBody::Catalog).await.expect("catalog") {
+        Reply::Catalog(c) => c,
+        other => panic!("unexpected catalog reply {other:?}"),
+    }
+}
+
+/// Waits until the catalog holds at least `n` items, or panics after `timeout`.
+pub async fn wait_for_catalog(client: &Client, n: usize, timeout: Duration) -> CatalogSnapshot {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let c = catalog(client).await;
+        if c.items.len() >= n {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "catalog never reached {n} items: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a [`TestManufacturer`] has seen.
+#[derive(Debug, Default, Clone)]
+pub struct Books {
+    /// Highest applied notice.
+    pub high_water: u64,
+    /// Units sold per SKU, from applied sale notices.
+    pub sold: std::collections::BTreeMap<String, u64>,
+    /// Every notice seq delivered, duplicates included.
+    pub delivered: Vec<u64>,
+    /// Months it offered in.
+    pub offered_months: Vec<u32>,
+    /// Settlements received.
+    pub settlements: Vec<Settlement>,
+}
+
+/// A scripted manufacturer: offers a fixed catalog whenever asked, applies notices once by sequence
+/// number, and acks them (unless told not to).
+pub struct TestManufacturer {
+    /// The connection.
+    pub client: Client,
+    /// Its id.
+    pub id: ManufacturerId,
+    /// What it has seen.
+    pub books: Arc<Mutex<Books>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestManufacturer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a [`TestManufacturer`] behaves.
+#[derive(Debug, Clone)]
+pub struct ManufacturerScript {
+    /// What it offers each month.
+    pub offer: Vec<OfferLine>,
+    /// Whether it acks notices.
+    pub ack: bool,
+    /// Whether it reports dispatch after applying a sale.
+    pub dispatch: bool,
+}
+
+/// An offer line with sensible defaults.
+pub fn offer_line(sku: &str, quantity: u32, cents: u64) -> OfferLine {
+    OfferLine {
+        sku: sku.into(),
+        product: format!("Product {sku}"),
+        category: "test".into(),
+        quantity,
+        unit_price: Cents(cents),
+    }
+}
+
+impl TestManufacturer {
+    /// Connects under `name` and starts following `script`, with `books` carried over from an earlier
+    /// connection (pass `Default::default()` for a fresh one).
+    pub async fn connect(
+        addr: &str,
+        name: &str,
+        script: ManufacturerScript,
+        books: Arc<Mutex<Books>>,
+    ) -> TestManufacturer {
+        let (client, mut events) = Client::connect(addr, hello(Role::Manufacturer, Some(name)))
+            .await
+            .expect("connect manufacturer");
+        let id = client.welcome().manufacturer.expect("manufacturer id");
+        let worker = client.clone();
+        let shared = books.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::OfferRequested { month } => {
+                        let reply = worker
+                            .call(RequestBody::SubmitOffer {
+                                month,
+                                lines: script.offer.clone(),
+                            })
+                            .await;
+                        if reply.is_ok() {
+                            shared.lock().unwrap().offered_months.push(month.0);
+                        }
+                    }
+                    Event::Notice(notice) => {
+                        let mut dispatch = None;
+                        {
+                            let mut b = shared.lock().unwrap();
+                            b.delivered.push(notice.seq.0);
+                            if notice.seq.0 == b.high_water + 1 {
+                                b.high_water = notice.seq.0;
+                                match &notice.body {
+                                    NoticeBody::Sale(sale) => {
+                                        for line in &sale.lines {
+                                            *b.sold.entry(line.sku.clone()).or_default() +=
+                                                u64::from(line.quantity);
+                                        }
+                                        dispatch = Some(sale.order);
+                                    }
+                                    NoticeBody::Settlement(s) => b.settlements.push(s.clone()),
+                                }
+                            }
+                        }
+                        if script.ack {
+                            let _ = worker
+                                .call(RequestBody::AckNotices {
+                                    through: notice.seq,
+                                })
+                                .await;
+                            if let (true, Some(order)) = (script.dispatch, dispatch) {
+                                let _ = worker.call(RequestBody::ReportDispatch { order }).await;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        TestManufacturer {
+            client,
+            id,
+            books,
+            task,
+        }
+    }
+}
+
+/// A script that offers `lines`, acks and dispatches.
+pub fn script(lines: Vec<OfferLine>) -> ManufacturerScript {
+    ManufacturerScript {
+        offer: lines,
+        ack: true,
+        dispatch: true,
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true, or panics with `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A checkout of the cart with a fresh id.
+pub async fn checkout_cart(client: &Client) -> Result<OrderView, ClientError> {
+    match client
+        .call(RequestBody::Checkout {
+            checkout_id: CheckoutId::generate(),
+            lines: None,
+        })
+        .await?
+    {
+        Reply::Order(o) => Ok(o),
+        other => panic!("unexpected checkout reply {other:?}"),
+    }
+}

@@ -1,0 +1,454 @@
+//! The engine: the one task that owns the [`Market`] and carries out its plans.
+//!
+//! Sessions send [`Command`]s over a channel. The engine applies them one after another, hands what
+//! must be persisted to the [`Writer`] (which answers the client after the commit), publishes stock to
+//! the [`Board`], and runs the month clock. Nothing here waits on I/O, so one core keeps up with the
+//! whole market.
+
+use crate::board::{Board, Levels};
+use crate::market::{CheckoutError, Market};
+use crate::push::Registry;
+use crate::store::now_ms;
+use crate::store::read::{self, Reads};
+use crate::store::writer::{Done, Op, Writer};
+use protocol::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The answer channel for a client request.
+pub type ReplyTx = oneshot::Sender<Result<Reply, WireError>>;
+
+/// How many queued commands the engine applies before it publishes stock and checks the month.
+const DRAIN_LIMIT: usize = 256;
+
+/// A cart operation.
+#[derive(Debug, Clone, Copy)]
+pub enum CartOp {
+    /// View (and cut to stock).
+    View,
+    /// Add to a line.
+    Add(ListingId, u32),
+    /// Set a line.
+    Set(ListingId, u32),
+    /// Remove a line.
+    Remove(ListingId),
+    /// Empty the cart.
+    Clear,
+}
+
+/// What sessions ask of the engine.
+pub enum Command {
+    /// A manufacturer connected under `name`.
+    ManufacturerHello {
+        /// Its stable name.
+        name: String,
+        /// Where to push `OfferRequested`.
+        events: mpsc::UnboundedSender<Event>,
+        /// Its id and the last notice it acked, once registered durably.
+        reply: oneshot::Sender<Result<(ManufacturerId, NoticeSeq), WireError>>,
+    },
+    /// A manufacturer's connection ended.
+    ManufacturerGone(ManufacturerId, mpsc::UnboundedSender<Event>),
+    /// An offer.
+    SubmitOffer(ManufacturerId, MonthId, Vec<OfferLine>, ReplyTx),
+    /// An ack.
+    Ack(ManufacturerId, NoticeSeq, ReplyTx),
+    /// A cart operation.
+    Cart(AccountId, CartOp, ReplyTx),
+    /// A checkout.
+    Checkout(AccountId, CheckoutId, Option<Vec<CartItem>>, ReplyTx),
+    /// A card was attached or removed.
+    CardChanged(AccountId, bool),
+    /// An account was deleted.
+    AccountDeleted(AccountId),
+    /// An operator closes the month.
+    CloseMonth(ReplyTx),
+    /// An operator asks for the market's status.
+    Status(oneshot::Sender<SystemStatus>),
+}
+
+/// The sending side, cloned into every session.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl EngineHandle {
+    /// Sends a command. Fails only when the engine has stopped.
+    pub fn send(&self, command: Command) -> Result<(), WireError> {
+        self.tx
+            .send(command)
+            .map_err(|_| WireError::new(ErrorCode::ShuttingDown, "the server is shutting down"))
+    }
+
+    /// Sends a command that answers through a [`ReplyTx`] and waits for the answer.
+    pub async fn ask(&self, make: impl FnOnce(ReplyTx) -> Command) -> Result<Reply, WireError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await
+            .map_err(|_| WireError::new(ErrorCode::ShuttingDown, "the server is shutting down"))?
+    }
+}
+
+/// The engine's state.
+pub struct Engine {
+    market: Market,
+    writer: Writer,
+    reads: Reads,
+    board: Board,
+    registry: Arc<Registry>,
+    month_ms: u64,
+    manufacturers: HashMap<ManufacturerId, mpsc::UnboundedSender<Event>>,
+    /// Retries of a checkout whose first attempt is still being committed.
+    waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
+    published_version: u64,
+    published_epoch: u64,
+}
+
+impl Engine {
+    /// Builds the engine around a restored market.
+    pub fn new(
+        market: Market,
+        writer: Writer,
+        reads: Reads,
+        board: Board,
+        registry: Arc<Registry>,
+        month: Duration,
+    ) -> Self {
+        Engine {
+            market,
+            writer,
+            reads,
+            board,
+            registry,
+            month_ms: month.as_millis() as u64,
+            manufacturers: HashMap::new(),
+            waiting: HashMap::new(),
+            published_version: u64::MAX,
+            published_epoch: u64::MAX,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled or every handle is dropped.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut committed: mpsc::UnboundedReceiver<crate::market::Committed>,
+        shutdown: CancellationToken,
+    ) {
+        if self.market.open_month().is_none() {
+            self.open_month();
+        }
+        self.publish();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(batch) = committed.recv() => self.on_committed(batch),
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command);
+                    for _ in 0..DRAIN_LIMIT {
+                        match commands.try_recv() {
+                            Ok(command) => self.handle(command),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            self.check_month();
+            self.publish();
+            debug_assert_eq!(self.market.check_invariants(), Ok(()));
+        }
+    }
+
+    fn submit(&self, op: Op, done: Done) {
+        if let Err(e) = self.writer.submit(op, done) {
+            tracing::warn!(error = %e, "writer is gone; dropping a write");
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::ManufacturerHello {
+                name,
+                events,
+                reply,
+            } => {
+                let (id, is_new) = self.market.register_manufacturer(&name);
+                // A second connection under the same name replaces the first: dropping the old
+                // sender tells the old session to close.
+                self.manufacturers.insert(id, events);
+                self.market.set_connected(id, true);
+                self.market.reset_offer_request(id);
+                let acked = self
+                    .market
+                    .manufacturer(id)
+                    .map_or(NoticeSeq(0), |m| m.acked_seq);
+                let last = self
+                    .market
+                    .manufacturer(id)
+                    .map_or(NoticeSeq(0), |m| m.last_seq);
+                self.registry.outbox_durable(id, last);
+                if is_new {
+                    let (tx, rx) = oneshot::channel();
+                    self.submit(
+                        Op::RegisterManufacturer(id, name.clone()),
+                        Done::Reply(tx, Ok(Reply::Done)),
+                    );
+                    tokio::spawn(async move {
+                        let result = match rx.await {
+                            Ok(Ok(_)) => Ok((id, acked)),
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(WireError::new(ErrorCode::ShuttingDown, "shutting down")),
+                        };
+                        let _ = reply.send(result);
+                    });
+                } else {
+                    let _ = reply.send(Ok((id, acked)));
+                }
+                tracing::info!(manufacturer = %name, id = id.0, "manufacturer connected");
+                self.request_offers();
+            }
+            Command::ManufacturerGone(id, events) => {
+                let current = self
+                    .manufacturers
+                    .get(&id)
+                    .is_some_and(|tx| tx.same_channel(&events));
+                if current {
+                    self.manufacturers.remove(&id);
+                    self.market.set_connected(id, false);
+                    tracing::info!(id = id.0, "manufacturer disconnected");
+                }
+            }
+            Command::SubmitOffer(id, month, lines, reply) => {
+                match self.market.submit_offer(id, month, &lines) {
+                    Ok(plan) => {
+                        let answer = Reply::OfferAccepted {
+                            month,
+                            listings: plan.reply.clone(),
+                        };
+                        tracing::info!(
+                            manufacturer = self.market.manufacturer_name(id),
+                            month = month.0,
+                            lines = lines.len(),
+                            units = lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>(),
+                            "offer accepted"
+                        );
+                        self.submit(Op::Offer(plan), Done::Reply(reply, Ok(answer)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Ack(id, through, reply) => {
+                let before = self
+                    .market
+                    .manufacturer(id)
+                    .map_or(NoticeSeq(0), |m| m.acked_seq);
+                match self.market.ack(id, through) {
+                    Ok(true) => {
+                        let op = Op::Ack {
+                            manufacturer: id,
+                            after: before,
+                            through,
+                        };
+                        self.submit(op, Done::Reply(reply, Ok(Reply::Done)));
+                        self.request_offers();
+                    }
+                    Ok(false) => {
+                        let _ = reply.send(Ok(Reply::Done));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Cart(account, op, reply) => {
+                let outcome = match op {
+                    CartOp::View => Ok(self.market.view_cart(account)),
+                    CartOp::Add(listing, q) => self.market.add_to_cart(account, listing, q),
+                    CartOp::Set(listing, q) => self.market.set_cart_quantity(account, listing, q),
+                    CartOp::Remove(listing) => self.market.set_cart_quantity(account, listing, 0),
+                    CartOp::Clear => Ok(self.market.clear_cart(account)),
+                };
+                match outcome {
+                    Ok(outcome) if outcome.writes.is_empty() => {
+                        let _ = reply.send(Ok(Reply::Cart(outcome.view)));
+                    }
+                    Ok(outcome) => {
+                        let op = Op::Cart {
+                            account,
+                            writes: outcome.writes,
+                        };
+                        self.submit(op, Done::Reply(reply, Ok(Reply::Cart(outcome.view))));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Checkout(account, checkout_id, lines, reply) => {
+                match self.market.checkout(account, checkout_id, lines, now_ms()) {
+                    Ok(plan) => {
+                        let answer = Reply::Order(plan.order.clone());
+                        self.submit(Op::Checkout(Box::new(plan)), Done::Reply(reply, Ok(answer)));
+                    }
+                    Err(CheckoutError::Rejected(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Err(CheckoutError::OutOfStock { error, cart_writes }) => {
+                        if cart_writes.is_empty() {
+                            let _ = reply.send(Err(error));
+                        } else {
+                            let op = Op::Cart {
+                                account,
+                                writes: cart_writes,
+                            };
+                            self.submit(op, Done::Reply(reply, Err(error)));
+                        }
+                    }
+                    Err(CheckoutError::Duplicate { order, committed }) => {
+                        if committed {
+                            self.answer_with_order(order, reply);
+                        } else {
+                            self.waiting.entry(checkout_id).or_default().push(reply);
+                        }
+                    }
+                }
+            }
+            Command::CardChanged(account, has_card) => self.market.set_card(account, has_card),
+            Command::AccountDeleted(account) => self.market.forget_customer(account),
+            Command::CloseMonth(reply) => {
+                if self.market.open_month().is_some() {
+                    self.close_month(CloseReason::Operator);
+                    self.open_month();
+                    let _ = reply.send(Ok(Reply::Done));
+                } else {
+                    let _ =
+                        reply.send(Err(WireError::new(ErrorCode::Conflict, "no month is open")));
+                }
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.market.status(0, 0));
+            }
+        }
+    }
+
+    fn answer_with_order(&self, order: OrderId, reply: ReplyTx) {
+        let reads = self.reads.clone();
+        tokio::spawn(async move {
+            let result = match reads.with(move |c| read::order(c, order)).await {
+                Ok(Some(view)) => Ok(Reply::Order(view)),
+                Ok(None) => Err(WireError::new(ErrorCode::NotFound, "order not found")),
+                Err(e) => Err(WireError::new(ErrorCode::Internal, e.to_string())),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    fn on_committed(&mut self, batch: crate::market::Committed) {
+        self.market.committed(&batch.checkouts);
+        for id in &batch.checkouts {
+            if let Some(waiters) = self.waiting.remove(id) {
+                if let Some(order) = self.market.checkouts.get(id).map(|r| r.order) {
+                    for reply in waiters {
+                        self.answer_with_order(order, reply);
+                    }
+                }
+            }
+        }
+    }
+
+    fn request_offers(&mut self) {
+        for (id, month) in self.market.due_offer_requests() {
+            if let Some(tx) = self.manufacturers.get(&id) {
+                tracing::info!(
+                    manufacturer = self.market.manufacturer_name(id),
+                    month = month.0,
+                    "requesting offer"
+                );
+                let _ = tx.send(Event::OfferRequested { month });
+            }
+        }
+    }
+
+    fn open_month(&mut self) {
+        let view = self.market.open_next_month(now_ms(), self.month_ms);
+        let expected = self
+            .market
+            .open_month()
+            .map(|m| m.expected.iter().copied().collect())
+            .unwrap_or_default();
+        tracing::info!(month = view.id.0, "month opened");
+        self.submit(Op::OpenMonth(view.clone(), expected), Done::Nothing);
+        self.registry.broadcast(Event::MonthOpened(view));
+        self.request_offers();
+    }
+
+    fn close_month(&mut self, reason: CloseReason) {
+        let Some(month) = self.market.open_month().map(|m| m.id) else {
+            return;
+        };
+        let at = now_ms();
+        let settlements = self.market.close_month(reason, at);
+        tracing::info!(
+            month = month.0,
+            ?reason,
+            manufacturers = settlements.len(),
+            "month closed"
+        );
+        let settlements = settlements
+            .into_iter()
+            .map(|s| (s.manufacturer, s.notice))
+            .collect();
+        self.submit(
+            Op::CloseMonth {
+                month,
+                at_ms: at,
+                reason,
+                settlements,
+            },
+            Done::Nothing,
+        );
+        self.registry
+            .broadcast(Event::MonthClosed { month, reason });
+    }
+
+    fn check_month(&mut self) {
+        if let Some(reason) = self.market.close_reason(now_ms()) {
+            self.close_month(reason);
+            self.open_month();
+        }
+    }
+
+    fn publish(&mut self) {
+        let epoch = self.market.catalog_epoch();
+        if epoch != self.published_epoch {
+            self.board.publish_catalog(epoch, self.market.catalog());
+            self.published_epoch = epoch;
+        }
+        let version = self.market.stock_version();
+        if version != self.published_version {
+            self.board.publish_levels(Levels {
+                version,
+                epoch,
+                remaining: self.market.levels().into_iter().collect(),
+            });
+            self.published_version = version;
+        }
+    }
+}
+
+/// Creates the engine's command channel.
+pub fn channel() -> (EngineHandle, mpsc::UnboundedReceiver<Command>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (EngineHandle { tx }, rx)
+}

@@ -1,0 +1,266 @@
+//! Checkout: all or nothing, idempotent by the client's checkout id, prices frozen into the order.
+
+use super::Market;
+use protocol::*;
+use std::collections::BTreeMap;
+
+/// The most lines one checkout may hold.
+pub const MAX_CHECKOUT_LINES: usize = 100;
+
+/// What the market remembers of a checkout id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    pub account: Option<AccountId>,
+    pub order: OrderId,
+    /// False until the writer reports the transaction committed.
+    pub committed: bool,
+}
+
+/// Everything one successful checkout changes, for the writer to persist in one transaction.
+#[derive(Debug, Clone)]
+pub struct CheckoutPlan {
+    /// The buyer.
+    pub account: AccountId,
+    /// The order, with prices frozen. Also the reply.
+    pub order: OrderView,
+    /// The manufacturer of each order line, in the same order as `order.lines`.
+    pub line_manufacturers: Vec<ManufacturerId>,
+    /// One sale notice per manufacturer involved.
+    pub notices: Vec<(ManufacturerId, Notice)>,
+    /// New stock levels: listing → remaining.
+    pub stock: Vec<(ListingId, u32)>,
+    /// Whether the cart was bought (and so must be cleared in the store).
+    pub clears_cart: bool,
+}
+
+/// Why a checkout did not create an order.
+#[derive(Debug, Clone)]
+pub enum CheckoutError {
+    /// Refused; nothing changed.
+    Rejected(WireError),
+    /// Some lines could not be filled; nothing was bought. For a cart checkout the cart was cut to
+    /// what is available, and `cart_writes` must be persisted.
+    OutOfStock {
+        /// The error with every shortage.
+        error: WireError,
+        /// Cart lines to persist (quantity 0 = deleted).
+        cart_writes: Vec<CartItem>,
+    },
+    /// The checkout id was used before by this account: answer with that order.
+    Duplicate {
+        /// The original order.
+        order: OrderId,
+        /// False while its transaction is still in flight.
+        committed: bool,
+    },
+}
+
+/// The writer's report that a batch of checkouts is durable.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// The checkout ids in the batch.
+    pub checkouts: Vec<CheckoutId>,
+}
+
+impl Market {
+    /// Buys the cart (`lines == None`) or exactly `lines`, all or nothing.
+    pub fn checkout(
+        &mut self,
+        account: AccountId,
+        checkout_id: CheckoutId,
+        lines: Option<Vec<CartItem>>,
+        now_ms: u64,
+    ) -> Result<CheckoutPlan, CheckoutError> {
+        if let Some(record) = self.checkouts.get(&checkout_id) {
+            if record.account != Some(account) {
+                return Err(CheckoutError::Rejected(WireError::new(
+                    ErrorCode::Conflict,
+                    "this checkout id was already used; generate a new one",
+                )));
+            }
+            return Err(CheckoutError::Duplicate {
+                order: record.order,
+                committed: record.committed,
+            });
+        }
+        let reject = |code, msg: &str| Err(CheckoutError::Rejected(WireError::new(code, msg)));
+        let Some(month_id) = self.open_month().map(|m| m.id) else {
+            return reject(
+                ErrorCode::MonthClosed,
+                "the month is closed; the next one opens shortly",
+            );
+        };
+        let from_cart = lines.is_none();
+        let wanted = match lines {
+            Some(lines) => lines,
+            None => self
+                .customers
+                .get(&account)
+                .map(|c| c.cart.clone())
+                .unwrap_or_default(),
+        };
+        if wanted.is_empty() {
+            return reject(ErrorCode::EmptyCart, "your cart is empty");
+        }
+        if wanted.len() > MAX_CHECKOUT_LINES {
+            return reject(ErrorCode::InvalidInput, "too many lines in one checkout");
+        }
+        if !self.customers.get(&account).is_some_and(|c| c.has_card) {
+            return reject(
+                ErrorCode::CardRequired,
+                "attach a payment card before checking out",
+            );
+        }
+        // Same-product lines are merged before they are checked, so two lines of 1 cannot both
+        // take the last unit.
+        let mut merged: BTreeMap<ListingId, u32> = BTreeMap::new();
+        for line in &wanted {
+            if line.quantity == 0 {
+                return Err(CheckoutError::Rejected(WireError::field(
+                    ErrorCode::InvalidInput,
+                    Field::Quantity,
+                    "every line needs a quantity of at least 1",
+                )));
+            }
+            let q = merged.entry(line.listing).or_insert(0);
+            *q = q.saturating_add(line.quantity);
+        }
+        let shortages: Vec<Shortage> = merged
+            .iter()
+            .filter_map(|(listing, quantity)| {
+                let available = self.available(*listing);
+                (*quantity > available).then(|| {
+                    let (product, manufacturer) = self.names(*listing);
+                    Shortage {
+                        listing: *listing,
+                        product,
+                        manufacturer,
+                        requested: *quantity,
+                        available,
+                    }
+                })
+            })
+            .collect();
+        if !shortages.is_empty() {
+            let names: Vec<String> = shortages
+                .iter()
+                .map(|s| match s.available {
+                    0 => format!("{} from {} is sold out", s.product, s.manufacturer),
+                    n => format!("only {} {} from {} left", n, s.product, s.manufacturer),
+                })
+                .collect();
+            let mut error = WireError::new(
+                ErrorCode::OutOfStock,
+                format!("nothing was bought: {}", names.join("; ")),
+            );
+            error.shortages = shortages;
+            let cart_writes = if from_cart {
+                self.cut_cart(account).0
+            } else {
+                Vec::new()
+            };
+            return Err(CheckoutError::OutOfStock { error, cart_writes });
+        }
+
+        // Everything fits: take the stock and freeze the prices.
+        let order_id = OrderId(self.next_order);
+        let mut order_lines = Vec::with_capacity(merged.len());
+        let mut line_manufacturers = Vec::with_capacity(merged.len());
+        let mut stock_levels = Vec::with_capacity(merged.len());
+        let mut sales: BTreeMap<ManufacturerId, Vec<SaleLine>> = BTreeMap::new();
+        let mut total = Cents(0);
+        for (listing_id, quantity) in &merged {
+            let (Some(listing), Some(stock)) = (
+                self.listings.get(listing_id),
+                self.stock.get(listing_id).copied(),
+            ) else {
+                continue; // Unreachable: availability was checked above.
+            };
+            let Some(line_total) = stock.unit_price.times(*quantity) else {
+                return reject(ErrorCode::InvalidInput, "order total is too large");
+            };
+            let Some(new_total) = total.plus(line_total) else {
+                return reject(ErrorCode::InvalidInput, "order total is too large");
+            };
+            total = new_total;
+            order_lines.push(OrderLine {
+                listing: *listing_id,
+                product: listing.product.clone(),
+                manufacturer_name: self.manufacturer_name(listing.manufacturer).to_string(),
+                unit_price: stock.unit_price,
+                quantity: *quantity,
+                line_total,
+                status: LineStatus::Placed,
+            });
+            line_manufacturers.push(listing.manufacturer);
+            sales
+                .entry(listing.manufacturer)
+                .or_default()
+                .push(SaleLine {
+                    sku: listing.sku.clone(),
+                    quantity: *quantity,
+                    unit_price: stock.unit_price,
+                });
+            stock_levels.push((*listing_id, stock.remaining - quantity));
+        }
+        for (listing, remaining) in &stock_levels {
+            if let Some(stock) = self.stock.get_mut(listing) {
+                stock.remaining = *remaining;
+            }
+        }
+        self.next_order += 1;
+        self.stock_version += 1;
+        let notices = sales
+            .into_iter()
+            .map(|(manufacturer, lines)| {
+                let seq = self.next_seq(manufacturer);
+                let body = NoticeBody::Sale(SaleNotice {
+                    month: month_id,
+                    order: order_id,
+                    lines,
+                });
+                (manufacturer, Notice { seq, body })
+            })
+            .collect();
+        if from_cart {
+            self.customer_mut(account).cart.clear();
+        }
+        if let Some(month) = self.month.as_mut() {
+            if from_cart || month.active.contains_key(&account) {
+                month.active.insert(account, true);
+            }
+        }
+        self.checkouts.insert(
+            checkout_id,
+            Record {
+                account: Some(account),
+                order: order_id,
+                committed: false,
+            },
+        );
+        Ok(CheckoutPlan {
+            account,
+            order: OrderView {
+                id: order_id,
+                checkout_id,
+                month: month_id,
+                placed_at_ms: now_ms,
+                lines: order_lines,
+                total,
+            },
+            line_manufacturers,
+            notices,
+            stock: stock_levels,
+            clears_cart: from_cart,
+        })
+    }
+
+    /// Marks checkouts durable, so retries get their order straight away.
+    pub fn committed(&mut self, checkouts: &[CheckoutId]) {
+        for id in checkouts {
+            if let Some(record) = self.checkouts.get_mut(id) {
+                record.committed = true;
+            }
+        }
+    }
+}

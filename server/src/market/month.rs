@@ -1,0 +1,303 @@
+//! The monthly cycle: open, take offers, decide when to close, settle.
+
+use super::{Listing, Market, Stock};
+use protocol::*;
+use std::collections::{BTreeSet, HashMap};
+
+/// How long after opening a month waits for the expected offers before "sold out" may close it.
+/// Without this grace, a month whose first offer sells out would close before the others arrive.
+pub const OFFER_GRACE_MS: u64 = 5_000;
+
+/// A selling month.
+#[derive(Debug, Clone)]
+pub struct Month {
+    /// Its id.
+    pub id: MonthId,
+    /// Unix ms when it opened.
+    pub opened_at_ms: u64,
+    /// Unix ms when its time is up.
+    pub ends_at_ms: u64,
+    /// `None` while open; the close time and reason afterwards.
+    pub closed: Option<(u64, CloseReason)>,
+    /// Manufacturers connected when it opened: they are asked for an offer.
+    pub expected: BTreeSet<ManufacturerId>,
+    /// Manufacturers that were sent `OfferRequested`.
+    pub requested: BTreeSet<ManufacturerId>,
+    /// Manufacturers whose offer was accepted.
+    pub offered: BTreeSet<ManufacturerId>,
+    /// Customers who used their cart this month → whether they have checked out since.
+    pub active: HashMap<AccountId, bool>,
+}
+
+impl Month {
+    /// Whether the month is selling.
+    pub fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    /// As clients see it.
+    pub fn view(&self) -> MonthView {
+        MonthView {
+            id: self.id,
+            state: if self.is_open() {
+                MonthState::Open
+            } else {
+                MonthState::Closed
+            },
+            opened_at_ms: self.opened_at_ms,
+            ends_at_ms: self.ends_at_ms,
+        }
+    }
+}
+
+/// What accepting an offer changes.
+#[derive(Debug, Clone)]
+pub struct OfferPlan {
+    /// The month.
+    pub month: MonthId,
+    /// The manufacturer.
+    pub manufacturer: ManufacturerId,
+    /// Listings created or renamed by this offer (to persist).
+    pub listings: Vec<Listing>,
+    /// The offer lines: listing → stock.
+    pub stock: Vec<(ListingId, Stock)>,
+    /// SKU → listing, for the reply.
+    pub reply: Vec<(String, ListingId)>,
+}
+
+/// A settlement to send to one manufacturer.
+#[derive(Debug, Clone)]
+pub struct SettlementPlan {
+    /// Who gets it.
+    pub manufacturer: ManufacturerId,
+    /// The notice (sequence number already taken).
+    pub notice: Notice,
+}
+
+impl Market {
+    /// Opens the next month. `connected` manufacturers are expected to offer.
+    pub fn open_next_month(&mut self, now_ms: u64, month_ms: u64) -> MonthView {
+        let id = MonthId(self.last_month.0 + 1);
+        self.last_month = id;
+        let expected = self
+            .manufacturers
+            .iter()
+            .filter(|(_, m)| m.connected)
+            .map(|(id, _)| *id)
+            .collect();
+        let month = Month {
+            id,
+            opened_at_ms: now_ms,
+            ends_at_ms: now_ms.saturating_add(month_ms),
+            closed: None,
+            expected,
+            requested: BTreeSet::new(),
+            offered: BTreeSet::new(),
+            active: HashMap::new(),
+        };
+        let view = month.view();
+        self.month = Some(month);
+        self.stock.clear();
+        self.stock_version += 1;
+        self.catalog_epoch += 1;
+        view
+    }
+
+    /// Manufacturers that should be sent `OfferRequested` now: expected, connected, drained, not yet
+    /// asked. Marks them as asked.
+    pub fn due_offer_requests(&mut self) -> Vec<(ManufacturerId, MonthId)> {
+        let Some(month) = self.month.as_mut().filter(|m| m.is_open()) else {
+            return Vec::new();
+        };
+        let mut due = Vec::new();
+        for id in &month.expected {
+            if month.requested.contains(id) {
+                continue;
+            }
+            if let Some(m) = self.manufacturers.get(id) {
+                if m.connected && m.drained() {
+                    due.push((*id, month.id));
+                }
+            }
+        }
+        for (id, _) in &due {
+            month.requested.insert(*id);
+        }
+        due
+    }
+
+    /// A manufacturer reconnected: if it was asked but never offered, it may be asked again.
+    pub fn reset_offer_request(&mut self, id: ManufacturerId) {
+        if let Some(month) = self.month.as_mut().filter(|m| m.is_open()) {
+            if !month.offered.contains(&id) {
+                month.requested.remove(&id);
+            }
+        }
+    }
+
+    /// Validates and applies an offer.
+    pub fn submit_offer(
+        &mut self,
+        manufacturer: ManufacturerId,
+        month_id: MonthId,
+        lines: &[OfferLine],
+    ) -> Result<OfferPlan, WireError> {
+        let Some(month) = self.month.as_ref().filter(|m| m.is_open()) else {
+            return Err(WireError::new(ErrorCode::Conflict, "no month is open"));
+        };
+        if month.id != month_id {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                format!("the open month is {}, not {}", month.id.0, month_id.0),
+            ));
+        }
+        if !month.expected.contains(&manufacturer) {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                "you joined after this month opened; you will be asked at the next month",
+            ));
+        }
+        if month.offered.contains(&manufacturer) {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                "an offer for this month was already accepted",
+            ));
+        }
+        let mut skus = BTreeSet::new();
+        for line in lines {
+            if line.sku.is_empty() || line.sku.len() > 64 || line.product.len() > 128 {
+                return Err(WireError::new(
+                    ErrorCode::InvalidInput,
+                    "each line needs a SKU of 1-64 bytes and a product name of up to 128",
+                ));
+            }
+            if line.category.len() > 64 || line.unit_price.0 == 0 || line.unit_price.0 > 1 << 40 {
+                return Err(WireError::new(
+                    ErrorCode::InvalidInput,
+                    format!("{}: bad category or unit price", line.sku),
+                ));
+            }
+            if !skus.insert(line.sku.as_str()) {
+                return Err(WireError::new(
+                    ErrorCode::InvalidInput,
+                    format!("{}: SKU listed twice", line.sku),
+                ));
+            }
+        }
+        let mut plan = OfferPlan {
+            month: month_id,
+            manufacturer,
+            listings: Vec::new(),
+            stock: Vec::new(),
+            reply: Vec::new(),
+        };
+        for line in lines {
+            let key = (manufacturer, line.sku.clone());
+            let id = match self.listing_by_sku.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = ListingId(self.next_listing);
+                    self.next_listing += 1;
+                    self.listing_by_sku.insert(key, id);
+                    id
+                }
+            };
+            let listing = Listing {
+                id,
+                manufacturer,
+                sku: line.sku.clone(),
+                product: line.product.clone(),
+                category: line.category.clone(),
+            };
+            let changed = self.listings.get(&id).is_none_or(|old| {
+                old.product != listing.product || old.category != listing.category
+            });
+            if changed {
+                plan.listings.push(listing.clone());
+                self.listings.insert(id, listing);
+            }
+            let stock = Stock {
+                unit_price: line.unit_price,
+                offered: line.quantity,
+                remaining: line.quantity,
+            };
+            self.stock.insert(id, stock);
+            plan.stock.push((id, stock));
+            plan.reply.push((line.sku.clone(), id));
+        }
+        if let Some(month) = self.month.as_mut() {
+            month.offered.insert(manufacturer);
+        }
+        self.stock_version += 1;
+        self.catalog_epoch += 1;
+        Ok(plan)
+    }
+
+    /// Whether the open month should close now, and why.
+    pub fn close_reason(&self, now_ms: u64) -> Option<CloseReason> {
+        let month = self.open_month()?;
+        if now_ms >= month.ends_at_ms {
+            return Some(CloseReason::TimeUp);
+        }
+        let offered: u64 = self.stock.values().map(|s| u64::from(s.offered)).sum();
+        let remaining: u64 = self.stock.values().map(|s| u64::from(s.remaining)).sum();
+        let offers_in = month.expected.is_subset(&month.offered)
+            || now_ms >= month.opened_at_ms.saturating_add(OFFER_GRACE_MS);
+        if offered > 0 && remaining == 0 && offers_in {
+            return Some(CloseReason::SoldOut);
+        }
+        let all_done = !month.active.is_empty()
+            && month.active.iter().all(|(account, checked_out)| {
+                *checked_out
+                    && self
+                        .customers
+                        .get(account)
+                        .is_none_or(|c| c.cart.is_empty())
+            });
+        if all_done {
+            return Some(CloseReason::AllCustomersDone);
+        }
+        None
+    }
+
+    /// Closes the open month and writes a settlement notice for each manufacturer that offered.
+    pub fn close_month(&mut self, reason: CloseReason, now_ms: u64) -> Vec<SettlementPlan> {
+        let Some(month) = self.month.as_mut().filter(|m| m.is_open()) else {
+            return Vec::new();
+        };
+        month.closed = Some((now_ms, reason));
+        let month_id = month.id;
+        let offered: Vec<ManufacturerId> = month.offered.iter().copied().collect();
+        let mut plans = Vec::new();
+        for manufacturer in offered {
+            let lines = self
+                .stock
+                .iter()
+                .filter_map(|(id, s)| {
+                    let listing = self.listings.get(id)?;
+                    (listing.manufacturer == manufacturer).then(|| SettlementLine {
+                        sku: listing.sku.clone(),
+                        offered: s.offered,
+                        sold: s.offered - s.remaining,
+                        unsold: s.remaining,
+                    })
+                })
+                .collect();
+            let seq = self.next_seq(manufacturer);
+            plans.push(SettlementPlan {
+                manufacturer,
+                notice: Notice {
+                    seq,
+                    body: NoticeBody::Settlement(Settlement {
+                        month: month_id,
+                        reason,
+                        lines,
+                    }),
+                },
+            });
+        }
+        self.stock_version += 1;
+        self.catalog_epoch += 1;
+        plans
+    }
+}

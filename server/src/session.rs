@@ -1,0 +1,964 @@
+//! One connection: handshake, timeouts, role checks, request dispatch and pushes.
+//!
+//! A session reads frames itself (not through `Framed`) so that it always knows whether a frame is
+//! half-received: a half frame must finish within `frame_timeout`, while a quiet connection may idle
+//! for `idle_timeout`. Requests are handled one at a time, in order; pushes are written between them.
+
+use crate::auth::{self, Throttle};
+use crate::board::BoardReader;
+use crate::engine::{CartOp, Command, EngineHandle};
+use crate::push::Registry;
+use crate::store::read::{self, Reads};
+use crate::store::writer::{Op, Outcome, Writer};
+use crate::store::{now_ms, StoreError};
+use crate::Config;
+use bytes::BytesMut;
+use protocol::codec::CodecError;
+use protocol::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+/// How many notices may be in flight to a manufacturer before the relay waits for acks.
+const RELAY_WINDOW: u64 = 512;
+/// How many notices the relay reads from the outbox at a time.
+const RELAY_CHUNK: usize = 128;
+
+/// What every session shares.
+pub struct Shared {
+    /// The market.
+    pub engine: EngineHandle,
+    /// Account and session writes.
+    pub writer: Writer,
+    /// Reads.
+    pub reads: Reads,
+    /// Live stock.
+    pub board: BoardReader,
+    /// Pushes.
+    pub registry: Arc<Registry>,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Failed logins per email.
+    pub throttle_account: Throttle,
+    /// Failed logins per address.
+    pub throttle_address: Throttle,
+    /// Bounds concurrent argon2 hashing: each one takes 19 MiB.
+    pub hashing: Semaphore,
+    /// Session ids for the registry.
+    pub next_session: AtomicU64,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The peer closed or the socket failed.
+    Gone,
+    /// Tell the peer why, then close.
+    Close(WireError),
+}
+
+type Answer = Result<Reply, WireError>;
+
+fn err(code: ErrorCode, msg: &str) -> WireError {
+    WireError::new(code, msg)
+}
+
+fn internal(e: StoreError) -> WireError {
+    tracing::error!(error = %e, "store error");
+    WireError::new(
+        ErrorCode::Internal,
+        "something went wrong on the server; nothing was changed",
+    )
+}
+
+/// A customer's login state.
+struct Login {
+    account: AccountId,
+    token_hash: [u8; 32],
+    expires_at_ms: u64,
+    pushes: mpsc::Receiver<Event>,
+}
+
+/// A manufacturer's link state: the relay's positions in its outbox.
+struct Link {
+    id: ManufacturerId,
+    events: mpsc::UnboundedReceiver<Event>,
+    /// Weak, so that the engine dropping its sender (a newer connection took the name) closes
+    /// `events`; upgraded only to say goodbye.
+    events_tx: mpsc::WeakUnboundedSender<Event>,
+    durable: watch::Receiver<NoticeSeq>,
+    sent: NoticeSeq,
+    acked: NoticeSeq,
+}
+
+/// Stock watching state: what this client was last told.
+struct Watch {
+    catalog: watch::Receiver<Arc<crate::board::Catalog>>,
+    levels: watch::Receiver<Arc<crate::board::Levels>>,
+    epoch: u64,
+    sent: HashMap<ListingId, u32>,
+    flush_at: Option<Instant>,
+    last_flush: Instant,
+}
+
+struct Session<R, W> {
+    reader: R,
+    writer: W,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    codec: ServerCodec,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    id: u64,
+    role: Role,
+    login: Option<Login>,
+    link: Option<Link>,
+    watch: Option<Watch>,
+    everyone: broadcast::Receiver<Event>,
+    partial_since: Option<Instant>,
+    last_activity: Instant,
+}
+
+/// Serves one connection until it ends or `shutdown` is cancelled.
+pub async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let everyone = shared.registry.subscribe_all();
+    let mut session = Session {
+        reader,
+        writer,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        codec: ServerCodec::new(),
+        shared,
+        peer,
+        id,
+        role: Role::Customer,
+        login: None,
+        link: None,
+        watch: None,
+        everyone,
+        partial_since: None,
+        last_activity: Instant::now(),
+    };
+    let end = match session.handshake().await {
+        Ok(()) => session.run(&shutdown).await.err().unwrap_or(End::Gone),
+        Err(end) => end,
+    };
+    if let End::Close(reason) = end {
+        tracing::debug!(peer = %session.peer, code = ?reason.code, "closing: {}", reason.message);
+        let _ = session.send(&ServerMessage::Closing(reason)).await;
+    }
+    let _ = session.writer.shutdown().await;
+    session.cleanup();
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    fn cleanup(&mut self) {
+        if let Some(login) = self.login.take() {
+            self.shared.registry.detach_customer(login.account, self.id);
+        }
+        if let Some(link) = self.link.take() {
+            if let Some(tx) = link.events_tx.upgrade() {
+                let _ = self
+                    .shared
+                    .engine
+                    .send(Command::ManufacturerGone(link.id, tx));
+            }
+        }
+    }
+
+    /// Writes one message, bounded by the frame timeout so a client that never reads cannot pin us.
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
+        self.queue(message)?;
+        self.flush().await
+    }
+
+    fn queue(&mut self, message: &ServerMessage) -> Result<(), End> {
+        self.codec.encode(message, &mut self.wbuf).map_err(|e| {
+            tracing::error!(error = %e, "cannot encode a reply");
+            End::Gone
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.shared.config.frame_timeout;
+        match tokio::time::timeout(timeout, self.writer.write_all(&self.wbuf)).await {
+            Ok(Ok(())) => {
+                self.wbuf.clear();
+                if self.wbuf.capacity() > 64 * 1024 {
+                    self.wbuf = BytesMut::new(); // Give back the memory of a big catalog reply.
+                }
+                Ok(())
+            }
+            _ => Err(End::Gone),
+        }
+    }
+
+    /// Reads until one whole message is decoded, honouring the frame deadline.
+    async fn next_message(&mut self, deadline: Instant) -> Result<ClientMessage, End> {
+        loop {
+            match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(e) => return Err(self.violation(e)),
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 256 {
+                self.rbuf.reserve(1024);
+            }
+            match tokio::time::timeout_at(deadline, self.reader.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(End::Gone),
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    return Err(End::Close(err(
+                        ErrorCode::Timeout,
+                        "no complete frame in time",
+                    )))
+                }
+            }
+        }
+    }
+
+    fn violation(&self, e: CodecError) -> End {
+        if e.is_protocol_violation() {
+            tracing::info!(peer = %self.peer, error = %e, "malformed frame");
+            End::Close(err(ErrorCode::Malformed, &format!("malformed frame: {e}")))
+        } else {
+            End::Gone
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<(), End> {
+        let deadline = Instant::now() + self.shared.config.frame_timeout;
+        let hello = match self.next_message(deadline).await? {
+            ClientMessage::Hello(hello) => hello,
+            ClientMessage::Request(_) => {
+                return Err(End::Close(err(
+                    ErrorCode::BadHandshake,
+                    "the first frame must be Hello",
+                )))
+            }
+        };
+        if hello.version != PROTOCOL_VERSION {
+            let reason = WireError::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "this server speaks protocol version {PROTOCOL_VERSION}, the client speaks {}; please upgrade",
+                    hello.version
+                ),
+            );
+            let _ = self.send(&ServerMessage::Refused(reason)).await;
+            return Err(End::Gone);
+        }
+        self.role = hello.role;
+        let mut manufacturer = None;
+        if hello.role != Role::Customer {
+            if let Some(expected) = &self.shared.config.peer_key {
+                if hello.key.as_deref() != Some(expected.as_str()) {
+                    let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
+                    let _ = self.send(&ServerMessage::Refused(reason)).await;
+                    return Err(End::Gone);
+                }
+            }
+        }
+        if hello.role == Role::Manufacturer {
+            let name = hello.name.unwrap_or_default();
+            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                let reason = err(
+                    ErrorCode::BadHandshake,
+                    "a manufacturer needs a name of 1-64 characters",
+                );
+                let _ = self.send(&ServerMessage::Refused(reason)).await;
+                return Err(End::Gone);
+            }
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.shared
+                .engine
+                .send(Command::ManufacturerHello {
+                    name,
+                    events: events_tx.clone(),
+                    reply: tx,
+                })
+                .map_err(End::Close)?;
+            let (id, acked) = rx
+                .await
+                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?
+                .map_err(End::Close)?;
+            let durable = self.shared.registry.watch_outbox(id, acked);
+            self.link = Some(Link {
+                id,
+                events,
+                events_tx: events_tx.downgrade(),
+                durable,
+                sent: acked,
+                acked,
+            });
+            manufacturer = Some(id);
+        }
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("distributor/{}", env!("CARGO_PKG_VERSION")),
+            manufacturer,
+            month: self.shared.board.catalog.borrow().snapshot.month.clone(),
+        };
+        self.send(&ServerMessage::Welcome(welcome)).await?;
+        if self.link.is_some() {
+            self.relay().await?;
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), End> {
+        let config = self.shared.config.clone();
+        loop {
+            let deadline = match self.partial_since {
+                Some(since) => since + config.frame_timeout,
+                None => self.last_activity + config.idle_timeout,
+            };
+            let flush_at = self.watch.as_ref().and_then(|w| w.flush_at);
+            if self.rbuf.capacity() - self.rbuf.len() < 256 {
+                self.rbuf.reserve(1024);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    return Err(End::Close(err(ErrorCode::ShuttingDown, "the server is shutting down")));
+                }
+                read = self.reader.read_buf(&mut self.rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return Err(End::Gone),
+                        Ok(_) => self.on_bytes().await?,
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let msg = if self.partial_since.is_some() { "no complete frame in time" } else { "idle too long" };
+                    return Err(End::Close(err(ErrorCode::Timeout, msg)));
+                }
+                push = recv_login(&mut self.login) => {
+                    if let Some(event) = push {
+                        self.send(&ServerMessage::Event(event)).await?;
+                    }
+                }
+                event = self.everyone.recv() => {
+                    if let Ok(event) = event {
+                        self.send(&ServerMessage::Event(event)).await?;
+                    }
+                }
+                event = link_event(&mut self.link) => {
+                    match event {
+                        LinkEvent::Push(event) => self.send(&ServerMessage::Event(event)).await?,
+                        LinkEvent::Durable => self.relay().await?,
+                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "another connection took over this manufacturer name"))),
+                    }
+                }
+                _ = stock_changed(&mut self.watch) => self.schedule_flush(),
+                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
+            }
+        }
+    }
+
+    async fn on_bytes(&mut self) -> Result<(), End> {
+        self.last_activity = Instant::now();
+        loop {
+            match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(ClientMessage::Request(request))) => {
+                    let result = self.handle(request.body).await;
+                    let response = ServerMessage::Response(Response {
+                        id: request.id,
+                        result,
+                    });
+                    self.queue(&response)?;
+                }
+                Ok(Some(ClientMessage::Hello(_))) => {
+                    return Err(End::Close(err(
+                        ErrorCode::BadHandshake,
+                        "Hello may only be sent once",
+                    )));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.flush().await?;
+                    return Err(self.violation(e));
+                }
+            }
+        }
+        self.partial_since = if self.rbuf.is_empty() {
+            None
+        } else {
+            self.partial_since.or(Some(Instant::now()))
+        };
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * 1024 {
+            self.rbuf = BytesMut::new(); // An idle connection keeps no big buffer.
+        }
+        self.flush().await
+    }
+
+    fn schedule_flush(&mut self) {
+        let interval = self.shared.config.stock_interval;
+        if let Some(w) = self.watch.as_mut() {
+            w.flush_at = Some((w.last_flush + interval).max(Instant::now()));
+        }
+    }
+
+    async fn flush_stock(&mut self) -> Result<(), End> {
+        let Some(w) = self.watch.as_mut() else {
+            return Ok(());
+        };
+        w.flush_at = None;
+        w.last_flush = Instant::now();
+        let catalog_epoch = w.catalog.borrow_and_update().epoch;
+        let levels = w.levels.borrow_and_update().clone();
+        let event = if catalog_epoch != w.epoch {
+            let snapshot = self.shared.board.snapshot();
+            w.epoch = catalog_epoch;
+            w.sent = snapshot
+                .items
+                .iter()
+                .map(|i| (i.listing, i.remaining))
+                .collect();
+            Some(Event::Catalog(snapshot))
+        } else {
+            if levels.epoch != w.epoch {
+                None // The matching catalog has not been published yet.
+            } else {
+                let mut changed = Vec::new();
+                for (listing, remaining) in &levels.remaining {
+                    let before = w.sent.get(listing).copied().unwrap_or(0);
+                    if before != *remaining {
+                        changed.push((*listing, *remaining));
+                        if *remaining == 0 {
+                            w.sent.remove(listing);
+                        } else {
+                            w.sent.insert(*listing, *remaining);
+                        }
+                    }
+                }
+                (!changed.is_empty()).then_some(Event::Stock(StockDelta {
+                    version: levels.version,
+                    levels: changed,
+                }))
+            }
+        };
+        match event {
+            Some(event) => self.send(&ServerMessage::Event(event)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends outbox notices the manufacturer has not seen, up to the window.
+    async fn relay(&mut self) -> Result<(), End> {
+        loop {
+            let Some(link) = self.link.as_mut() else {
+                return Ok(());
+            };
+            let durable = *link.durable.borrow_and_update();
+            let limit = link.acked.0 + RELAY_WINDOW;
+            let through = NoticeSeq(durable.0.min(limit));
+            if link.sent >= through {
+                return Ok(());
+            }
+            let (id, after) = (link.id, link.sent);
+            let notices = self
+                .shared
+                .reads
+                .with(move |c| read::notices(c, id, after, through, RELAY_CHUNK))
+                .await
+                .map_err(|e| End::Close(internal(e)))?;
+            let Some(last) = notices.last().map(|n| n.seq) else {
+                return Ok(());
+            };
+            for notice in notices {
+                self.queue(&ServerMessage::Event(Event::Notice(notice)))?;
+            }
+            if let Some(link) = self.link.as_mut() {
+                link.sent = last;
+            }
+            self.flush().await?;
+        }
+    }
+
+    fn account(&self) -> Result<AccountId, WireError> {
+        match (&self.login, self.role) {
+            (Some(login), Role::Customer) if login.expires_at_ms > now_ms() => Ok(login.account),
+            (Some(_), Role::Customer) => Err(err(
+                ErrorCode::SessionExpired,
+                "your session expired; please log in again",
+            )),
+            (None, Role::Customer) => Err(err(
+                ErrorCode::NotAuthenticated,
+                "please sign up or log in first",
+            )),
+            _ => Err(err(ErrorCode::Forbidden, "only customers can do that")),
+        }
+    }
+
+    fn manufacturer(&self) -> Result<ManufacturerId, WireError> {
+        self.link
+            .as_ref()
+            .map(|l| l.id)
+            .ok_or_else(|| err(ErrorCode::Forbidden, "only manufacturers can do that"))
+    }
+
+    fn operator(&self) -> Result<(), WireError> {
+        match self.role {
+            Role::Operator => Ok(()),
+            _ => Err(err(ErrorCode::Forbidden, "only operators can do that")),
+        }
+    }
+
+    async fn handle(&mut self, body: RequestBody) -> Answer {
+        let engine = self.shared.engine.clone();
+        match body {
+            RequestBody::Ping => Ok(Reply::Pong),
+            RequestBody::SignUp(form) => self.sign_up(form).await,
+            RequestBody::LogIn { email, password } => self.log_in(email, password).await,
+            RequestBody::Resume { token } => self.resume(token).await,
+            RequestBody::LogOut => {
+                self.account()?;
+                if let Some(login) = self.login.take() {
+                    self.shared.registry.detach_customer(login.account, self.id);
+                    self.shared
+                        .writer
+                        .run(Op::DeleteSession(login.token_hash))
+                        .await
+                        .map_err(internal)?;
+                }
+                self.watch = None;
+                Ok(Reply::Done)
+            }
+            RequestBody::GetAccount => {
+                let account = self.account()?;
+                Ok(Reply::Account(self.load_account(account).await?))
+            }
+            RequestBody::UpdateAccount(update) => self.update_account(update).await,
+            RequestBody::DeleteAccount { password } => self.delete_account(password).await,
+            RequestBody::SetCard(input) => {
+                let account = self.account()?;
+                let card = crate::card::validate(&input, crate::card::this_month())?;
+                drop(input);
+                self.shared
+                    .writer
+                    .run(Op::SetCard(account, Some(card)))
+                    .await
+                    .map_err(internal)?;
+                engine.send(Command::CardChanged(account, true))?;
+                Ok(Reply::Account(self.load_account(account).await?))
+            }
+            RequestBody::RemoveCard => {
+                let account = self.account()?;
+                self.shared
+                    .writer
+                    .run(Op::SetCard(account, None))
+                    .await
+                    .map_err(internal)?;
+                engine.send(Command::CardChanged(account, false))?;
+                Ok(Reply::Account(self.load_account(account).await?))
+            }
+            RequestBody::Catalog => {
+                if self.role == Role::Manufacturer {
+                    return Err(err(
+                        ErrorCode::Forbidden,
+                        "manufacturers do not browse the catalog",
+                    ));
+                }
+                if self.role == Role::Customer {
+                    self.account()?;
+                }
+                let mut catalog = self.shared.board.catalog.clone();
+                let mut levels = self.shared.board.levels.clone();
+                let epoch = catalog.borrow_and_update().epoch;
+                levels.borrow_and_update();
+                let snapshot = self.shared.board.snapshot();
+                self.watch = Some(Watch {
+                    catalog,
+                    levels,
+                    epoch,
+                    sent: snapshot
+                        .items
+                        .iter()
+                        .map(|i| (i.listing, i.remaining))
+                        .collect(),
+                    flush_at: None,
+                    last_flush: Instant::now(),
+                });
+                Ok(Reply::Catalog(snapshot))
+            }
+            RequestBody::GetCart => self.cart(CartOp::View).await,
+            RequestBody::AddToCart { listing, quantity } => {
+                self.cart(CartOp::Add(listing, quantity)).await
+            }
+            RequestBody::SetCartQuantity { listing, quantity } => {
+                self.cart(CartOp::Set(listing, quantity)).await
+            }
+            RequestBody::RemoveFromCart { listing } => self.cart(CartOp::Remove(listing)).await,
+            RequestBody::ClearCart => self.cart(CartOp::Clear).await,
+            RequestBody::Checkout { checkout_id, lines } => {
+                let account = self.account()?;
+                engine
+                    .ask(|tx| Command::Checkout(account, checkout_id, lines, tx))
+                    .await
+            }
+            RequestBody::Orders => {
+                let account = self.account()?;
+                let orders = self
+                    .shared
+                    .reads
+                    .with(move |c| read::orders(c, account, MAX_ORDERS_LISTED))
+                    .await
+                    .map_err(internal)?;
+                Ok(Reply::Orders(orders))
+            }
+            RequestBody::SubmitOffer { month, lines } => {
+                let id = self.manufacturer()?;
+                engine
+                    .ask(|tx| Command::SubmitOffer(id, month, lines, tx))
+                    .await
+            }
+            RequestBody::AckNotices { through } => {
+                let id = self.manufacturer()?;
+                let reply = engine.ask(|tx| Command::Ack(id, through, tx)).await?;
+                if let Some(link) = self.link.as_mut() {
+                    link.acked = link.acked.max(through);
+                }
+                self.relay()
+                    .await
+                    .map_err(|_| err(ErrorCode::Internal, "relay failed"))?;
+                Ok(reply)
+            }
+            RequestBody::ReportDispatch { order } => {
+                let id = self.manufacturer()?;
+                self.shared
+                    .writer
+                    .run(Op::Dispatch {
+                        manufacturer: id,
+                        order,
+                    })
+                    .await
+                    .map_err(internal)?;
+                Ok(Reply::Done)
+            }
+            RequestBody::CloseMonth => {
+                self.operator()?;
+                engine.ask(Command::CloseMonth).await
+            }
+            RequestBody::Status => {
+                self.operator()?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                engine.send(Command::Status(tx))?;
+                let mut status = rx
+                    .await
+                    .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
+                let (orders, sold) = self
+                    .shared
+                    .reads
+                    .with(read::totals)
+                    .await
+                    .map_err(internal)?;
+                status.orders = orders;
+                status.sold_units = sold;
+                Ok(Reply::Status(status))
+            }
+        }
+    }
+
+    async fn cart(&mut self, op: CartOp) -> Answer {
+        let account = self.account()?;
+        self.shared
+            .engine
+            .ask(|tx| Command::Cart(account, op, tx))
+            .await
+    }
+
+    fn anonymous_only(&self) -> Result<(), WireError> {
+        match self.role {
+            Role::Customer => Ok(()),
+            _ => Err(err(ErrorCode::Forbidden, "only customers have accounts")),
+        }
+    }
+
+    async fn hash(&self, password: String) -> Result<String, WireError> {
+        let _permit = self
+            .shared
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
+        tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|_| err(ErrorCode::Internal, "hashing failed"))?
+    }
+
+    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, WireError> {
+        let _permit = self
+            .shared
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref()))
+            .await
+            .map_err(|_| err(ErrorCode::Internal, "verification failed"))
+    }
+
+    async fn sign_up(&mut self, form: SignUp) -> Answer {
+        self.anonymous_only()?;
+        auth::validate_name(&form.first_name, Field::FirstName)?;
+        auth::validate_name(&form.last_name, Field::LastName)?;
+        auth::validate_email(&form.email)?;
+        auth::validate_password(&form.password)?;
+        let password_hash = self.hash(form.password).await?;
+        let op = Op::CreateAccount {
+            first_name: form.first_name.trim().to_string(),
+            last_name: form.last_name.trim().to_string(),
+            email: form.email.trim().to_string(),
+            password_hash,
+        };
+        let account = match self.shared.writer.run(op).await {
+            Ok(Outcome::Account(id)) => id,
+            Ok(Outcome::Done) => return Err(err(ErrorCode::Internal, "no account id")),
+            Err(StoreError::Duplicate) => {
+                return Err(WireError::field(
+                    ErrorCode::EmailTaken,
+                    Field::Email,
+                    "an account with this email already exists; log in instead",
+                ))
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        self.start_session(account).await
+    }
+
+    async fn log_in(&mut self, email: String, password: String) -> Answer {
+        self.anonymous_only()?;
+        let account_key = email.trim().to_lowercase();
+        let address_key = self.peer.ip().to_string();
+        if !self.shared.throttle_account.allowed(&account_key)
+            || !self.shared.throttle_address.allowed(&address_key)
+        {
+            return Err(err(
+                ErrorCode::Throttled,
+                "too many failed logins; wait a few minutes and try again",
+            ));
+        }
+        let key = account_key.clone();
+        let row = self
+            .shared
+            .reads
+            .with(move |c| read::account_by_email(c, &key))
+            .await
+            .map_err(internal)?;
+        let hash = row.as_ref().map(|r| r.password_hash.clone());
+        if !self.verify(password, hash).await? {
+            self.shared.throttle_account.fail(&account_key);
+            self.shared.throttle_address.fail(&address_key);
+            return Err(err(ErrorCode::BadCredentials, "email or password is wrong"));
+        }
+        self.shared.throttle_account.succeed(&account_key);
+        match row {
+            Some(row) => self.start_session(row.view.id).await,
+            None => Err(err(ErrorCode::BadCredentials, "email or password is wrong")),
+        }
+    }
+
+    async fn resume(&mut self, token: SessionToken) -> Answer {
+        self.anonymous_only()?;
+        let hash = auth::token_hash(&token);
+        let found = self
+            .shared
+            .reads
+            .with(move |c| read::session(c, &hash, now_ms()))
+            .await
+            .map_err(internal)?;
+        let Some((account, expires_at_ms)) = found else {
+            return Err(err(
+                ErrorCode::SessionExpired,
+                "your session expired; please log in again",
+            ));
+        };
+        let view = self.load_account(account).await?;
+        self.attach(account, hash, expires_at_ms);
+        Ok(Reply::Session(SessionInfo {
+            token,
+            expires_at_ms,
+            account: view,
+        }))
+    }
+
+    async fn start_session(&mut self, account: AccountId) -> Answer {
+        let token = auth::new_token();
+        let hash = auth::token_hash(&token);
+        let expires_at_ms = now_ms() + auth::SESSION_TTL.as_millis() as u64;
+        self.shared
+            .writer
+            .run(Op::CreateSession {
+                token_hash: hash,
+                account,
+                expires_at_ms,
+            })
+            .await
+            .map_err(internal)?;
+        let view = self.load_account(account).await?;
+        self.attach(account, hash, expires_at_ms);
+        Ok(Reply::Session(SessionInfo {
+            token,
+            expires_at_ms,
+            account: view,
+        }))
+    }
+
+    fn attach(&mut self, account: AccountId, token_hash: [u8; 32], expires_at_ms: u64) {
+        if let Some(old) = self.login.take() {
+            self.shared.registry.detach_customer(old.account, self.id);
+        }
+        let pushes = self.shared.registry.attach_customer(account, self.id);
+        self.login = Some(Login {
+            account,
+            token_hash,
+            expires_at_ms,
+            pushes,
+        });
+    }
+
+    async fn load_account(&self, account: AccountId) -> Result<AccountView, WireError> {
+        self.shared
+            .reads
+            .with(move |c| read::account_by_id(c, account))
+            .await
+            .map_err(internal)?
+            .map(|row| row.view)
+            .ok_or_else(|| err(ErrorCode::NotFound, "this account no longer exists"))
+    }
+
+    async fn check_password(&self, account: AccountId, password: String) -> Result<(), WireError> {
+        let row = self
+            .shared
+            .reads
+            .with(move |c| read::account_by_id(c, account))
+            .await
+            .map_err(internal)?;
+        let hash = row.map(|r| r.password_hash);
+        if self.verify(password, hash).await? {
+            Ok(())
+        } else {
+            Err(WireError::field(
+                ErrorCode::BadCredentials,
+                Field::Password,
+                "the current password is wrong",
+            ))
+        }
+    }
+
+    async fn update_account(&mut self, update: AccountUpdate) -> Answer {
+        let account = self.account()?;
+        if let Some(v) = &update.first_name {
+            auth::validate_name(v, Field::FirstName)?;
+        }
+        if let Some(v) = &update.last_name {
+            auth::validate_name(v, Field::LastName)?;
+        }
+        if let Some(v) = &update.email {
+            auth::validate_email(v)?;
+        }
+        let mut password_hash = None;
+        if let Some((current, new)) = update.password {
+            auth::validate_password(&new)?;
+            self.check_password(account, current).await?;
+            password_hash = Some(self.hash(new).await?);
+        }
+        let op = Op::UpdateAccount {
+            account,
+            first_name: update.first_name.map(|s| s.trim().to_string()),
+            last_name: update.last_name.map(|s| s.trim().to_string()),
+            email: update.email.map(|s| s.trim().to_string()),
+            password_hash,
+        };
+        match self.shared.writer.run(op).await {
+            Ok(_) => Ok(Reply::Account(self.load_account(account).await?)),
+            Err(StoreError::Duplicate) => Err(WireError::field(
+                ErrorCode::EmailTaken,
+                Field::Email,
+                "another account already uses this email",
+            )),
+            Err(StoreError::NotFound) => {
+                Err(err(ErrorCode::NotFound, "this account no longer exists"))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn delete_account(&mut self, password: String) -> Answer {
+        let account = self.account()?;
+        self.check_password(account, password).await?;
+        match self.shared.writer.run(Op::DeleteAccount(account)).await {
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(internal(e)),
+        }
+        self.shared.engine.send(Command::AccountDeleted(account))?;
+        if let Some(login) = self.login.take() {
+            self.shared.registry.detach_customer(login.account, self.id);
+        }
+        self.watch = None;
+        Ok(Reply::Done)
+    }
+}
+
+async fn recv_login(login: &mut Option<Login>) -> Option<Event> {
+    match login {
+        Some(login) => login.pushes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Something for a manufacturer's connection.
+enum LinkEvent {
+    /// An event from the engine (`OfferRequested`).
+    Push(Event),
+    /// More notices are durable in the outbox.
+    Durable,
+    /// The engine dropped this link: a newer connection took the name.
+    Replaced,
+}
+
+async fn link_event(link: &mut Option<Link>) -> LinkEvent {
+    let Some(link) = link else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        event = link.events.recv() => match event {
+            Some(event) => LinkEvent::Push(event),
+            None => LinkEvent::Replaced,
+        },
+        changed = link.durable.changed() => match changed {
+            Ok(()) => LinkEvent::Durable,
+            Err(_) => std::future::pending().await,
+        },
+    }
+}
+
+/// Resolves when the catalog or the levels changed and no flush is scheduled yet.
+async fn stock_changed(watch: &mut Option<Watch>) {
+    match watch {
+        Some(w) if w.flush_at.is_none() => {
+            let changed = tokio::select! {
+                r = w.levels.changed() => r.is_ok(),
+                r = w.catalog.changed() => r.is_ok(),
+            };
+            if !changed {
+                std::future::pending::<()>().await;
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,242 @@
+//! `distributor audit`: a read-only check of the invariants in ARCHITECTURE.md.
+//!
+//! It opens the database read-only, so it can run while the server is serving, and reads everything
+//! inside one read transaction, so it sees one consistent moment.
+
+use super::schema::open_reader;
+use super::{checkout_key, StoreError};
+use protocol::{CheckoutId, NoticeBody};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The audit's findings. Printed as the last line of `distributor audit`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditReport {
+    /// True when there are no violations.
+    pub ok: bool,
+    /// Every broken invariant, in words.
+    pub violations: Vec<String>,
+    /// Units sold over all time.
+    pub sold_units: u64,
+    /// Orders over all time.
+    pub orders: u64,
+    /// Notices not yet acked, over all manufacturers.
+    pub outbox_pending: u64,
+    /// Months opened.
+    pub months: u64,
+    /// Checkouts listed in `--acked` and verified.
+    pub acked_checked: u64,
+}
+
+/// The most violations listed; more are counted in the last entry.
+const MAX_LISTED: usize = 50;
+
+/// Runs the audit. `acked` is the content of an `--acked` file, if given.
+pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> {
+    let conn = open_reader(db)?;
+    conn.execute_batch("BEGIN")?;
+    let mut v: Vec<String> = Vec::new();
+
+    // offered = remaining + sold, remaining >= 0, per month and listing.
+    let mut stmt = conn.prepare(
+        "SELECT o.month_id, o.listing_id, o.offered, o.remaining,
+                (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l JOIN orders d ON d.id = l.order_id
+                  WHERE d.month_id = o.month_id AND l.listing_id = o.listing_id)
+         FROM offers o",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (month, listing, offered, remaining, sold) = row?;
+        if remaining < 0 {
+            v.push(format!(
+                "month {month} listing {listing}: remaining {remaining} < 0"
+            ));
+        }
+        if offered != remaining + sold {
+            v.push(format!(
+                "month {month} listing {listing}: offered {offered} != remaining {remaining} + sold {sold}"
+            ));
+        }
+    }
+    // Every order line belongs to an offer of its month.
+    let orphans: i64 = conn.query_row(
+        "SELECT count(*) FROM order_lines l JOIN orders d ON d.id = l.order_id
+         WHERE NOT EXISTS (SELECT 1 FROM offers o WHERE o.month_id = d.month_id AND o.listing_id = l.listing_id)",
+        [],
+        |r| r.get(0),
+    )?;
+    if orphans > 0 {
+        v.push(format!(
+            "{orphans} order lines sell listings that were not offered that month"
+        ));
+    }
+    // An order's total is the sum of price × quantity, and has at least one line.
+    let mut stmt = conn.prepare(
+        "SELECT d.id, d.total, coalesce(sum(l.unit_price * l.quantity), 0), count(l.order_id)
+         FROM orders d LEFT JOIN order_lines l ON l.order_id = d.id GROUP BY d.id
+         HAVING d.total != coalesce(sum(l.unit_price * l.quantity), 0) OR count(l.order_id) = 0",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (order, total, sum) = row?;
+        v.push(format!(
+            "order {order}: total {total} != sum of lines {sum} (or no lines)"
+        ));
+    }
+    // Sold per manufacturer and SKU equals what the outbox told that manufacturer.
+    let mut sold_lines: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT l.manufacturer_id, l.order_id, sum(l.quantity) FROM order_lines l GROUP BY l.manufacturer_id, l.order_id",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (m, order, units) = row?;
+        sold_lines.insert((m, order), units);
+    }
+    let mut noticed: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT manufacturer_id, seq, order_id, body FROM outbox ORDER BY manufacturer_id, seq",
+    )?;
+    let mut last_seq: HashMap<i64, i64> = HashMap::new();
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (m, seq, order, body) = row?;
+        let expected = last_seq.get(&m).copied().unwrap_or(0) + 1;
+        if seq != expected {
+            v.push(format!(
+                "manufacturer {m}: outbox jumps from {} to {seq}",
+                expected - 1
+            ));
+        }
+        last_seq.insert(m, seq);
+        match protocol::codec::decode_server_payload::<NoticeBody>(&body) {
+            Ok(NoticeBody::Sale(sale)) => {
+                let units: i64 = sale.lines.iter().map(|l| i64::from(l.quantity)).sum();
+                if order != Some(sale.order.0 as i64) {
+                    v.push(format!(
+                        "manufacturer {m} notice {seq}: order column disagrees with body"
+                    ));
+                }
+                *noticed.entry((m, sale.order.0 as i64)).or_default() += units;
+            }
+            Ok(NoticeBody::Settlement(_)) => {}
+            Err(e) => v.push(format!("manufacturer {m} notice {seq}: undecodable ({e})")),
+        }
+    }
+    for (key, units) in &sold_lines {
+        if noticed.get(key) != Some(units) {
+            v.push(format!(
+                "manufacturer {} order {}: sold {units} but the outbox says {:?}",
+                key.0,
+                key.1,
+                noticed.get(key)
+            ));
+        }
+    }
+    for key in noticed.keys() {
+        if !sold_lines.contains_key(key) {
+            v.push(format!(
+                "manufacturer {} order {}: notice without an order",
+                key.0, key.1
+            ));
+        }
+    }
+    let mut outbox_pending = 0u64;
+    let mut stmt = conn.prepare("SELECT id, acked_seq FROM manufacturers")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+        let (m, acked) = row?;
+        let last = last_seq.get(&m).copied().unwrap_or(0);
+        if acked > last {
+            v.push(format!(
+                "manufacturer {m}: acked {acked} beyond the last notice {last}"
+            ));
+        }
+        outbox_pending += (last - acked).max(0) as u64;
+    }
+
+    let mut acked_checked = 0;
+    if let Some(acked) = acked {
+        let mut stmt = conn.prepare(
+            "SELECT d.id, (SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE order_id = d.id)
+             FROM orders d WHERE d.checkout_id = ?1",
+        )?;
+        for (n, line) in acked
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let parsed = match parts.as_slice() {
+                [c, o, u] => CheckoutId::from_hex(c)
+                    .zip(o.parse::<i64>().ok())
+                    .zip(u.parse::<i64>().ok()),
+                _ => None,
+            };
+            let Some(((checkout, order), units)) = parsed else {
+                v.push(format!("acked line {}: cannot parse {line:?}", n + 1));
+                continue;
+            };
+            acked_checked += 1;
+            let found = stmt
+                .query_row([&checkout_key(checkout)[..]], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            match found {
+                Some((o, u)) if o == order && u == units => {}
+                Some((o, u)) => v.push(format!(
+                    "acked checkout {checkout}: expected order {order} with {units} units, found order {o} with {u}"
+                )),
+                None => v.push(format!("acked checkout {checkout} (order {order}) is missing")),
+            }
+        }
+    }
+
+    let (orders, sold_units) = super::read::totals(&conn)?;
+    let months: i64 = conn.query_row("SELECT count(*) FROM months", [], |r| r.get(0))?;
+    conn.execute_batch("COMMIT")?;
+    if v.len() > MAX_LISTED {
+        let more = v.len() - MAX_LISTED;
+        v.truncate(MAX_LISTED);
+        v.push(format!("... and {more} more"));
+    }
+    Ok(AuditReport {
+        ok: v.is_empty(),
+        violations: v,
+        sold_units,
+        orders,
+        outbox_pending,
+        months: months as u64,
+        acked_checked,
+    })
+}

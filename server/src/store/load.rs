@@ -1,0 +1,148 @@
+//! Start-up: rebuild the market's live state from the database, so a restart restores carts, the
+//! current month, stock and the outbox positions exactly.
+
+use super::writer::close_reason_from_code;
+use super::{checkout_from_key, StoreError};
+use crate::market::{Customer, Listing, Manufacturer, Month, Snapshot, Stock};
+use protocol::*;
+use rusqlite::Connection;
+use std::collections::{BTreeSet, HashMap};
+
+/// Loads everything the market keeps in memory.
+pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
+    let mut snap = Snapshot {
+        listings: Vec::new(),
+        ..Snapshot::default()
+    };
+    snap.listings = conn
+        .prepare("SELECT id, manufacturer_id, sku, product, category FROM listings")?
+        .query_map([], |r| {
+            Ok(Listing {
+                id: ListingId(r.get(0)?),
+                manufacturer: ManufacturerId(r.get(1)?),
+                sku: r.get(2)?,
+                product: r.get(3)?,
+                category: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+
+    snap.manufacturers = conn
+        .prepare(
+            "SELECT m.id, m.name, m.acked_seq, (SELECT coalesce(max(seq), 0) FROM outbox o WHERE o.manufacturer_id = m.id)
+             FROM manufacturers m",
+        )?
+        .query_map([], |r| {
+            Ok((
+                ManufacturerId(r.get(0)?),
+                Manufacturer {
+                    name: r.get(1)?,
+                    acked_seq: NoticeSeq(r.get::<_, i64>(2)? as u64),
+                    last_seq: NoticeSeq(r.get::<_, i64>(3)? as u64),
+                    connected: false,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+
+    let mut customers: HashMap<AccountId, Customer> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT id FROM accounts WHERE card_last4 IS NOT NULL")?;
+    for id in stmt.query_map([], |r| r.get::<_, i64>(0))? {
+        customers.entry(AccountId(id? as u64)).or_default().has_card = true;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT account_id, listing_id, quantity FROM cart_lines ORDER BY account_id, position",
+    )?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))? {
+        let (account, listing, quantity) = row?;
+        customers
+            .entry(AccountId(account as u64))
+            .or_default()
+            .cart
+            .push(CartItem {
+                listing: ListingId(listing),
+                quantity,
+            });
+    }
+    snap.customers = customers.into_iter().collect();
+
+    let month = conn
+        .query_row(
+            "SELECT id, opened_at_ms, ends_at_ms, closed_at_ms, close_reason FROM months ORDER BY id DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            },
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    if let Some((id, opened, ends, closed_at, reason)) = month {
+        let mut expected = BTreeSet::new();
+        let mut offered = BTreeSet::new();
+        let mut stmt = conn.prepare(
+            "SELECT manufacturer_id, offered FROM month_manufacturers WHERE month_id = ?1",
+        )?;
+        for row in stmt.query_map([id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?)))? {
+            let (m, did_offer) = row?;
+            expected.insert(ManufacturerId(m));
+            if did_offer {
+                offered.insert(ManufacturerId(m));
+            }
+        }
+        snap.last_month = MonthId(id);
+        snap.month = Some(Month {
+            id: MonthId(id),
+            opened_at_ms: opened as u64,
+            ends_at_ms: ends as u64,
+            closed: closed_at.map(|at| (at as u64, close_reason_from_code(reason.unwrap_or(2)))),
+            expected,
+            // Whoever was asked before the restart is asked again if it has not offered.
+            requested: offered.clone(),
+            offered,
+            active: HashMap::new(),
+        });
+        snap.stock = conn
+            .prepare(
+                "SELECT listing_id, unit_price, offered, remaining FROM offers WHERE month_id = ?1",
+            )?
+            .query_map([id], |r| {
+                Ok((
+                    ListingId(r.get(0)?),
+                    Stock {
+                        unit_price: Cents(r.get::<_, i64>(1)? as u64),
+                        offered: r.get(2)?,
+                        remaining: r.get(3)?,
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+
+    let mut stmt = conn.prepare("SELECT checkout_id, account_id, id FROM orders")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (checkout, account, order) = row?;
+        snap.checkouts.push((
+            checkout_from_key(&checkout)?,
+            account.map(|a| AccountId(a as u64)),
+            OrderId(order as u64),
+        ));
+        snap.last_order = snap.last_order.max(OrderId(order as u64));
+    }
+    Ok(snap)
+}

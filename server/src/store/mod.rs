@@ -1,0 +1,70 @@
+//! Persistence in SQLite.
+//!
+//! - [`schema`]: opening a database file safely, pragmas, and versioned migrations.
+//! - [`writer`]: the one thread that owns the write connection and commits in groups.
+//! - [`read`]: read connections for queries that must not wait on the writer.
+//! - [`load`]: rebuilding the market from the database at start-up.
+//! - [`audit`]: the read-only invariant check behind `distributor audit`.
+
+pub mod audit;
+pub mod load;
+pub mod read;
+pub mod schema;
+pub mod writer;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file is not a database this program wrote.
+    #[error("{0}")]
+    Foreign(String),
+    /// A uniqueness constraint failed (for example a taken email).
+    #[error("already exists")]
+    Duplicate,
+    /// A row that must exist does not.
+    #[error("not found")]
+    NotFound,
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The writer thread is gone (the server is stopping or hit a fatal error).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlite(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Duplicate
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checkout ids are stored as 16 big-endian bytes, so index order is time order.
+pub(crate) fn checkout_key(id: protocol::CheckoutId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+pub(crate) fn checkout_from_key(bytes: &[u8]) -> Result<protocol::CheckoutId, StoreError> {
+    let arr: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("checkout id is not 16 bytes".into()))?;
+    Ok(protocol::CheckoutId(u128::from_be_bytes(arr)))
+}

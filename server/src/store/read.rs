@@ -1,0 +1,248 @@
+//! Reads that never wait on the writer: a small pool of read-only connections (WAL lets them read
+//! while the writer commits), used from blocking threads.
+
+use super::schema::open_reader;
+use super::{checkout_from_key, StoreError};
+use crate::card::brand_from_name;
+use protocol::*;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A pool of read connections.
+#[derive(Clone)]
+pub struct Reads {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// An account row with its password hash.
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    /// The account as its owner sees it.
+    pub view: AccountView,
+    /// argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl Reads {
+    /// A pool over the database at `path`. Connections open lazily.
+    pub fn new(path: PathBuf) -> Self {
+        Reads {
+            path,
+            idle: Arc::default(),
+        }
+    }
+
+    /// Runs `f` on a read connection, on a blocking thread.
+    pub async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.with_blocking(f))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on the current thread.
+    pub fn with_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// The account with this (case-insensitive) email.
+pub fn account_by_email(conn: &Connection, email: &str) -> Result<Option<AccountRow>, StoreError> {
+    account_where(conn, "email_key = lower(?1)", params![email])
+}
+
+/// The account with this id.
+pub fn account_by_id(conn: &Connection, id: AccountId) -> Result<Option<AccountRow>, StoreError> {
+    account_where(conn, "id = ?1", params![id.0 as i64])
+}
+
+fn account_where(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<AccountRow>, StoreError> {
+    let sql = format!(
+        "SELECT id, first_name, last_name, email, password_hash, card_brand, card_last4, card_exp_month, card_exp_year
+         FROM accounts WHERE {condition}"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(args, |r| {
+            let card = match r.get::<_, Option<String>>(5)? {
+                Some(brand) => Some(CardView {
+                    brand: brand_from_name(&brand),
+                    last4: r.get(6)?,
+                    exp_month: r.get(7)?,
+                    exp_year: r.get(8)?,
+                }),
+                None => None,
+            };
+            Ok(AccountRow {
+                view: AccountView {
+                    id: AccountId(r.get::<_, i64>(0)? as u64),
+                    first_name: r.get(1)?,
+                    last_name: r.get(2)?,
+                    email: r.get(3)?,
+                    card,
+                },
+                password_hash: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The account and expiry of a live session.
+pub fn session(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    now_ms: u64,
+) -> Result<Option<(AccountId, u64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT account_id, expires_at_ms FROM sessions WHERE token_hash = ?1 AND expires_at_ms > ?2")?
+        .query_row(params![&token_hash[..], now_ms as i64], |r| {
+            Ok((AccountId(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+fn status_from_code(code: i64) -> LineStatus {
+    match code {
+        0 => LineStatus::Placed,
+        1 => LineStatus::Confirmed,
+        _ => LineStatus::Dispatched,
+    }
+}
+
+/// An account's orders, newest first, at most `limit`.
+pub fn orders(
+    conn: &Connection,
+    account: AccountId,
+    limit: usize,
+) -> Result<Vec<OrderView>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM orders WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2")?
+        .query_map(params![account.0 as i64, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.into_iter()
+        .map(|id| order(conn, OrderId(id as u64)))
+        .filter_map(|r| r.transpose())
+        .collect()
+}
+
+/// One order with its lines.
+pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT checkout_id, month_id, placed_at_ms, total FROM orders WHERE id = ?1",
+        )?
+        .query_row([id.0 as i64], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((checkout, month, placed, total)) = head else {
+        return Ok(None);
+    };
+    let lines = conn
+        .prepare_cached(
+            "SELECT listing_id, product, manufacturer_name, unit_price, quantity, status
+             FROM order_lines WHERE order_id = ?1 ORDER BY listing_id",
+        )?
+        .query_map([id.0 as i64], |r| {
+            let unit_price = Cents(r.get::<_, i64>(3)? as u64);
+            let quantity: u32 = r.get(4)?;
+            Ok(OrderLine {
+                listing: ListingId(r.get(0)?),
+                product: r.get(1)?,
+                manufacturer_name: r.get(2)?,
+                unit_price,
+                quantity,
+                line_total: unit_price.times(quantity).unwrap_or(Cents(u64::MAX)),
+                status: status_from_code(r.get(5)?),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(OrderView {
+        id,
+        checkout_id: checkout_from_key(&checkout)?,
+        month: MonthId(month),
+        placed_at_ms: placed as u64,
+        lines,
+        total: Cents(total as u64),
+    }))
+}
+
+/// The account that placed an order (`None` if deleted or unknown).
+pub fn order_owner(conn: &Connection, id: OrderId) -> Result<Option<AccountId>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT account_id FROM orders WHERE id = ?1")?
+        .query_row([id.0 as i64], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+        .flatten()
+        .map(|a| AccountId(a as u64)))
+}
+
+/// Notices for one manufacturer with `after < seq <= through`, in order, at most `limit`.
+pub fn notices(
+    conn: &Connection,
+    manufacturer: ManufacturerId,
+    after: NoticeSeq,
+    through: NoticeSeq,
+    limit: usize,
+) -> Result<Vec<Notice>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, body FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            manufacturer.0,
+            after.0 as i64,
+            through.0 as i64,
+            limit as i64
+        ],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, body) = row?;
+        let body: NoticeBody = protocol::codec::decode_server_payload(&body)
+            .map_err(|e| StoreError::Corrupt(format!("outbox notice {seq}: {e}")))?;
+        out.push(Notice {
+            seq: NoticeSeq(seq as u64),
+            body,
+        });
+    }
+    Ok(out)
+}
+
+/// (orders, units sold) over all time.
+pub fn totals(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM orders), (SELECT coalesce(sum(quantity), 0) FROM order_lines)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
+}

@@ -1,0 +1,208 @@
+//! Opening the database file: refuse foreign or corrupt files, set pragmas, run migrations.
+
+use super::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
+/// Marks the file as ours (`PRAGMA application_id`): "CDS1".
+pub const APPLICATION_ID: i32 = 0x4344_5331;
+
+/// Migrations, applied in order. `PRAGMA user_version` records how many ran. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        first_name    TEXT NOT NULL,
+        last_name     TEXT NOT NULL,
+        email         TEXT NOT NULL,
+        email_key     TEXT NOT NULL UNIQUE,          -- lower-cased email: unique case-insensitively
+        password_hash TEXT NOT NULL,                 -- argon2id PHC string
+        card_brand    TEXT,                          -- only brand, last four and expiry are kept
+        card_last4    TEXT CHECK (card_last4 IS NULL OR length(card_last4) = 4),
+        card_exp_month INTEGER,
+        card_exp_year INTEGER,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash    BLOB PRIMARY KEY,              -- sha256 of the token; the token itself is never stored
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        expires_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_account ON sessions(account_id);
+    CREATE TABLE manufacturers (
+        id        INTEGER PRIMARY KEY,
+        name      TEXT NOT NULL UNIQUE,
+        acked_seq INTEGER NOT NULL DEFAULT 0 CHECK (acked_seq >= 0)
+    );
+    CREATE TABLE listings (
+        id              INTEGER PRIMARY KEY,
+        manufacturer_id INTEGER NOT NULL REFERENCES manufacturers(id),
+        sku             TEXT NOT NULL,
+        product         TEXT NOT NULL,
+        category        TEXT NOT NULL,
+        UNIQUE (manufacturer_id, sku)
+    );
+    CREATE TABLE months (
+        id            INTEGER PRIMARY KEY,
+        opened_at_ms  INTEGER NOT NULL,
+        ends_at_ms    INTEGER NOT NULL,
+        closed_at_ms  INTEGER,
+        close_reason  INTEGER
+    );
+    CREATE TABLE month_manufacturers (            -- who was expected to offer, and who did
+        month_id        INTEGER NOT NULL REFERENCES months(id),
+        manufacturer_id INTEGER NOT NULL REFERENCES manufacturers(id),
+        offered         INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (month_id, manufacturer_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE offers (
+        month_id   INTEGER NOT NULL REFERENCES months(id),
+        listing_id INTEGER NOT NULL REFERENCES listings(id),
+        unit_price INTEGER NOT NULL CHECK (unit_price > 0),
+        offered    INTEGER NOT NULL CHECK (offered >= 0),
+        remaining  INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= offered),
+        PRIMARY KEY (month_id, listing_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE orders (
+        id           INTEGER PRIMARY KEY,
+        checkout_id  BLOB NOT NULL UNIQUE,            -- client-chosen, time-ordered: retries find it
+        account_id   INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+        month_id     INTEGER NOT NULL REFERENCES months(id),
+        placed_at_ms INTEGER NOT NULL,
+        total        INTEGER NOT NULL CHECK (total >= 0)
+    );
+    CREATE INDEX orders_by_account ON orders(account_id, id);
+    CREATE TABLE order_lines (
+        order_id          INTEGER NOT NULL REFERENCES orders(id),
+        listing_id        INTEGER NOT NULL REFERENCES listings(id),
+        manufacturer_id   INTEGER NOT NULL REFERENCES manufacturers(id),
+        product           TEXT NOT NULL,              -- names and price as they were at purchase
+        manufacturer_name TEXT NOT NULL,
+        unit_price        INTEGER NOT NULL CHECK (unit_price > 0),
+        quantity          INTEGER NOT NULL CHECK (quantity > 0),
+        status            INTEGER NOT NULL DEFAULT 0, -- 0 placed, 1 confirmed, 2 dispatched
+        PRIMARY KEY (order_id, listing_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        manufacturer_id INTEGER NOT NULL REFERENCES manufacturers(id),
+        seq             INTEGER NOT NULL CHECK (seq > 0),
+        order_id        INTEGER,                      -- NULL for settlements
+        body            BLOB NOT NULL,                -- the encoded protocol::NoticeBody
+        PRIMARY KEY (manufacturer_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE cart_lines (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        listing_id INTEGER NOT NULL REFERENCES listings(id),
+        quantity   INTEGER NOT NULL CHECK (quantity > 0),
+        position   INTEGER NOT NULL,
+        PRIMARY KEY (account_id, listing_id)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// Opens (or creates) the database for writing, refusing files that are not ours.
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let existed = path.exists();
+    if !existed {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Foreign(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    check_identity(&conn, path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit the client was told about survives power loss, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing database read-only (for reads and for `audit`). Never creates a file.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Foreign(format!(
+            "{}: no such database file",
+            path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    check_identity(&conn, path)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == 0 {
+        return Err(StoreError::Foreign(format!(
+            "{}: database has no distributor schema",
+            path.display()
+        )));
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Refuses a file that is not SQLite, is corrupt, or belongs to another program.
+fn check_identity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let describe = |e: rusqlite::Error| {
+        StoreError::Foreign(format!(
+            "{}: not a usable distributor database ({e}); refusing to touch it",
+            path.display()
+        ))
+    };
+    let app_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(describe)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(describe)?;
+    if app_id == APPLICATION_ID {
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(describe)?;
+        if check != "ok" {
+            return Err(StoreError::Foreign(format!(
+                "{}: database is corrupt ({check}); refusing to touch it",
+                path.display()
+            )));
+        }
+        return Ok(());
+    }
+    if app_id == 0 && tables == 0 {
+        return Ok(()); // A fresh, empty file: ours to initialise.
+    }
+    Err(StoreError::Foreign(format!(
+        "{}: this SQLite file belongs to another program (application_id {app_id:#x}, {tables} schema objects); refusing to touch it",
+        path.display()
+    )))
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Foreign(format!(
+            "database schema version {version} is newer than this program ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,627 @@
+//! The writer: one thread owns the write connection and commits in groups.
+//!
+//! It takes every job that is waiting (up to [`MAX_BATCH`]), runs them all in one `BEGIN IMMEDIATE`
+//! transaction, each inside its own savepoint, and answers each job only after `COMMIT`. One fsync
+//! then covers a whole batch, which is what makes durable checkouts fast.
+//!
+//! Jobs from the market (checkouts, carts, offers, months, acks) were already validated against the
+//! market's live state. If one of them fails anyway, memory and disk disagree, and the writer stops the
+//! server rather than carry on with wrong data; a restart rebuilds memory from disk.
+
+use super::{checkout_key, now_ms, StoreError};
+use crate::market::{CheckoutPlan, Committed, OfferPlan};
+use crate::push::Registry;
+use protocol::*;
+use rusqlite::{params, Connection};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The most jobs in one transaction. Larger batches give no more throughput, only a worse p99.
+pub const MAX_BATCH: usize = 64;
+
+/// One unit of work for the writer.
+pub struct Job {
+    /// What to write.
+    pub op: Op,
+    /// Whom to tell after the commit.
+    pub done: Done,
+}
+
+/// What to write.
+#[derive(Debug)]
+pub enum Op {
+    /// A checkout: order, lines, stock, outbox notices, and the cart if it was bought.
+    Checkout(Box<CheckoutPlan>),
+    /// Cart lines to upsert (quantity 0 deletes).
+    Cart {
+        /// Whose cart.
+        account: AccountId,
+        /// The lines.
+        writes: Vec<CartItem>,
+    },
+    /// An accepted offer.
+    Offer(OfferPlan),
+    /// A month opened.
+    OpenMonth(MonthView, Vec<ManufacturerId>),
+    /// A month closed, with one settlement notice per manufacturer that offered.
+    CloseMonth {
+        /// Which month.
+        month: MonthId,
+        /// When.
+        at_ms: u64,
+        /// Why.
+        reason: CloseReason,
+        /// The settlements.
+        settlements: Vec<(ManufacturerId, Notice)>,
+    },
+    /// A new manufacturer name.
+    RegisterManufacturer(ManufacturerId, String),
+    /// A manufacturer acked notices `(after, through]`: confirm the order lines they cover.
+    Ack {
+        /// Who.
+        manufacturer: ManufacturerId,
+        /// Previously acked.
+        after: NoticeSeq,
+        /// Newly acked.
+        through: NoticeSeq,
+    },
+    /// A manufacturer dispatched its lines of an order.
+    Dispatch {
+        /// Who.
+        manufacturer: ManufacturerId,
+        /// Which order.
+        order: OrderId,
+    },
+    /// A new account. Answers [`Outcome::Account`].
+    CreateAccount {
+        /// First name.
+        first_name: String,
+        /// Last name.
+        last_name: String,
+        /// Email as typed.
+        email: String,
+        /// argon2id PHC string.
+        password_hash: String,
+    },
+    /// Changes to an account.
+    UpdateAccount {
+        /// Which.
+        account: AccountId,
+        /// New first name.
+        first_name: Option<String>,
+        /// New last name.
+        last_name: Option<String>,
+        /// New email.
+        email: Option<String>,
+        /// New password hash.
+        password_hash: Option<String>,
+    },
+    /// Attach, replace (`Some`) or remove (`None`) the card.
+    SetCard(AccountId, Option<CardView>),
+    /// Delete an account; its orders stay, detached.
+    DeleteAccount(AccountId),
+    /// Store a session token's hash.
+    CreateSession {
+        /// sha256 of the token.
+        token_hash: [u8; 32],
+        /// Whose.
+        account: AccountId,
+        /// Expiry.
+        expires_at_ms: u64,
+    },
+    /// Revoke a session.
+    DeleteSession([u8; 32]),
+}
+
+/// What a job produced, for callers that wait on [`Done::Outcome`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to report.
+    Done,
+    /// The new account's id.
+    Account(AccountId),
+}
+
+/// Whom to tell after the commit.
+pub enum Done {
+    /// Nobody.
+    Nothing,
+    /// A client: send this answer once the job is durable.
+    Reply(
+        oneshot::Sender<Result<Reply, WireError>>,
+        Result<Reply, WireError>,
+    ),
+    /// A caller that wants the outcome (or the error) of its own job.
+    Outcome(oneshot::Sender<Result<Outcome, StoreError>>),
+}
+
+/// Where the writer reports committed work.
+pub struct Effects {
+    /// Pushes to customers and manufacturer relays.
+    pub registry: Arc<Registry>,
+    /// Reports committed checkouts back to the market.
+    pub committed: mpsc::UnboundedSender<Committed>,
+    /// Cancelled on a fatal error, to stop the server.
+    pub fatal: CancellationToken,
+}
+
+/// A handle for submitting jobs.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an open connection.
+    pub fn start(conn: Connection, effects: Effects) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, effects))
+            .unwrap_or_else(|e| {
+                // Without a writer thread the server cannot work at all.
+                panic!("cannot start the writer thread: {e}")
+            });
+        (Writer { tx }, handle)
+    }
+
+    /// Queues a job. Fails only when the writer has stopped.
+    pub fn submit(&self, op: Op, done: Done) -> Result<(), StoreError> {
+        self.tx
+            .send(Job { op, done })
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs one job and waits for its outcome.
+    pub async fn run(&self, op: Op) -> Result<Outcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(op, Done::Outcome(tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Per-batch side effects, applied after the commit.
+#[derive(Default)]
+struct After {
+    committed: Committed,
+    outbox: Vec<(ManufacturerId, NoticeSeq)>,
+    statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effects) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit_batch(&mut conn, &mut batch, &effects) {
+            tracing::error!(error = %e, "commit failed; stopping the server to keep memory and disk in step");
+            effects.fatal.cancel();
+            for job in batch.drain(..) {
+                fail(job.done, StoreError::Closed);
+            }
+            break;
+        }
+    }
+    // Answer anything still queued so no client waits forever.
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        fail(job.done, StoreError::Closed);
+    }
+}
+
+fn fail(done: Done, e: StoreError) {
+    match done {
+        Done::Nothing => {}
+        Done::Reply(tx, _) => {
+            let _ = tx.send(Err(WireError::new(
+                ErrorCode::Internal,
+                format!("nothing was changed: {e}"),
+            )));
+        }
+        Done::Outcome(tx) => {
+            let _ = tx.send(Err(e));
+        }
+    }
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    effects: &Effects,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut after = After::default();
+    let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        let from_market = matches!(job.done, Done::Reply(..) | Done::Nothing);
+        tx.execute_batch("SAVEPOINT job")?;
+        match apply(&tx, &job.op, &mut after) {
+            Ok(outcome) => {
+                tx.execute_batch("RELEASE job")?;
+                results.push(Ok(outcome));
+            }
+            Err(e) if from_market => {
+                // The market validated this against live state; a failure means they disagree.
+                return Err(StoreError::Corrupt(format!("market job failed: {e}")));
+            }
+            Err(e) => {
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                results.push(Err(e));
+            }
+        }
+    }
+    tx.commit()?;
+    // Durable now: tell everyone.
+    for (job, result) in batch.drain(..).zip(results) {
+        match (job.done, result) {
+            (Done::Nothing, _) => {}
+            (Done::Reply(tx, reply), _) => {
+                let _ = tx.send(reply);
+            }
+            (Done::Outcome(tx), result) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+    if !after.committed.checkouts.is_empty() {
+        let _ = effects.committed.send(after.committed);
+    }
+    for (manufacturer, seq) in after.outbox {
+        effects.registry.outbox_durable(manufacturer, seq);
+    }
+    for (account, order, listing, status) in after.statuses {
+        effects.registry.push_to_account(
+            account,
+            Event::OrderStatus {
+                order,
+                listing,
+                status,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::from_sqlite(e)
+}
+
+fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, StoreError> {
+    match op {
+        Op::Checkout(plan) => {
+            write_checkout(conn, plan)?;
+            after.committed.checkouts.push(plan.order.checkout_id);
+            after
+                .outbox
+                .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
+        }
+        Op::Cart { account, writes } => write_cart(conn, *account, writes)?,
+        Op::Offer(plan) => {
+            for listing in &plan.listings {
+                conn.prepare_cached(
+                    "INSERT INTO listings (id, manufacturer_id, sku, product, category) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(id) DO UPDATE SET product = excluded.product, category = excluded.category",
+                )?
+                .execute(params![listing.id.0, listing.manufacturer.0, listing.sku, listing.product, listing.category])
+                .map_err(sql)?;
+            }
+            for (listing, stock) in &plan.stock {
+                conn.prepare_cached(
+                    "INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![plan.month.0, listing.0, stock.unit_price.0 as i64, stock.offered, stock.remaining])
+                .map_err(sql)?;
+            }
+            conn.prepare_cached(
+                "UPDATE month_manufacturers SET offered = 1 WHERE month_id = ?1 AND manufacturer_id = ?2",
+            )?
+            .execute(params![plan.month.0, plan.manufacturer.0])?;
+        }
+        Op::OpenMonth(month, expected) => {
+            conn.prepare_cached(
+                "INSERT INTO months (id, opened_at_ms, ends_at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                month.id.0,
+                month.opened_at_ms as i64,
+                month.ends_at_ms as i64
+            ])
+            .map_err(sql)?;
+            for m in expected {
+                conn.prepare_cached(
+                    "INSERT INTO month_manufacturers (month_id, manufacturer_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![month.id.0, m.0])?;
+            }
+        }
+        Op::CloseMonth {
+            month,
+            at_ms,
+            reason,
+            settlements,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE months SET closed_at_ms = ?2, close_reason = ?3 WHERE id = ?1 AND closed_at_ms IS NULL",
+                )?
+                .execute(params![month.0, *at_ms as i64, close_reason_code(*reason)])?;
+            if changed != 1 {
+                return Err(StoreError::NotFound);
+            }
+            for (manufacturer, notice) in settlements {
+                insert_notice(conn, *manufacturer, notice, None)?;
+                after.outbox.push((*manufacturer, notice.seq));
+            }
+        }
+        Op::RegisterManufacturer(id, name) => {
+            conn.prepare_cached("INSERT INTO manufacturers (id, name) VALUES (?1, ?2)")?
+                .execute(params![id.0, name])
+                .map_err(sql)?;
+        }
+        Op::Ack {
+            manufacturer,
+            after: from,
+            through,
+        } => {
+            conn.prepare_cached("UPDATE manufacturers SET acked_seq = ?2 WHERE id = ?1")?
+                .execute(params![manufacturer.0, through.0 as i64])?;
+            let mut stmt = conn.prepare_cached(
+                "UPDATE order_lines SET status = 1
+                 WHERE manufacturer_id = ?1 AND status = 0 AND order_id IN
+                   (SELECT order_id FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 AND order_id IS NOT NULL)
+                 RETURNING order_id, listing_id, (SELECT account_id FROM orders WHERE orders.id = order_id)",
+            )?;
+            let rows = stmt.query_map(
+                params![manufacturer.0, from.0 as i64, through.0 as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )?;
+            for row in rows {
+                let (order, listing, account) = row?;
+                if let Some(account) = account {
+                    after.statuses.push((
+                        AccountId(account as u64),
+                        OrderId(order as u64),
+                        ListingId(listing as u32),
+                        LineStatus::Confirmed,
+                    ));
+                }
+            }
+        }
+        Op::Dispatch {
+            manufacturer,
+            order,
+        } => {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE order_lines SET status = 2
+                 WHERE order_id = ?1 AND manufacturer_id = ?2 AND status < 2
+                 RETURNING listing_id, (SELECT account_id FROM orders WHERE orders.id = order_id)",
+            )?;
+            let rows = stmt.query_map(params![order.0 as i64, manufacturer.0], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })?;
+            for row in rows {
+                let (listing, account) = row?;
+                if let Some(account) = account {
+                    after.statuses.push((
+                        AccountId(account as u64),
+                        *order,
+                        ListingId(listing as u32),
+                        LineStatus::Dispatched,
+                    ));
+                }
+            }
+        }
+        Op::CreateAccount {
+            first_name,
+            last_name,
+            email,
+            password_hash,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO accounts (first_name, last_name, email, email_key, password_hash, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![first_name, last_name, email, email.to_lowercase(), password_hash, now_ms() as i64])
+            .map_err(sql)?;
+            return Ok(Outcome::Account(AccountId(conn.last_insert_rowid() as u64)));
+        }
+        Op::UpdateAccount {
+            account,
+            first_name,
+            last_name,
+            email,
+            password_hash,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE accounts SET first_name = coalesce(?2, first_name), last_name = coalesce(?3, last_name),
+                       email = coalesce(?4, email), email_key = coalesce(lower(?4), email_key),
+                       password_hash = coalesce(?5, password_hash)
+                     WHERE id = ?1",
+                )?
+                .execute(params![account.0 as i64, first_name, last_name, email, password_hash])
+                .map_err(sql)?;
+            if changed != 1 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::SetCard(account, card) => {
+            let (brand, last4, month, year) = match card {
+                Some(c) => (
+                    Some(crate::card::brand_name(c.brand)),
+                    Some(c.last4.as_str()),
+                    Some(c.exp_month),
+                    Some(c.exp_year),
+                ),
+                None => (None, None, None, None),
+            };
+            conn.prepare_cached(
+                "UPDATE accounts SET card_brand = ?2, card_last4 = ?3, card_exp_month = ?4, card_exp_year = ?5 WHERE id = ?1",
+            )?
+            .execute(params![account.0 as i64, brand, last4, month, year])?;
+        }
+        Op::DeleteAccount(account) => {
+            conn.prepare_cached("DELETE FROM cart_lines WHERE account_id = ?1")?
+                .execute([account.0 as i64])?;
+            conn.prepare_cached("DELETE FROM sessions WHERE account_id = ?1")?
+                .execute([account.0 as i64])?;
+            conn.prepare_cached("UPDATE orders SET account_id = NULL WHERE account_id = ?1")?
+                .execute([account.0 as i64])?;
+            let changed = conn
+                .prepare_cached("DELETE FROM accounts WHERE id = ?1")?
+                .execute([account.0 as i64])?;
+            if changed != 1 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::CreateSession {
+            token_hash,
+            account,
+            expires_at_ms,
+        } => {
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms < ?1")?
+                .execute([now_ms() as i64])?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_hash, account_id, expires_at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                &token_hash[..],
+                account.0 as i64,
+                *expires_at_ms as i64
+            ])
+            .map_err(sql)?;
+        }
+        Op::DeleteSession(token_hash) => {
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+                .execute([&token_hash[..]])?;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn write_checkout(conn: &Connection, plan: &CheckoutPlan) -> Result<(), StoreError> {
+    let order = &plan.order;
+    conn.prepare_cached(
+        "INSERT INTO orders (id, checkout_id, account_id, month_id, placed_at_ms, total) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        order.id.0 as i64,
+        &checkout_key(order.checkout_id)[..],
+        plan.account.0 as i64,
+        order.month.0,
+        order.placed_at_ms as i64,
+        order.total.0 as i64
+    ])
+    .map_err(sql)?;
+    for (line, manufacturer) in order.lines.iter().zip(&plan.line_manufacturers) {
+        conn.prepare_cached(
+            "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, product, manufacturer_name, unit_price, quantity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            order.id.0 as i64,
+            line.listing.0,
+            manufacturer.0,
+            line.product,
+            line.manufacturer_name,
+            line.unit_price.0 as i64,
+            line.quantity
+        ])
+        .map_err(sql)?;
+    }
+    for (listing, remaining) in &plan.stock {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE offers SET remaining = ?3 WHERE month_id = ?1 AND listing_id = ?2",
+            )?
+            .execute(params![order.month.0, listing.0, remaining])?;
+        if changed != 1 {
+            return Err(StoreError::NotFound);
+        }
+    }
+    for (manufacturer, notice) in &plan.notices {
+        insert_notice(conn, *manufacturer, notice, Some(order.id))?;
+    }
+    if plan.clears_cart {
+        conn.prepare_cached("DELETE FROM cart_lines WHERE account_id = ?1")?
+            .execute([plan.account.0 as i64])?;
+    }
+    Ok(())
+}
+
+fn write_cart(
+    conn: &Connection,
+    account: AccountId,
+    writes: &[CartItem],
+) -> Result<(), StoreError> {
+    for line in writes {
+        if line.quantity == 0 {
+            conn.prepare_cached(
+                "DELETE FROM cart_lines WHERE account_id = ?1 AND listing_id = ?2",
+            )?
+            .execute(params![account.0 as i64, line.listing.0])?;
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO cart_lines (account_id, listing_id, quantity, position)
+                 VALUES (?1, ?2, ?3, (SELECT coalesce(max(position), 0) + 1 FROM cart_lines WHERE account_id = ?1))
+                 ON CONFLICT(account_id, listing_id) DO UPDATE SET quantity = excluded.quantity",
+            )?
+            .execute(params![account.0 as i64, line.listing.0, line.quantity])
+            .map_err(sql)?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_notice(
+    conn: &Connection,
+    manufacturer: ManufacturerId,
+    notice: &Notice,
+    order: Option<OrderId>,
+) -> Result<(), StoreError> {
+    let body = protocol::codec::encode_payload(&notice.body, usize::MAX)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (manufacturer_id, seq, order_id, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        manufacturer.0,
+        notice.seq.0 as i64,
+        order.map(|o| o.0 as i64),
+        body
+    ])
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// The stored code of a close reason.
+pub fn close_reason_code(reason: CloseReason) -> i64 {
+    match reason {
+        CloseReason::SoldOut => 0,
+        CloseReason::AllCustomersDone => 1,
+        CloseReason::TimeUp => 2,
+        CloseReason::Operator => 3,
+    }
+}
+
+/// The close reason of a stored code.
+pub fn close_reason_from_code(code: i64) -> CloseReason {
+    match code {
+        0 => CloseReason::SoldOut,
+        1 => CloseReason::AllCustomersDone,
+        3 => CloseReason::Operator,
+        _ => CloseReason::TimeUp,
+    }
+}
