@@ -13,6 +13,7 @@
 //! - `dispatch`: reports `ReportDispatch` a little after each confirmed sale.
 //! - `pricing`: each month's price, a deterministic drift of ±10% around the base price.
 //! - [`report`]: read-only totals, the data behind `manufacturer-sim report`.
+//! - [`cli`]: the command line (`src/main.rs` only calls it), so tests can host it in a child.
 //!
 //! # Use as a library
 //! ```no_run
@@ -28,6 +29,7 @@
 
 pub mod books;
 pub mod catalog;
+pub mod cli;
 mod dispatch;
 mod factory;
 mod link;
