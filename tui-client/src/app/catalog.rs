@@ -1,0 +1,348 @@
+//! The live catalog: stock that moves in place, filters, search, sort, and choosing a quantity.
+
+use super::{App, Cmd, FlashKind, ReqKind, HIGHLIGHT_MS};
+use crate::keys::{self, Nav};
+use crate::widgets::text_input::{InputKind, TextInput};
+use crossterm::event::{KeyCode, KeyEvent};
+use protocol::{CatalogItem, CatalogSnapshot, ListingId, RequestBody, StockDelta};
+use std::collections::HashMap;
+
+/// Samples kept per listing for its sparkline.
+pub const HISTORY: usize = 60;
+/// How often stock levels are sampled for the sparklines.
+pub const SAMPLE_MS: u64 = 1_000;
+
+/// Sort orders, cycled with `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Grouped by manufacturer, then category, then product.
+    #[default]
+    Maker,
+    /// Grouped by category, then product.
+    Category,
+    /// Cheapest first.
+    Price,
+    /// Fewest left first (what sells out next).
+    Scarce,
+}
+
+impl Sort {
+    fn next(self) -> Sort {
+        match self {
+            Sort::Maker => Sort::Category,
+            Sort::Category => Sort::Price,
+            Sort::Price => Sort::Scarce,
+            Sort::Scarce => Sort::Maker,
+        }
+    }
+
+    /// As shown in the title.
+    pub fn label(self) -> &'static str {
+        match self {
+            Sort::Maker => "maker",
+            Sort::Category => "category",
+            Sort::Price => "price",
+            Sort::Scarce => "fewest left",
+        }
+    }
+}
+
+/// A recent change of a listing's stock, for the highlight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub until_ms: u64,
+    pub up: bool,
+}
+
+/// The catalog screen.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogState {
+    /// Listings with stock.
+    pub items: Vec<CatalogItem>,
+    /// The catalog version the items are at; older deltas are ignored.
+    pub version: u64,
+    /// Whether a snapshot has arrived.
+    pub loaded: bool,
+    /// Sampled stock levels per listing, oldest first.
+    pub history: HashMap<ListingId, Vec<u64>>,
+    /// Listings whose stock just changed.
+    pub changed: HashMap<ListingId, Change>,
+    /// Row index into [`CatalogState::visible`].
+    pub selected: usize,
+    /// The selected listing, so the selection follows it when rows move.
+    pub selected_id: Option<ListingId>,
+    /// The quantity to add, 1 to what is left.
+    pub qty: u32,
+    pub search: TextInput,
+    pub searching: bool,
+    pub maker: Option<String>,
+    pub category: Option<String>,
+    pub sort: Sort,
+    next_sample_ms: u64,
+}
+
+impl CatalogState {
+    /// The rows to show: filtered, searched and sorted.
+    pub fn visible(&self) -> Vec<&CatalogItem> {
+        let needle = self.search.value().to_lowercase();
+        let mut rows: Vec<&CatalogItem> = self
+            .items
+            .iter()
+            .filter(|i| i.remaining > 0)
+            .filter(|i| {
+                self.maker
+                    .as_ref()
+                    .is_none_or(|m| &i.manufacturer_name == m)
+            })
+            .filter(|i| self.category.as_ref().is_none_or(|c| &i.category == c))
+            .filter(|i| {
+                needle.is_empty()
+                    || i.product.to_lowercase().contains(&needle)
+                    || i.category.to_lowercase().contains(&needle)
+                    || i.manufacturer_name.to_lowercase().contains(&needle)
+                    || i.sku.to_lowercase().contains(&needle)
+            })
+            .collect();
+        match self.sort {
+            Sort::Maker => rows.sort_by(|a, b| {
+                (&a.manufacturer_name, &a.category, &a.product, a.listing).cmp(&(
+                    &b.manufacturer_name,
+                    &b.category,
+                    &b.product,
+                    b.listing,
+                ))
+            }),
+            Sort::Category => rows.sort_by(|a, b| {
+                (&a.category, &a.product, &a.manufacturer_name, a.listing).cmp(&(
+                    &b.category,
+                    &b.product,
+                    &b.manufacturer_name,
+                    b.listing,
+                ))
+            }),
+            Sort::Price => rows.sort_by_key(|i| (i.unit_price, i.listing)),
+            Sort::Scarce => rows.sort_by_key(|i| (i.remaining, i.listing)),
+        }
+        rows
+    }
+
+    /// The selected item, if any row is visible.
+    pub fn current(&self) -> Option<&CatalogItem> {
+        self.visible().get(self.selected).copied()
+    }
+
+    /// Every manufacturer name, sorted.
+    pub fn makers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .items
+            .iter()
+            .map(|i| i.manufacturer_name.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every category, sorted.
+    pub fn categories(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.items.iter().map(|i| i.category.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Keeps the selection on the same listing when rows move, or on the same row when it left,
+    /// and keeps the quantity within what is left.
+    fn reselect(&mut self) {
+        let (index, id, remaining) = {
+            let rows = self.visible();
+            let index = self
+                .selected_id
+                .and_then(|id| rows.iter().position(|i| i.listing == id))
+                .unwrap_or_else(|| self.selected.min(rows.len().saturating_sub(1)));
+            let item = rows.get(index);
+            (
+                index,
+                item.map(|i| i.listing),
+                item.map_or(0, |i| i.remaining),
+            )
+        };
+        if id != self.selected_id {
+            self.qty = 1;
+        }
+        self.selected = index;
+        self.selected_id = id;
+        self.qty = self.qty.clamp(1, remaining.max(1));
+    }
+
+    fn select(&mut self, index: usize) {
+        let id = self.visible().get(index).map(|i| i.listing);
+        self.selected = index;
+        if id != self.selected_id {
+            self.selected_id = id;
+            self.qty = 1;
+        }
+        self.reselect();
+    }
+
+    /// A full snapshot: replaces the items, keeps history and selection.
+    pub fn replace(&mut self, snapshot: CatalogSnapshot, now_ms: u64) {
+        for item in &snapshot.items {
+            let old = self.items.iter().find(|i| i.listing == item.listing);
+            if let Some(old) = old.filter(|o| o.remaining != item.remaining) {
+                self.changed.insert(
+                    item.listing,
+                    Change {
+                        until_ms: now_ms + HIGHLIGHT_MS,
+                        up: item.remaining > old.remaining,
+                    },
+                );
+            }
+        }
+        self.items = snapshot.items;
+        self.items.retain(|i| i.remaining > 0);
+        self.version = snapshot.version;
+        self.loaded = true;
+        self.sample();
+        self.reselect();
+    }
+
+    /// A live stock change. Levels of 0 remove the listing (sold out).
+    pub fn apply_delta(&mut self, delta: StockDelta, now_ms: u64) {
+        if delta.version < self.version {
+            return;
+        }
+        self.version = delta.version;
+        for (listing, remaining) in delta.levels {
+            if let Some(item) = self.items.iter_mut().find(|i| i.listing == listing) {
+                if item.remaining != remaining {
+                    self.changed.insert(
+                        listing,
+                        Change {
+                            until_ms: now_ms + HIGHLIGHT_MS,
+                            up: remaining > item.remaining,
+                        },
+                    );
+                    item.remaining = remaining;
+                }
+            }
+        }
+        self.items.retain(|i| i.remaining > 0);
+        self.reselect();
+    }
+
+    /// Expires highlights and takes a stock sample once a second.
+    pub fn on_tick(&mut self, now_ms: u64) {
+        self.changed.retain(|_, c| c.until_ms > now_ms);
+        if now_ms >= self.next_sample_ms {
+            self.next_sample_ms = now_ms + SAMPLE_MS;
+            self.sample();
+        }
+    }
+
+    fn sample(&mut self) {
+        for item in &self.items {
+            let h = self.history.entry(item.listing).or_default();
+            h.push(u64::from(item.remaining));
+            if h.len() > HISTORY {
+                h.remove(0);
+            }
+        }
+    }
+}
+
+fn cycle(options: &[String], current: &Option<String>) -> Option<String> {
+    match current {
+        None => options.first().cloned(),
+        Some(c) => {
+            let i = options.iter().position(|o| o == c);
+            i.and_then(|i| options.get(i + 1)).cloned()
+        }
+    }
+}
+
+impl App {
+    pub(super) fn catalog_key(&mut self, key: KeyEvent) -> Vec<Cmd> {
+        let cat = &mut self.catalog;
+        if cat.searching {
+            match key.code {
+                KeyCode::Enter => cat.searching = false,
+                KeyCode::Esc => {
+                    cat.searching = false;
+                    cat.search = TextInput::new(InputKind::Text);
+                }
+                KeyCode::Up => cat.select(cat.selected.saturating_sub(1)),
+                KeyCode::Down => cat.select(cat.selected + 1),
+                _ => {
+                    cat.search.handle_key(key);
+                }
+            }
+            cat.reselect();
+            return Vec::new();
+        }
+        if keys::is_char(&key, '/') {
+            cat.searching = true;
+            return Vec::new();
+        }
+        if keys::is_char(&key, 'm') {
+            cat.maker = cycle(&cat.makers(), &cat.maker);
+            cat.reselect();
+            return Vec::new();
+        }
+        if keys::is_char(&key, 'c') {
+            cat.category = cycle(&cat.categories(), &cat.category);
+            cat.reselect();
+            return Vec::new();
+        }
+        if keys::is_char(&key, 's') {
+            cat.sort = cat.sort.next();
+            cat.reselect();
+            return Vec::new();
+        }
+        if keys::is_char(&key, 'x') {
+            cat.maker = None;
+            cat.category = None;
+            cat.search = TextInput::new(InputKind::Text);
+            cat.reselect();
+            return Vec::new();
+        }
+        if keys::is_char(&key, 'a') {
+            return self.add_selected();
+        }
+        let rows = cat.visible().len();
+        match keys::nav(&key) {
+            Some(Nav::Up) => cat.select(cat.selected.saturating_sub(1)),
+            Some(Nav::Down) => cat.select((cat.selected + 1).min(rows.saturating_sub(1))),
+            Some(Nav::PageUp) => cat.select(cat.selected.saturating_sub(10)),
+            Some(Nav::PageDown) => cat.select((cat.selected + 10).min(rows.saturating_sub(1))),
+            Some(Nav::Top) => cat.select(0),
+            Some(Nav::Bottom) => cat.select(rows.saturating_sub(1)),
+            Some(Nav::Left) => cat.qty = cat.qty.saturating_sub(1).max(1),
+            Some(Nav::Right) => {
+                let max = cat.current().map_or(1, |i| i.remaining.max(1));
+                cat.qty = (cat.qty + 1).min(max);
+            }
+            Some(Nav::Enter) => return self.add_selected(),
+            Some(Nav::Back) => {}
+            None => {}
+        }
+        Vec::new()
+    }
+
+    fn add_selected(&mut self) -> Vec<Cmd> {
+        let Some(item) = self.catalog.current() else {
+            return Vec::new();
+        };
+        let (listing, quantity) = (
+            item.listing,
+            self.catalog.qty.clamp(1, item.remaining.max(1)),
+        );
+        let text = format!("Adding {} x {}...", quantity, item.product);
+        self.flash(FlashKind::Info, text);
+        self.catalog.qty = 1;
+        vec![self.request(
+            ReqKind::AddToCart,
+            RequestBody::AddToCart { listing, quantity },
+        )]
+    }
+}

@@ -1,0 +1,942 @@
+//! `update` driven by key events and network messages: no terminal, no network. Each test feeds
+//! [`Msg`]s and checks the model and the [`Cmd`]s it asks for. The snapshot tests at the end render
+//! the model into a `TestBackend` at 80x24 (and once below the minimum size).
+
+use super::*;
+use crate::screens::render_to_string;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use protocol::*;
+
+pub const NOW: u64 = 1_750_000_000_000;
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_str(app: &mut App, s: &str) -> Vec<Cmd> {
+    s.chars().flat_map(|c| app.update(ch(c))).collect()
+}
+
+fn month() -> MonthView {
+    MonthView {
+        id: MonthId(4),
+        state: MonthState::Open,
+        opened_at_ms: NOW - 30_000,
+        ends_at_ms: NOW + 42_000,
+    }
+}
+
+fn welcome() -> Welcome {
+    Welcome {
+        version: PROTOCOL_VERSION,
+        server: "distributor/test".into(),
+        manufacturer: None,
+        month: Some(month()),
+    }
+}
+
+fn account(card: bool) -> AccountView {
+    AccountView {
+        id: AccountId(7),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        email: "ada@example.com".into(),
+        card: card.then(|| CardView {
+            brand: CardBrand::Visa,
+            last4: "4242".into(),
+            exp_month: 12,
+            exp_year: 2031,
+        }),
+    }
+}
+
+fn session(card: bool) -> SessionInfo {
+    SessionInfo {
+        token: SessionToken("t0ken".into()),
+        expires_at_ms: NOW + 3_600_000,
+        account: account(card),
+    }
+}
+
+fn item(
+    listing: u32,
+    maker: &str,
+    product: &str,
+    category: &str,
+    price: u64,
+    left: u32,
+) -> CatalogItem {
+    CatalogItem {
+        listing: ListingId(listing),
+        manufacturer: ManufacturerId(listing / 10),
+        manufacturer_name: maker.into(),
+        sku: format!("SKU{listing}"),
+        product: product.into(),
+        category: category.into(),
+        unit_price: Cents(price),
+        offered: 400,
+        remaining: left,
+    }
+}
+
+fn catalog() -> CatalogSnapshot {
+    CatalogSnapshot {
+        month: Some(month()),
+        items: vec![
+            item(11, "orchard", "Apples", "fruit", 116, 394),
+            item(12, "orchard", "Pears", "fruit", 147, 3),
+            item(21, "dairy", "Milk 1l", "dairy", 107, 596),
+            item(22, "dairy", "Cheddar 200g", "dairy", 352, 150),
+            item(31, "bakery", "Croissant", "bakery", 129, 357),
+        ],
+        version: 10,
+    }
+}
+
+fn cart_line(
+    listing: u32,
+    product: &str,
+    maker: &str,
+    price: u64,
+    qty: u32,
+    available: u32,
+) -> CartLine {
+    CartLine {
+        listing: ListingId(listing),
+        product: product.into(),
+        manufacturer_name: maker.into(),
+        unit_price: Cents(price),
+        quantity: qty,
+        available,
+    }
+}
+
+fn cart() -> CartView {
+    CartView {
+        lines: vec![
+            cart_line(11, "Apples", "orchard", 116, 3, 394),
+            cart_line(31, "Croissant", "bakery", 129, 2, 357),
+        ],
+        total: Cents(3 * 116 + 2 * 129),
+        adjustments: vec![],
+    }
+}
+
+fn order(id: u64, status: LineStatus) -> OrderView {
+    OrderView {
+        id: OrderId(id),
+        checkout_id: CheckoutId(u128::from(id)),
+        month: MonthId(4),
+        placed_at_ms: NOW - 120_000,
+        lines: vec![
+            OrderLine {
+                listing: ListingId(11),
+                product: "Apples".into(),
+                manufacturer_name: "orchard".into(),
+                unit_price: Cents(116),
+                quantity: 3,
+                line_total: Cents(348),
+                status,
+            },
+            OrderLine {
+                listing: ListingId(31),
+                product: "Croissant".into(),
+                manufacturer_name: "bakery".into(),
+                unit_price: Cents(129),
+                quantity: 2,
+                line_total: Cents(258),
+                status: LineStatus::Placed,
+            },
+        ],
+        total: Cents(606),
+    }
+}
+
+/// Tab from the catalog to the cart, answering the cart fetch it makes.
+fn to_cart(app: &mut App) {
+    let cmds = app.update(key(KeyCode::Tab));
+    let (tag, _) = one(&cmds, ReqKind::Cart);
+    reply(app, tag, Reply::Cart(cart()));
+    assert_eq!(app.screen, Screen::Cart);
+}
+
+/// The tags of the requests in `cmds`, by kind.
+fn sent(cmds: &[Cmd], kind: ReqKind) -> Vec<(Tag, RequestBody)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Cmd::Send { tag, body } if tag.kind == kind => Some((*tag, body.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn one(cmds: &[Cmd], kind: ReqKind) -> (Tag, RequestBody) {
+    let found = sent(cmds, kind);
+    assert_eq!(found.len(), 1, "expected one {kind:?} in {cmds:?}");
+    found[0].clone()
+}
+
+fn reply(app: &mut App, tag: Tag, r: Reply) -> Vec<Cmd> {
+    app.update(Msg::Net(NetEvent::Reply { tag, result: Ok(r) }))
+}
+
+fn fail(app: &mut App, tag: Tag, e: WireError) -> Vec<Cmd> {
+    app.update(Msg::Net(NetEvent::Reply {
+        tag,
+        result: Err(RequestError::Server(e)),
+    }))
+}
+
+fn connected(app: &mut App) -> Vec<Cmd> {
+    app.update(Msg::Net(NetEvent::Connected {
+        welcome: welcome(),
+        session: None,
+    }))
+}
+
+/// Logged in with catalog, cart and orders answered, on the catalog screen.
+fn shopping(card: bool) -> App {
+    let mut app = App::new(Theme::plain(), NOW);
+    connected(&mut app);
+    type_str(&mut app, "ada@example.com");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "password123");
+    let cmds = app.update(key(KeyCode::Enter));
+    let (tag, _) = one(&cmds, ReqKind::LogIn);
+    let cmds = reply(&mut app, tag, Reply::Session(session(card)));
+    let (t, _) = one(&cmds, ReqKind::Catalog);
+    reply(&mut app, t, Reply::Catalog(catalog()));
+    let (t, _) = one(&cmds, ReqKind::Cart);
+    reply(&mut app, t, Reply::Cart(cart()));
+    let (t, _) = one(&cmds, ReqKind::Orders);
+    reply(
+        &mut app,
+        t,
+        Reply::Orders(vec![
+            order(9, LineStatus::Confirmed),
+            order(8, LineStatus::Dispatched),
+        ]),
+    );
+    app.update(Msg::Tick { now_ms: NOW });
+    app
+}
+
+// ---------------------------------------------------------------- keys and quitting
+
+#[test]
+fn q_typed_into_the_login_form_is_text_not_quit() {
+    let mut app = App::new(Theme::plain(), NOW);
+    let cmds = app.update(ch('q'));
+    assert!(cmds.is_empty());
+    assert!(!app.quit);
+    assert_eq!(app.login.form.value(0), "q");
+}
+
+#[test]
+fn ctrl_c_quits_even_while_typing() {
+    let mut app = App::new(Theme::plain(), NOW);
+    assert_eq!(app.update(ctrl('c')), vec![Cmd::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn q_quits_from_the_catalog_but_is_typed_while_searching() {
+    let mut app = shopping(true);
+    app.update(ch('/'));
+    assert!(app.update(ch('q')).is_empty());
+    assert_eq!(app.catalog.search.value(), "q");
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.update(ch('q')), vec![Cmd::Quit]);
+}
+
+#[test]
+fn tab_cycles_the_screens_and_opening_the_cart_checks_stock_again() {
+    let mut app = shopping(true);
+    let cmds = app.update(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Cart);
+    one(&cmds, ReqKind::Cart);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Orders);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Account);
+    app.update(key(KeyCode::BackTab));
+    assert_eq!(app.screen, Screen::Orders);
+    app.update(ch('1'));
+    assert_eq!(app.screen, Screen::Catalog);
+}
+
+#[test]
+fn question_mark_opens_help_and_esc_closes_it() {
+    let mut app = shopping(true);
+    app.update(ch('?'));
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    app.update(ch('j'));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Help),
+        "other keys keep help open"
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.overlay, None);
+}
+
+// ---------------------------------------------------------------- login
+
+#[test]
+fn sign_up_sends_the_typed_fields_after_a_short_password_is_caught_locally() {
+    let mut app = App::new(Theme::plain(), NOW);
+    app.update(ctrl('n'));
+    assert_eq!(app.login.mode, LoginMode::SignUp);
+    for (i, text) in ["Ada", "Lovelace", "ada@example.com", "short"]
+        .iter()
+        .enumerate()
+    {
+        type_str(&mut app, text);
+        if i < 3 {
+            app.update(key(KeyCode::Tab));
+        }
+    }
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(
+        app.login.form.fields[3].input.error.as_deref(),
+        Some(strings::PASSWORD_SHORT)
+    );
+    type_str(&mut app, "-but-longer");
+    let cmds = app.update(key(KeyCode::Enter));
+    let (_, body) = one(&cmds, ReqKind::SignUp);
+    assert_eq!(
+        body,
+        RequestBody::SignUp(SignUp {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            password: "short-but-longer".into(),
+        })
+    );
+}
+
+#[test]
+fn a_server_error_naming_a_field_is_shown_next_to_that_field() {
+    let mut app = App::new(Theme::plain(), NOW);
+    app.update(ctrl('n'));
+    for text in ["Ada", "Lovelace", "ada@example.com"] {
+        type_str(&mut app, text);
+        app.update(key(KeyCode::Enter));
+    }
+    type_str(&mut app, "password123");
+    let cmds = app.update(key(KeyCode::Enter));
+    let (tag, _) = one(&cmds, ReqKind::SignUp);
+    fail(
+        &mut app,
+        tag,
+        WireError::field(
+            ErrorCode::EmailTaken,
+            Field::Email,
+            "An account with this email already exists",
+        ),
+    );
+    assert_eq!(
+        app.login.form.fields[2].input.error.as_deref(),
+        Some("An account with this email already exists")
+    );
+    assert_eq!(app.login.form.focus, 2);
+    assert_eq!(app.screen, Screen::Login);
+}
+
+#[test]
+fn a_session_fetches_catalog_cart_and_orders_and_hands_the_token_to_the_connection() {
+    let mut app = App::new(Theme::plain(), NOW);
+    type_str(&mut app, "ada@example.com");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "password123");
+    let cmds = app.update(key(KeyCode::Enter));
+    let (tag, _) = one(&cmds, ReqKind::LogIn);
+    let cmds = reply(&mut app, tag, Reply::Session(session(false)));
+    assert!(cmds.contains(&Cmd::Session(Some(SessionToken("t0ken".into())))));
+    one(&cmds, ReqKind::Catalog);
+    one(&cmds, ReqKind::Cart);
+    one(&cmds, ReqKind::Orders);
+    assert_eq!(app.screen, Screen::Catalog);
+    assert!(
+        app.login.form.value(1).is_empty(),
+        "the password is not kept"
+    );
+}
+
+// ---------------------------------------------------------------- catalog
+
+#[test]
+fn stock_changes_in_place_with_a_highlight_and_sold_out_items_disappear() {
+    let mut app = shopping(true);
+    app.update(Msg::Net(NetEvent::Push(Event::Stock(StockDelta {
+        version: 11,
+        levels: vec![(ListingId(11), 390), (ListingId(12), 0)],
+    }))));
+    let apples = app
+        .catalog
+        .items
+        .iter()
+        .find(|i| i.listing == ListingId(11))
+        .unwrap();
+    assert_eq!(apples.remaining, 390);
+    assert!(app.catalog.changed.contains_key(&ListingId(11)));
+    assert!(app.catalog.items.iter().all(|i| i.listing != ListingId(12)));
+    app.update(Msg::Tick {
+        now_ms: NOW + HIGHLIGHT_MS + 1,
+    });
+    assert!(app.catalog.changed.is_empty(), "the highlight is brief");
+}
+
+#[test]
+fn a_stock_delta_older_than_the_snapshot_is_ignored() {
+    let mut app = shopping(true);
+    app.update(Msg::Net(NetEvent::Push(Event::Stock(StockDelta {
+        version: 9,
+        levels: vec![(ListingId(11), 1)],
+    }))));
+    let apples = app
+        .catalog
+        .items
+        .iter()
+        .find(|i| i.listing == ListingId(11))
+        .unwrap();
+    assert_eq!(apples.remaining, 394);
+}
+
+#[test]
+fn the_quantity_stays_between_one_and_what_is_left_and_enter_adds_it() {
+    let mut app = shopping(true);
+    // Sorted by maker: bakery Croissant, dairy Cheddar, dairy Milk, orchard Apples, orchard Pears.
+    app.update(key(KeyCode::End));
+    assert_eq!(app.catalog.current().unwrap().product, "Pears");
+    app.update(key(KeyCode::Left));
+    assert_eq!(app.catalog.qty, 1);
+    for _ in 0..5 {
+        app.update(ch('l'));
+    }
+    assert_eq!(app.catalog.qty, 3, "only 3 pears left");
+    let cmds = app.update(key(KeyCode::Enter));
+    let (_, body) = one(&cmds, ReqKind::AddToCart);
+    assert_eq!(
+        body,
+        RequestBody::AddToCart {
+            listing: ListingId(12),
+            quantity: 3
+        }
+    );
+}
+
+#[test]
+fn the_selection_follows_its_product_when_rows_move() {
+    let mut app = shopping(true);
+    app.update(ch('j')); // dairy Cheddar
+    app.update(ch('j')); // dairy Milk
+    assert_eq!(app.catalog.current().unwrap().product, "Milk 1l");
+    app.update(ch('s')); // by category: bakery, dairy(Cheddar, Milk), fruit(...)
+    assert_eq!(app.catalog.current().unwrap().product, "Milk 1l");
+    app.update(Msg::Net(NetEvent::Push(Event::Stock(StockDelta {
+        version: 11,
+        levels: vec![(ListingId(21), 0)],
+    }))));
+    assert!(
+        app.catalog.current().is_some(),
+        "a neighbour is selected when the product sells out"
+    );
+}
+
+#[test]
+fn search_and_filters_narrow_the_rows() {
+    let mut app = shopping(true);
+    app.update(ch('/'));
+    type_str(&mut app, "app");
+    app.update(key(KeyCode::Enter));
+    let rows: Vec<_> = app
+        .catalog
+        .visible()
+        .iter()
+        .map(|i| i.product.clone())
+        .collect();
+    assert_eq!(rows, vec!["Apples"]);
+    app.update(ch('x'));
+    app.update(ch('m')); // first maker alphabetically: bakery
+    assert_eq!(app.catalog.visible().len(), 1);
+    app.update(ch('m'));
+    app.update(ch('c')); // dairy maker, category bakery: nothing
+    assert_eq!(app.catalog.visible().len(), 0);
+}
+
+// ---------------------------------------------------------------- cart
+
+#[test]
+fn cut_cart_lines_are_named_in_a_message() {
+    let mut app = shopping(true);
+    let cmds = app.update(key(KeyCode::Tab));
+    let (tag, _) = one(&cmds, ReqKind::Cart);
+    let mut view = cart();
+    view.lines[0].quantity = 2;
+    view.adjustments = vec![CartAdjustment {
+        listing: ListingId(11),
+        product: "Apples".into(),
+        manufacturer_name: "orchard".into(),
+        from: 3,
+        to: 2,
+    }];
+    reply(&mut app, tag, Reply::Cart(view));
+    let (head, lines) = app.cart.notice.clone().unwrap();
+    assert_eq!(head, strings::CART_CUT);
+    assert!(lines[0].contains("Apples (orchard): 3 -> 2"), "{lines:?}");
+}
+
+#[test]
+fn cart_quantity_changes_show_at_once_and_d_removes_a_line() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    let cmds = app.update(ch('+'));
+    let (_, body) = one(&cmds, ReqKind::Cart);
+    assert_eq!(
+        body,
+        RequestBody::SetCartQuantity {
+            listing: ListingId(11),
+            quantity: 4
+        }
+    );
+    assert_eq!(app.cart.view.total, Cents(4 * 116 + 2 * 129));
+    let cmds = app.update(ch('d'));
+    let (_, body) = one(&cmds, ReqKind::Cart);
+    assert_eq!(
+        body,
+        RequestBody::RemoveFromCart {
+            listing: ListingId(11)
+        }
+    );
+    assert_eq!(app.cart.view.lines.len(), 1);
+}
+
+#[test]
+fn an_older_cart_reply_does_not_overwrite_a_newer_one() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    let first = one(&app.update(ch('+')), ReqKind::Cart).0;
+    let second = one(&app.update(ch('+')), ReqKind::Cart).0;
+    let mut newer = cart();
+    newer.lines[0].quantity = 5;
+    reply(&mut app, second, Reply::Cart(newer));
+    let mut older = cart();
+    older.lines[0].quantity = 4;
+    reply(&mut app, first, Reply::Cart(older));
+    assert_eq!(app.cart.view.lines[0].quantity, 5);
+}
+
+#[test]
+fn replies_from_an_earlier_session_are_dropped() {
+    let mut app = shopping(true);
+    let (tag, _) = one(&app.update(ch('3')), ReqKind::Orders);
+    // Log out from the account screen before the orders arrive.
+    app.update(ch('4'));
+    for _ in 0..4 {
+        app.update(ch('j'));
+    }
+    let cmds = app.update(key(KeyCode::Enter));
+    assert!(cmds.contains(&Cmd::Session(None)));
+    one(&cmds, ReqKind::LogOut);
+    assert_eq!(app.screen, Screen::Login);
+    reply(
+        &mut app,
+        tag,
+        Reply::Orders(vec![order(1, LineStatus::Placed)]),
+    );
+    assert!(app.orders.list.is_empty());
+}
+
+// ---------------------------------------------------------------- checkout
+
+/// From the cart, with no card: card form, Luhn caught locally, card saved, review, confirm.
+/// Returns the checkout tag and id.
+fn checkout_until_sent(app: &mut App) -> (Tag, CheckoutId) {
+    to_cart(app);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Checkout);
+    assert_eq!(app.checkout.stage, Stage::Card);
+    type_str(app, "4242424242424241");
+    app.update(key(KeyCode::Tab));
+    type_str(app, "1231");
+    app.update(key(KeyCode::Tab));
+    type_str(app, "123");
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "a failing Luhn check is not sent"
+    );
+    assert_eq!(
+        app.checkout.card.fields[0].input.error.as_deref(),
+        Some(strings::CARD_LUHN)
+    );
+    app.update(key(KeyCode::Backspace));
+    type_str(app, "2");
+    app.checkout.card.focus = 2;
+    let cmds = app.update(key(KeyCode::Enter));
+    let (tag, body) = one(&cmds, ReqKind::SetCard);
+    let RequestBody::SetCard(input) = body else {
+        panic!()
+    };
+    assert_eq!(
+        (input.number.as_str(), input.exp_month, input.exp_year),
+        ("4242424242424242", 12, 2031)
+    );
+    reply(app, tag, Reply::Account(account(true)));
+    assert_eq!(app.checkout.stage, Stage::Review);
+    assert!(
+        app.checkout.card.value(0).is_empty(),
+        "the number is dropped once saved"
+    );
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.checkout.stage, Stage::Confirm);
+    let cmds = app.update(key(KeyCode::Enter));
+    let (tag, body) = one(&cmds, ReqKind::Checkout);
+    let RequestBody::Checkout {
+        checkout_id,
+        lines: None,
+    } = body
+    else {
+        panic!("{body:?}")
+    };
+    assert_eq!(app.checkout.stage, Stage::Placing);
+    (tag, checkout_id)
+}
+
+#[test]
+fn checkout_with_a_new_card_places_the_order_and_shows_it_in_the_history() {
+    let mut app = shopping(false);
+    let (tag, id) = checkout_until_sent(&mut app);
+    let mut placed = order(10, LineStatus::Placed);
+    placed.checkout_id = id;
+    let cmds = reply(&mut app, tag, Reply::Order(placed));
+    one(&cmds, ReqKind::Cart);
+    assert_eq!(app.screen, Screen::Orders);
+    assert_eq!(app.orders.list[0].id, OrderId(10));
+    assert_eq!(app.checkout.attempt, None);
+}
+
+#[test]
+fn out_of_stock_names_what_ran_out_and_returns_to_a_refetched_cart() {
+    let mut app = shopping(false);
+    let (tag, _) = checkout_until_sent(&mut app);
+    let mut e = WireError::new(ErrorCode::OutOfStock, "Some items ran out");
+    e.shortages = vec![Shortage {
+        listing: ListingId(11),
+        product: "Apples".into(),
+        manufacturer: "orchard".into(),
+        requested: 3,
+        available: 1,
+    }];
+    let cmds = fail(&mut app, tag, e);
+    assert_eq!(app.screen, Screen::Cart);
+    one(&cmds, ReqKind::Cart);
+    let (head, lines) = app.cart.notice.clone().unwrap();
+    assert_eq!(head, strings::SOME_RAN_OUT);
+    assert_eq!(
+        lines,
+        vec!["Apples (orchard): wanted 3, only 1 left".to_string()]
+    );
+}
+
+#[test]
+fn a_checkout_lost_with_the_connection_is_resent_with_the_same_id_after_reconnecting() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (tag, body) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    app.update(Msg::Net(NetEvent::Disconnected {
+        reason: "reset".into(),
+        retry_in_ms: 250,
+    }));
+    let cmds = app.update(Msg::Net(NetEvent::Reply {
+        tag,
+        result: Err(RequestError::Lost),
+    }));
+    assert!(cmds.is_empty(), "nothing is sent while offline");
+    assert_eq!(app.checkout.stage, Stage::Placing);
+    let cmds = app.update(Msg::Net(NetEvent::Connected {
+        welcome: welcome(),
+        session: Some(Ok(session(true))),
+    }));
+    let (new_tag, resent) = one(&cmds, ReqKind::Checkout);
+    assert_eq!(
+        resent, body,
+        "same checkout id, so a double submit has no effect"
+    );
+    // The late answer to the first attempt is ignored; the re-send's answer is applied.
+    reply(&mut app, tag, Reply::Order(order(10, LineStatus::Placed)));
+    assert_eq!(app.checkout.stage, Stage::Placing);
+    reply(
+        &mut app,
+        new_tag,
+        Reply::Order(order(10, LineStatus::Placed)),
+    );
+    assert_eq!(app.screen, Screen::Orders);
+}
+
+#[test]
+fn each_confirmed_attempt_gets_a_fresh_checkout_id() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (tag, first) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    fail(
+        &mut app,
+        tag,
+        WireError::new(ErrorCode::MonthClosed, "No month is open"),
+    );
+    assert_eq!(app.checkout.error.as_deref(), Some("No month is open"));
+    app.update(key(KeyCode::Enter));
+    let (_, second) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    assert_ne!(first, second);
+}
+
+// ---------------------------------------------------------------- orders and connection
+
+#[test]
+fn an_order_status_push_moves_the_line_and_an_unknown_order_is_fetched() {
+    let mut app = shopping(true);
+    let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
+        order: OrderId(9),
+        listing: ListingId(31),
+        status: LineStatus::Dispatched,
+    })));
+    assert!(cmds.is_empty());
+    assert_eq!(app.orders.list[0].lines[1].status, LineStatus::Dispatched);
+    assert!(app
+        .orders
+        .changed
+        .contains_key(&(OrderId(9), ListingId(31))));
+    let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
+        order: OrderId(99),
+        listing: ListingId(31),
+        status: LineStatus::Confirmed,
+    })));
+    one(&cmds, ReqKind::Orders);
+}
+
+#[test]
+fn a_resumed_session_refreshes_everything_without_a_new_login() {
+    let mut app = shopping(true);
+    app.update(Msg::Net(NetEvent::Disconnected {
+        reason: "reset".into(),
+        retry_in_ms: 500,
+    }));
+    assert!(matches!(app.conn, ConnState::Offline { .. }));
+    let cmds = app.update(Msg::Net(NetEvent::Connected {
+        welcome: welcome(),
+        session: Some(Ok(session(true))),
+    }));
+    assert_eq!(app.conn, ConnState::Online);
+    assert_eq!(app.screen, Screen::Catalog);
+    one(&cmds, ReqKind::Catalog);
+    one(&cmds, ReqKind::Cart);
+    one(&cmds, ReqKind::Orders);
+}
+
+#[test]
+fn a_session_that_cannot_be_resumed_goes_back_to_the_login_screen() {
+    let mut app = shopping(true);
+    let cmds = app.update(Msg::Net(NetEvent::Connected {
+        welcome: welcome(),
+        session: Some(Err(WireError::new(
+            ErrorCode::SessionExpired,
+            "Session expired",
+        ))),
+    }));
+    assert_eq!(cmds, vec![Cmd::Session(None)]);
+    assert_eq!(app.screen, Screen::Login);
+    assert!(app.session.is_none());
+}
+
+#[test]
+fn deleting_the_account_asks_for_the_password_and_shows_a_wrong_one_next_to_it() {
+    let mut app = shopping(true);
+    app.update(ch('4'));
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Down));
+    app.account.menu = AccountAction::ALL.len() - 1;
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(app.overlay, Some(Overlay::ConfirmDelete(_))));
+    type_str(&mut app, "wrong");
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::DeleteAccount);
+    fail(
+        &mut app,
+        tag,
+        WireError::field(ErrorCode::BadCredentials, Field::Password, "Wrong password"),
+    );
+    let Some(Overlay::ConfirmDelete(form)) = &app.overlay else {
+        panic!()
+    };
+    assert_eq!(
+        form.fields[0].input.error.as_deref(),
+        Some("Wrong password")
+    );
+}
+
+// ---------------------------------------------------------------- snapshots
+
+fn snap(app: &App) -> String {
+    render_to_string(app, 80, 24)
+}
+
+#[test]
+fn snapshot_login() {
+    let mut app = App::new(Theme::plain(), NOW);
+    connected(&mut app);
+    type_str(&mut app, "ada@example.com");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "secret");
+    insta::assert_snapshot!("login", snap(&app));
+}
+
+#[test]
+fn snapshot_sign_up_with_a_field_error() {
+    let mut app = App::new(Theme::plain(), NOW);
+    connected(&mut app);
+    app.update(ctrl('n'));
+    for text in ["Ada", "Lovelace", "ada@example.com"] {
+        type_str(&mut app, text);
+        app.update(key(KeyCode::Enter));
+    }
+    type_str(&mut app, "password123");
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::SignUp);
+    fail(
+        &mut app,
+        tag,
+        WireError::field(ErrorCode::EmailTaken, Field::Email, "That email is taken"),
+    );
+    insta::assert_snapshot!("sign_up_error", snap(&app));
+}
+
+#[test]
+fn snapshot_catalog_with_live_stock() {
+    let mut app = shopping(true);
+    for (i, left) in [394u32, 392, 390, 385, 380].iter().enumerate() {
+        app.update(Msg::Net(NetEvent::Push(Event::Stock(StockDelta {
+            version: 11 + i as u64,
+            levels: vec![(ListingId(11), *left)],
+        }))));
+        app.update(Msg::Tick {
+            now_ms: NOW + 1_000 * (i as u64 + 1),
+        });
+    }
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Up));
+    app.update(ch('l'));
+    insta::assert_snapshot!("catalog", snap(&app));
+}
+
+#[test]
+fn snapshot_catalog_search() {
+    let mut app = shopping(true);
+    app.update(ch('/'));
+    type_str(&mut app, "ch");
+    insta::assert_snapshot!("catalog_search", snap(&app));
+}
+
+#[test]
+fn snapshot_cart_with_a_shortage_message() {
+    let mut app = shopping(true);
+    let (tag, _) = one(&app.update(key(KeyCode::Tab)), ReqKind::Cart);
+    let mut view = cart();
+    view.lines[1].available = 1;
+    view.adjustments = vec![CartAdjustment {
+        listing: ListingId(12),
+        product: "Pears".into(),
+        manufacturer_name: "orchard".into(),
+        from: 4,
+        to: 0,
+    }];
+    reply(&mut app, tag, Reply::Cart(view));
+    insta::assert_snapshot!("cart", snap(&app));
+}
+
+#[test]
+fn snapshot_checkout_card_form_while_typing() {
+    let mut app = shopping(false);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    type_str(&mut app, "4242424242424242");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "13");
+    insta::assert_snapshot!("checkout_card", snap(&app));
+}
+
+#[test]
+fn snapshot_checkout_review_and_confirm() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!("checkout_review", snap(&app));
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!("checkout_confirm", snap(&app));
+}
+
+#[test]
+fn snapshot_checkout_placing_while_offline() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    app.update(Msg::Net(NetEvent::Disconnected {
+        reason: "connection reset".into(),
+        retry_in_ms: 2_000,
+    }));
+    app.update(Msg::Net(NetEvent::Reply {
+        tag,
+        result: Err(RequestError::Lost),
+    }));
+    insta::assert_snapshot!("checkout_placing_offline", snap(&app));
+}
+
+#[test]
+fn snapshot_orders() {
+    let mut app = shopping(true);
+    app.update(ch('3'));
+    insta::assert_snapshot!("orders", snap(&app));
+}
+
+#[test]
+fn snapshot_account_and_edit_form() {
+    let mut app = shopping(true);
+    app.update(ch('4'));
+    insta::assert_snapshot!("account", snap(&app));
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!("account_edit", snap(&app));
+}
+
+#[test]
+fn snapshot_delete_dialog() {
+    let mut app = shopping(true);
+    app.update(ch('4'));
+    app.account.menu = AccountAction::ALL.len() - 1;
+    app.update(key(KeyCode::Enter));
+    type_str(&mut app, "pw");
+    insta::assert_snapshot!("delete_dialog", snap(&app));
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = shopping(true);
+    app.update(ch('?'));
+    insta::assert_snapshot!("help", snap(&app));
+}
+
+#[test]
+fn snapshot_terminal_too_small() {
+    let app = shopping(true);
+    insta::assert_snapshot!("too_small", render_to_string(&app, 50, 14));
+}

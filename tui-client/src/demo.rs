@@ -1,0 +1,298 @@
+//! `shop --demo`: a whole system in one process, so one command shows everything moving.
+//!
+//! - a distributor (`server::run`) on a 127.0.0.1:0 listener, its SQLite file in a temp dir (or
+//!   `--data-dir`), with short months so people see them turn;
+//! - three simulated manufacturers (`manufacturer_sim::run`, presets orchard, dairy, bakery);
+//! - a few simulated shoppers ([`shopper`]) that add to their carts and check out at a human pace,
+//!   so stock visibly moves. Each is bounded in actions and stops with the rest.
+//!
+//! Everything runs under one [`CancellationToken`]; [`DemoSystem::stop`] cancels it and waits.
+
+use protocol::{
+    CardInput, CheckoutId, Client, ClientError, ErrorCode, Hello, Reply, RequestBody, Role, SignUp,
+    PROTOCOL_VERSION,
+};
+use rand::Rng;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The manufacturers the demo starts.
+pub const MAKERS: [&str; 3] = ["orchard", "dairy", "bakery"];
+/// The most actions one simulated shopper takes, so the demo's traffic is bounded.
+pub const MAX_ACTIONS: u32 = 5_000;
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Where the databases live; a fresh temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Month length in seconds.
+    pub month_secs: u64,
+    /// How many simulated shoppers.
+    pub shoppers: usize,
+}
+
+/// What can stop the demo from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("demo: manufacturer preset {0} is missing")]
+    Preset(&'static str),
+    #[error("demo: the distributor did not come up: {0}")]
+    Server(String),
+}
+
+/// A running demo system.
+pub struct DemoSystem {
+    /// Where the distributor listens.
+    pub addr: String,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    /// Kept so the temp dir lives as long as the system.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl DemoSystem {
+    /// Stops everything the demo started and waits (at most a few seconds) for it to finish.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Starts the distributor, the manufacturers and the shoppers.
+pub async fn start(
+    config: DemoConfig,
+    shutdown: CancellationToken,
+) -> Result<DemoSystem, DemoError> {
+    let (dir, tmp) = match &config.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("shop-demo-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let stop = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let mut server_config = server::Config::new(dir.join("distributor.db"));
+    server_config.month_secs = config.month_secs;
+    let server_stop = stop.clone();
+    tasks.spawn(async move {
+        if let Err(e) = server::run(server_config, listener, server_stop.clone()).await {
+            tracing::error!("demo distributor stopped: {e}");
+            server_stop.cancel();
+        }
+    });
+    wait_until_up(&addr).await?;
+
+    for name in MAKERS {
+        let catalog = manufacturer_sim::preset(name).ok_or(DemoError::Preset(name))?;
+        let mut sim = manufacturer_sim::SimConfig::new(
+            addr.clone(),
+            name,
+            dir.join(format!("{name}.db")),
+            catalog,
+        );
+        // Long enough that "confirmed" shows before "dispatched".
+        sim.dispatch_delay = Some(Duration::from_secs(4));
+        let sim_stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) = manufacturer_sim::run(sim, sim_stop).await {
+                tracing::error!("demo manufacturer {name} stopped: {e}");
+            }
+        });
+    }
+    // The distributor opened month 1 before the makers connected, and asks a maker to offer only
+    // when a month opens: start a fresh month as soon as they are all here, so the shelves fill now
+    // rather than after a whole empty month.
+    kick_first_month(&addr).await;
+    for i in 0..config.shoppers {
+        tasks.spawn(shopper(i, addr.clone(), stop.clone()));
+    }
+    Ok(DemoSystem {
+        addr,
+        stop,
+        tasks,
+        _tmp: tmp,
+    })
+}
+
+fn hello(client: &str) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Customer,
+        client: client.to_string(),
+        name: None,
+        key: None,
+    }
+}
+
+/// Waits (up to 10 s) until every demo maker is connected, then closes the empty first month as an
+/// operator, which opens the next one and asks the makers for offers. Best effort: if anything
+/// fails the demo still runs and the first month simply passes empty.
+async fn kick_first_month(addr: &str) {
+    let operator = Hello {
+        role: Role::Operator,
+        ..hello("shop-demo-operator")
+    };
+    let Ok((client, _events)) = Client::connect(addr, operator).await else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Reply::Status(status)) = client.call(RequestBody::Status).await {
+            let connected = status.manufacturers.iter().filter(|m| m.connected).count();
+            let offered = status.manufacturers.iter().any(|m| m.offered_this_month);
+            if offered {
+                return; // a restarted demo with a month already stocked
+            }
+            if connected >= MAKERS.len() {
+                let _ = client.call(RequestBody::CloseMonth).await;
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_until_up(addr: &str) -> Result<(), DemoError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(addr, hello("shop-demo-probe")).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(DemoError::Server(e.to_string()))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// One simulated shopper: logs in (or signs up), keeps a card on file, then browses, adds one to
+/// five units of something and now and then checks out, every 1.5 to 5 seconds. Reconnects after
+/// a failure. Stops after [`MAX_ACTIONS`] actions or when `stop` is cancelled.
+pub async fn shopper(i: usize, addr: String, stop: CancellationToken) {
+    let mut actions = 0u32;
+    while actions < MAX_ACTIONS && !stop.is_cancelled() {
+        let session = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = shop_session(i, &addr, &stop, &mut actions) => r,
+        };
+        if session.is_err() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+}
+
+async fn shop_session(
+    i: usize,
+    addr: &str,
+    stop: &CancellationToken,
+    actions: &mut u32,
+) -> Result<(), ClientError> {
+    let (client, _events) = Client::connect(addr, hello("shop-demo-shopper")).await?;
+    let email = format!("shopper{}@demo.shop", i + 1);
+    let password = format!("demo-shopper-{}", i + 1);
+    let login = client
+        .call(RequestBody::LogIn {
+            email: email.clone(),
+            password: password.clone(),
+        })
+        .await;
+    if login.is_err() {
+        const NAMES: [(&str, &str); 5] = [
+            ("Grace", "Hopper"),
+            ("Alan", "Turing"),
+            ("Barbara", "Liskov"),
+            ("Edsger", "Dijkstra"),
+            ("Frances", "Allen"),
+        ];
+        let (first, last) = NAMES[i % NAMES.len()];
+        client
+            .call(RequestBody::SignUp(SignUp {
+                first_name: first.into(),
+                last_name: last.into(),
+                email,
+                password,
+            }))
+            .await?;
+    }
+    if let Ok(Reply::Account(a)) = client.call(RequestBody::GetAccount).await {
+        if a.card.is_none() {
+            client
+                .call(RequestBody::SetCard(CardInput {
+                    number: "4242424242424242".into(),
+                    exp_month: 12,
+                    exp_year: 2031,
+                    cvc: "123".into(),
+                }))
+                .await?;
+        }
+    }
+    while *actions < MAX_ACTIONS {
+        let pause = rand::rng().random_range(1_500..5_000);
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+        }
+        *actions += 1;
+        let Reply::Catalog(snapshot) = client.call(RequestBody::Catalog).await? else {
+            continue;
+        };
+        if snapshot.items.is_empty() {
+            continue;
+        }
+        let (listing, quantity, checkout) = {
+            let mut rng = rand::rng();
+            let item = &snapshot.items[rng.random_range(0..snapshot.items.len())];
+            let quantity = rng.random_range(1..=5u32).min(item.remaining.max(1));
+            (item.listing, quantity, rng.random_bool(0.4))
+        };
+        match client
+            .call(RequestBody::AddToCart { listing, quantity })
+            .await
+        {
+            Ok(_) => {}
+            Err(ClientError::Server(_)) => continue,
+            Err(e) => return Err(e),
+        }
+        if checkout {
+            let result = client
+                .call(RequestBody::Checkout {
+                    checkout_id: CheckoutId::generate(),
+                    lines: None,
+                })
+                .await;
+            match result {
+                Ok(_) => {}
+                // The cart was cut to what is left, or the month closed: carry on shopping.
+                Err(ClientError::Server(e))
+                    if matches!(
+                        e.code,
+                        ErrorCode::OutOfStock | ErrorCode::MonthClosed | ErrorCode::EmptyCart
+                    ) => {}
+                Err(ClientError::Server(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

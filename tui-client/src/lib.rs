@@ -1,0 +1,23 @@
+//! `shop`: the customer terminal app of the central distribution system.
+//!
+//! # Layout (The Elm Architecture)
+//! - [`app`]: the model ([`app::App`]), the messages ([`app::Msg`]) and `update`, the only place that
+//!   changes state. One submodule per screen's state and keys.
+//! - [`screens`]: `view`, reading the model only. One file per screen, plus the header and footer.
+//! - [`widgets`]: text fields and forms, card-number helpers, inline sparklines.
+//! - [`net`]: the connection task: connect (TCP or TLS), reconnect with backoff, resume the session,
+//!   run requests concurrently and tag their replies.
+//! - [`run`]: the event loop: one `tokio::select!` over keys, the network and a tick.
+//! - [`demo`]: `shop --demo`, a whole system in one process: distributor, manufacturers and
+//!   simulated shoppers.
+//! - [`keys`], [`theme`], [`strings`]: key bindings, colours, and every user-facing text.
+
+pub mod app;
+pub mod demo;
+pub mod keys;
+pub mod net;
+pub mod run;
+pub mod screens;
+pub mod strings;
+pub mod theme;
+pub mod widgets;

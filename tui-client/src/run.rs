@@ -1,0 +1,107 @@
+//! The event loop: one `tokio::select!` over the terminal's key events, the connection task's
+//! events and a tick. It feeds [`Msg`]s to [`App::update`], carries out the [`Cmd`]s, and redraws
+//! only when something changed.
+
+use crate::app::{App, Cmd, Msg};
+use crate::net::{self, NetCmd, Target};
+use crate::screens;
+use crate::theme::Theme;
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How often time moves forward in the model (countdown, spinner, highlights).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Wall clock in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the app in the terminal until the customer quits or `shutdown` is cancelled.
+pub async fn run(
+    target: Target,
+    label: Option<String>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut app = App::new(Theme::from_env(), now_ms());
+    app.label = label;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let net_stop = shutdown.child_token();
+    let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
+
+    // Installs a panic hook that restores the terminal before the panic message is printed.
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, &mut app, &mut events_rx, &net, &shutdown).await;
+    ratatui::restore();
+    net_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), net_task).await;
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    net_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
+    net: &mpsc::UnboundedSender<NetCmd>,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut dirty = true;
+    loop {
+        if dirty {
+            terminal.draw(|frame| screens::draw(frame, app))?;
+            dirty = false;
+        }
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = recv_signal(&mut hangup) => return Ok(()),
+            _ = recv_signal(&mut terminate) => return Ok(()),
+            key = keys.next() => match key {
+                Some(Ok(TermEvent::Key(k))) => Msg::Key(k),
+                Some(Ok(TermEvent::Resize(..))) => { dirty = true; continue; }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            Some(event) = net_events.recv() => Msg::Net(event),
+            _ = tick.tick() => Msg::Tick { now_ms: now_ms() },
+        };
+        let is_tick = matches!(msg, Msg::Tick { .. });
+        let before = app.now_ms;
+        for cmd in app.update(msg) {
+            match cmd {
+                Cmd::Send { tag, body } => {
+                    let _ = net.send(NetCmd::Send { tag, body });
+                }
+                Cmd::Session(token) => {
+                    let _ = net.send(NetCmd::Session(token));
+                }
+                Cmd::Quit => return Ok(()),
+            }
+        }
+        dirty = !is_tick || app.tick_changes_view(before);
+    }
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
+}
+
+async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}

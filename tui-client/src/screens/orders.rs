@@ -1,0 +1,118 @@
+//! Order history: orders on top, the selected order's lines below, statuses live.
+
+use crate::app::App;
+use crate::strings;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let o = &app.orders;
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let block = Block::bordered()
+        .border_style(t.border())
+        .title(Line::styled(" Orders ", t.title()));
+    if o.list.is_empty() {
+        let text = if o.loaded {
+            strings::ORDERS_EMPTY
+        } else {
+            strings::LOADING
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" {text}"), t.dim())).block(block),
+            area,
+        );
+        return;
+    }
+    let rows: Vec<Row> = o
+        .list
+        .iter()
+        .map(|order| {
+            let status = order.status();
+            Row::new(vec![
+                Cell::from(format!("#{}", order.id.0)),
+                Cell::from(Span::styled(format!("month {}", order.month.0), t.dim())),
+                Cell::from(Span::styled(
+                    strings::ago(app.now_ms.saturating_sub(order.placed_at_ms)),
+                    t.dim(),
+                )),
+                Cell::from(Line::from(format!("{} items", order.units())).right_aligned()),
+                Cell::from(Line::styled(strings::money(order.total), t.money()).right_aligned()),
+                Cell::from(Span::styled(strings::status(status), t.status(status))),
+            ])
+        })
+        .collect();
+    let header = Row::new(vec!["Order", "Month", "Placed", "Items", "Total", "Status"])
+        .style(t.dim().add_modifier(Modifier::BOLD));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(11),
+            Constraint::Min(10),
+        ],
+    )
+    .header(header)
+    .block(block)
+    .row_highlight_style(t.selected())
+    .highlight_symbol("> ");
+    let mut state = TableState::default().with_selected(Some(o.selected));
+    frame.render_stateful_widget(table, top, &mut state);
+
+    let Some(order) = o.list.get(o.selected) else {
+        return;
+    };
+    let rows: Vec<Row> = order
+        .lines
+        .iter()
+        .map(|l| {
+            let style = if o.changed.contains_key(&(order.id, l.listing)) {
+                t.flash_up()
+            } else {
+                t.status(l.status)
+            };
+            Row::new(vec![
+                Cell::from(l.product.clone()),
+                Cell::from(Span::styled(l.manufacturer_name.clone(), t.dim())),
+                Cell::from(Line::from(strings::money(l.unit_price)).right_aligned()),
+                Cell::from(Line::from(format!("{}", l.quantity)).right_aligned()),
+                Cell::from(Line::styled(strings::money(l.line_total), t.money()).right_aligned()),
+                Cell::from(Span::styled(strings::status(l.status), style)),
+            ])
+        })
+        .collect();
+    let header = Row::new(vec![
+        Cell::from("Product"),
+        Cell::from("Maker"),
+        Cell::from(Line::from("Paid each").right_aligned()),
+        Cell::from(Line::from("Qty").right_aligned()),
+        Cell::from(Line::from("Total").right_aligned()),
+        Cell::from("Status"),
+    ])
+    .style(t.dim().add_modifier(Modifier::BOLD));
+    let title = Line::from(vec![
+        Span::styled(format!(" Order #{} ", order.id.0), t.title()),
+        Span::styled(format!("total {} ", strings::money(order.total)), t.money()),
+    ]);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(14),
+            Constraint::Length(13),
+            Constraint::Length(10),
+            Constraint::Length(4),
+            Constraint::Length(10),
+            Constraint::Length(11),
+        ],
+    )
+    .header(header)
+    .block(Block::bordered().border_style(t.border()).title(title));
+    frame.render_widget(table, bottom);
+}

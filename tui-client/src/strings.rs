@@ -1,0 +1,128 @@
+//! Every text a person reads, in one place, so wording stays consistent and easy to review.
+
+use protocol::{CartAdjustment, CloseReason, LineStatus, Shortage};
+
+pub const APP_NAME: &str = "shop";
+pub const TOO_SMALL: &str = "Terminal too small";
+pub const LOADING: &str = "Loading...";
+pub const WORKING: &str = "working";
+pub const ONLINE: &str = "online";
+pub const CONNECTING: &str = "connecting";
+pub const OFFLINE: &str = "offline";
+pub const NOT_LOGGED_IN: &str = "not logged in";
+pub const NO_MONTH: &str = "no month open";
+pub const CATALOG_EMPTY: &str = "Nothing for sale right now. A new month brings new stock.";
+pub const CATALOG_NO_MATCH: &str = "No product matches the filter. Press x to clear it.";
+pub const CART_EMPTY: &str = "Your cart is empty. Add something from the catalog (Tab).";
+pub const ORDERS_EMPTY: &str = "No orders yet.";
+pub const REQUIRED: &str = "Required";
+pub const PASSWORD_SHORT: &str = "At least 8 characters";
+pub const PASSWORDS_DIFFER: &str = "The two passwords differ";
+pub const CARD_LUHN: &str = "This number fails the check digit; please check it";
+pub const CARD_EXPIRY: &str = "Use MM/YY, for example 12/31";
+pub const CARD_CVC: &str = "3 or 4 digits";
+pub const NOT_CONNECTED: &str = "Not connected to the server; retrying. Try again in a moment.";
+pub const SESSION_EXPIRED: &str = "Your session has ended. Please log in again.";
+pub const LOGGED_OUT: &str = "Logged out.";
+pub const ACCOUNT_DELETED: &str = "Your account was deleted. Your orders stay in the books.";
+pub const SAVED: &str = "Saved.";
+pub const CARD_SAVED: &str = "Card saved.";
+pub const CARD_REMOVED: &str = "Card removed.";
+pub const NO_CARD: &str = "No card on file";
+pub const PLACING: &str = "Placing your order";
+pub const LOST_DURING_CHECKOUT: &str =
+    "Connection lost. When it is back the same order is sent again; it cannot be charged twice.";
+pub const SOME_RAN_OUT: &str = "Some items ran out before you checked out:";
+pub const CART_CUT: &str = "Stock ran short, your cart was changed:";
+pub const EMPTY_CART_CHECKOUT: &str = "Your cart is empty.";
+pub const SORTED_BY: &str = "sort";
+pub const DELETE_TITLE: &str = "Delete account";
+pub const DELETE_TEXT: &str = "This cannot be undone. Enter your password to confirm.";
+
+/// `$12.05`.
+pub fn money(c: protocol::Cents) -> String {
+    format!("${c}")
+}
+
+/// A month's time left as `m:ss`.
+pub fn time_left(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{}:{:02} left", s / 60, s % 60)
+}
+
+/// How long ago something happened, coarse.
+pub fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// One cut cart line: `Widget (Acme): 5 -> 2` or `... removed`.
+pub fn adjustment(a: &CartAdjustment) -> String {
+    if a.to == 0 {
+        format!("{} ({}): sold out, removed", a.product, a.manufacturer_name)
+    } else {
+        format!(
+            "{} ({}): {} -> {} (only {} left)",
+            a.product, a.manufacturer_name, a.from, a.to, a.to
+        )
+    }
+}
+
+/// One line that ran out at checkout.
+pub fn shortage(s: &Shortage) -> String {
+    if s.available == 0 {
+        format!("{} ({}): sold out", s.product, s.manufacturer)
+    } else {
+        format!(
+            "{} ({}): wanted {}, only {} left",
+            s.product, s.manufacturer, s.requested, s.available
+        )
+    }
+}
+
+/// An order line's status in words.
+pub fn status(s: LineStatus) -> &'static str {
+    match s {
+        LineStatus::Placed => "placed",
+        LineStatus::Confirmed => "confirmed",
+        LineStatus::Dispatched => "dispatched",
+    }
+}
+
+/// Why a month closed.
+pub fn close_reason(r: CloseReason) -> &'static str {
+    match r {
+        CloseReason::SoldOut => "everything sold",
+        CloseReason::AllCustomersDone => "every shopper is done",
+        CloseReason::TimeUp => "time is up",
+        CloseReason::Operator => "closed by the operator",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_is_minutes_and_padded_seconds() {
+        assert_eq!(time_left(61_999), "1:01 left");
+        assert_eq!(time_left(0), "0:00 left");
+    }
+
+    #[test]
+    fn an_adjustment_to_zero_says_the_line_was_removed() {
+        let a = CartAdjustment {
+            listing: protocol::ListingId(1),
+            product: "Widget".into(),
+            manufacturer_name: "Acme".into(),
+            from: 3,
+            to: 0,
+        };
+        assert!(adjustment(&a).contains("removed"));
+    }
+}

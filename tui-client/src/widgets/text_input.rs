@@ -1,0 +1,182 @@
+//! A one-line text field. The cursor stays at the end: forms here are short, and append plus
+//! backspace is what people use in them.
+
+use crate::widgets::card;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// What a field accepts and how it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Free text.
+    Text,
+    /// Shown as `*`.
+    Password,
+    /// Digits only, grouped 4-4-4-4, all but the last four masked.
+    CardNumber,
+    /// `MM/YY`, digits only; the slash is added for you.
+    Expiry,
+    /// 3–4 digits, masked.
+    Cvc,
+}
+
+impl InputKind {
+    fn max_len(self) -> usize {
+        match self {
+            InputKind::Text | InputKind::Password => 100,
+            InputKind::CardNumber => 19,
+            InputKind::Expiry => 4,
+            InputKind::Cvc => 4,
+        }
+    }
+
+    fn accepts(self, c: char) -> bool {
+        match self {
+            InputKind::Text | InputKind::Password => !c.is_control(),
+            InputKind::CardNumber | InputKind::Expiry | InputKind::Cvc => c.is_ascii_digit(),
+        }
+    }
+}
+
+/// A field's value and its error, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextInput {
+    /// What was typed. For digit kinds, only the digits.
+    value: String,
+    /// How it behaves.
+    pub kind: InputKind,
+    /// An error to show next to the field; cleared when the field is edited.
+    pub error: Option<String>,
+}
+
+impl Default for TextInput {
+    fn default() -> Self {
+        TextInput::new(InputKind::Text)
+    }
+}
+
+impl TextInput {
+    /// An empty field.
+    pub fn new(kind: InputKind) -> Self {
+        TextInput {
+            value: String::new(),
+            kind,
+            error: None,
+        }
+    }
+
+    /// A field with a starting value (used to pre-fill account details).
+    pub fn with_value(kind: InputKind, value: &str) -> Self {
+        let mut input = TextInput::new(kind);
+        for c in value.chars() {
+            input.push(c);
+        }
+        input
+    }
+
+    /// The raw value.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether nothing was typed.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    /// Adds one character if the kind accepts it and there is room.
+    pub fn push(&mut self, c: char) {
+        if self.kind.accepts(c) && self.value.chars().count() < self.kind.max_len() {
+            self.value.push(c);
+            self.error = None;
+        }
+    }
+
+    /// Applies an editing key. Returns true if the key was used.
+    pub fn handle_key(&mut self, key: KeyEvent) -> bool {
+        match key.code {
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.value.clear();
+                self.error = None;
+                true
+            }
+            KeyCode::Char('w') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                let trimmed = self.value.trim_end().len();
+                let cut = self.value[..trimmed].rfind(' ').map_or(0, |i| i + 1);
+                self.value.truncate(cut);
+                self.error = None;
+                true
+            }
+            KeyCode::Char(c)
+                if !key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+            {
+                self.push(c);
+                true
+            }
+            KeyCode::Backspace => {
+                self.value.pop();
+                self.error = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The value as it is shown: masked or grouped according to the kind. Never the full card
+    /// number and never the CVC.
+    pub fn display(&self) -> String {
+        match self.kind {
+            InputKind::Text => self.value.clone(),
+            InputKind::Password | InputKind::Cvc => "*".repeat(self.value.chars().count()),
+            InputKind::CardNumber => card::mask_grouped(&self.value),
+            InputKind::Expiry => {
+                if self.value.len() > 2 {
+                    format!("{}/{}", &self.value[..2], &self.value[2..])
+                } else {
+                    self.value.clone()
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn digit_fields_refuse_letters_and_stop_at_their_length() {
+        let mut cvc = TextInput::new(InputKind::Cvc);
+        for c in "12a345".chars() {
+            cvc.handle_key(key(c));
+        }
+        assert_eq!(cvc.value(), "1234");
+        assert_eq!(cvc.display(), "****");
+    }
+
+    #[test]
+    fn expiry_shows_a_slash_after_the_month() {
+        let exp = TextInput::with_value(InputKind::Expiry, "1231");
+        assert_eq!(exp.display(), "12/31");
+    }
+
+    #[test]
+    fn editing_clears_the_error_next_to_the_field() {
+        let mut t = TextInput::new(InputKind::Text);
+        t.error = Some("bad".into());
+        t.handle_key(key('x'));
+        assert_eq!(t.error, None);
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_field() {
+        let mut t = TextInput::with_value(InputKind::Text, "hello");
+        t.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert!(t.is_empty());
+    }
+}
