@@ -10,9 +10,11 @@
 //! - [`run`]: the event loop: one `tokio::select!` over keys, the network and a tick.
 //! - [`demo`]: `shop --demo`, a whole system in one process: distributor, manufacturers and
 //!   simulated shoppers.
+//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`).
 //! - [`keys`], [`theme`], [`strings`]: key bindings, colours, and every user-facing text.
 
 pub mod app;
+pub mod cli;
 pub mod demo;
 pub mod keys;
 pub mod net;

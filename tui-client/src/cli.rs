@@ -1,0 +1,143 @@
+//! The command line of `shop`, in the library so that tests can run the very same entry point in a
+//! child process (cargo does not build a dependency's binary for another crate's tests).
+//!
+//! - `shop [--server ADDR] [--tls-ca FILE]` connects to a running distributor.
+//! - `shop --demo` starts a whole system in this process (see [`crate::demo`]) and opens the shop on
+//!   it. Quitting stops everything it started.
+
+use crate::{demo, net, run};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shop",
+    version,
+    about = "The customer terminal app of the central distribution system"
+)]
+struct Args {
+    /// The distributor to connect to.
+    #[arg(long, default_value = "127.0.0.1:7878", env = "SHOP_SERVER")]
+    server: String,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Start a complete local system (distributor, three manufacturers, simulated shoppers) and
+    /// open the shop on it.
+    #[arg(long)]
+    demo: bool,
+    /// With --demo: keep the databases here instead of a temp dir.
+    #[arg(long, value_name = "DIR", requires = "demo")]
+    data_dir: Option<PathBuf>,
+    /// With --demo: month length in seconds.
+    #[arg(long, default_value_t = 75, requires = "demo")]
+    month_secs: u64,
+    /// With --demo: how many simulated shoppers buy in the background.
+    #[arg(long, default_value_t = 4, requires = "demo")]
+    shoppers: usize,
+    /// Write logs to this file (the terminal belongs to the app).
+    #[arg(long, value_name = "FILE", env = "SHOP_LOG")]
+    log: Option<PathBuf>,
+}
+
+/// Runs `shop` with these arguments (the first is the program name) and returns its exit code.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if let Some(path) = &args.log {
+        match std::fs::File::create(path) {
+            Ok(file) => {
+                let _ = tracing_subscriber::fmt()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "info".into()),
+                    )
+                    .try_init();
+            }
+            Err(e) => {
+                eprintln!("shop: cannot write log {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let tls = match &args.tls_ca {
+        Some(ca) => match net::tls_config(ca) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("shop: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shop: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app_main(args, tls)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn app_main(
+    args: Args,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = CancellationToken::new();
+    let (target, system, label) = if args.demo {
+        let config = demo::DemoConfig {
+            data_dir: args.data_dir,
+            month_secs: args.month_secs,
+            shoppers: args.shoppers,
+        };
+        let system = demo::start(config, shutdown.child_token()).await?;
+        let target = net::Target {
+            addr: system.addr.clone(),
+            tls: None,
+        };
+        (target, Some(system), Some("demo".to_string()))
+    } else {
+        (
+            net::Target {
+                addr: args.server,
+                tls,
+            },
+            None,
+            None,
+        )
+    };
+    let result = run::run(target, label, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(system) = system {
+        system.stop().await;
+    }
+    Ok(result?)
+}
