@@ -10,6 +10,7 @@
 //! - [`push`]: who to push events to.
 //! - [`auth`]: argon2id passwords, session tokens, login throttling.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
+//! - [`cli`]: the `distributor` command line (`serve` and `audit`).
 //!
 //! # How a checkout flows
 //! session → engine (validates against live stock, takes the units, freezes prices) → writer thread
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod board;
 pub mod card;
+pub mod cli;
 pub mod engine;
 pub mod listener;
 pub mod market;

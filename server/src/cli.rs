@@ -1,0 +1,243 @@
+//! The `distributor` command line: serve customers and manufacturers, or audit a database.
+//!
+//! It lives in the library so that tests can run the very same entry point in a child process
+//! (see [`main_from`]) and kill it with `kill -9`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The central distributor: sells what many manufacturers produce to many customers at once.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check the invariants of a database (read-only; safe while the server runs). The last line of
+    /// output is a JSON object; the exit code is 0 only when it says "ok": true.
+    Audit {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
+        /// A file of `<checkout_id> <order_id> <units>` lines (as `loadgen --acked-log` writes):
+        /// every listed checkout must exist with exactly those units.
+        #[arg(long)]
+        acked: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on. Addresses outside loopback need TLS or --insecure.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// The SQLite database file (created if missing; never overwritten if foreign or corrupt).
+    #[arg(long, default_value = "data/distributor.db")]
+    db: PathBuf,
+    /// The longest a month lasts, in seconds. It closes earlier when stock runs out or every active
+    /// customer has checked out.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    month_secs: u64,
+    /// The most connections served at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a started frame (or the handshake) may take to arrive.
+    #[arg(long, default_value_t = 10)]
+    frame_timeout_secs: u64,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout_secs: u64,
+    /// A shared key that manufacturers and operators must present.
+    #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
+    peer_key: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow a non-loopback address without TLS.
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// Runs the command line with the process's arguments.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Runs the command line with the given arguments (the first is the program name).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match cli.command {
+        Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
+        None => serve(cli.serve),
+    }
+}
+
+fn audit(db: &std::path::Path, acked: Option<&std::path::Path>) -> ExitCode {
+    let acked = match acked.map(std::fs::read_to_string).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: cannot read the acked file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::audit(db, acked.as_deref()) {
+        Ok(report) => {
+            for v in &report.violations {
+                eprintln!("violation: {v}");
+            }
+            match serde_json::to_string(&report) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "violations": [e.to_string()], "sold_units": 0, "orders": 0, "outbox_pending": 0})
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match load_tls(cert, key) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure {
+        eprintln!(
+            "error: refusing to listen on {} without TLS: pass --tls-cert and --tls-key, or --insecure",
+            args.listen
+        );
+        return ExitCode::from(2);
+    }
+    let mut config = crate::Config::new(&args.db);
+    config.month_secs = args.month_secs;
+    config.max_connections = args.max_connections.max(1);
+    config.frame_timeout = Duration::from_secs(args.frame_timeout_secs.max(1));
+    config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
+    config.peer_key = args.peer_key;
+    config.tls = tls;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; finishing requests in flight");
+            signal.cancel();
+        });
+        crate::run(config, listener, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::rustls::ServerConfig, String> {
+    use rustls_pemfile::{certs, private_key};
+    let mut cert_reader = std::io::BufReader::new(
+        std::fs::File::open(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
+    );
+    let chain = certs(&mut cert_reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad certificate {}: {e}", cert.display()))?;
+    let mut key_reader = std::io::BufReader::new(
+        std::fs::File::open(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
+    );
+    let key = private_key(&mut key_reader)
+        .map_err(|e| format!("bad key {}: {e}", key.display()))?
+        .ok_or_else(|| format!("no private key in {}", key.display()))?;
+    tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("TLS configuration: {e}"))
+}
