@@ -121,6 +121,17 @@ impl Catalog {
             if p.category.trim().is_empty() {
                 return Err(invalid(format!("{at}: category is empty")));
             }
+            // The distributor's limits, checked here so a bad catalog fails at start-up, not at offer time.
+            if p.sku.len() > 64 || p.name.len() > 128 || p.category.len() > 64 {
+                return Err(invalid(format!(
+                    "{at}: sku and category may be at most 64 bytes, name at most 128"
+                )));
+            }
+            if p.unit_price_cents > 1 << 40 {
+                return Err(invalid(format!(
+                    "{at}: unit_price_cents is implausibly large"
+                )));
+            }
             if p.unit_price_cents == 0 {
                 return Err(invalid(format!(
                     "{at}: unit_price_cents must be at least 1"

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 /// At most this many reports in flight at once, so a backlog after a reconnect cannot flood the
 /// distributor.
-const MAX_IN_FLIGHT: usize = 256;
+const MAX_IN_FLIGHT: usize = 8;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reports dispatches for one connection until it ends or `stop` fires.
