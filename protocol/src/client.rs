@@ -36,6 +36,9 @@ pub enum ClientError {
     /// The connection closed before the answer came. The request may or may not have taken effect.
     #[error("connection closed{}", .0.as_ref().map(|e| format!(": {}", e.message)).unwrap_or_default())]
     Closed(Option<WireError>),
+    /// TLS could not be set up (bad CA file, bad certificate, failed handshake).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server answered with an error (a business rejection or a refusal).
     #[error("{}", .0.message)]
     Server(WireError),
@@ -83,6 +86,34 @@ impl Client {
     pub async fn connect(addr: &str, hello: Hello) -> Result<(Client, Events), ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        Self::handshake(stream, hello).await
+    }
+
+    /// Connects over TLS when `tls_ca` names a CA certificate (PEM) to trust, else over plain TCP.
+    /// The server's certificate must be valid for the host part of `addr`.
+    pub async fn connect_with(
+        addr: &str,
+        tls_ca: Option<&std::path::Path>,
+        hello: Hello,
+    ) -> Result<(Client, Events), ClientError> {
+        let Some(ca) = tls_ca else {
+            return Self::connect(addr, hello).await;
+        };
+        let connector = tls_connector(ca)?;
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| ClientError::Tls(format!("bad server name: {e}")))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         Self::handshake(stream, hello).await
     }
 
@@ -199,4 +230,30 @@ async fn read_loop<R: AsyncRead + Unpin>(
     *lock(&closed) = Some(reason);
     // Dropping the senders wakes every caller still waiting, with `Closed`.
     lock(&pending).clear();
+}
+
+/// A TLS connector that trusts the CA certificates in a PEM file.
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, ClientError> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let file = std::fs::File::open(ca)
+        .map_err(|e| ClientError::Tls(format!("cannot read {}: {e}", ca.display())))?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+        let cert = cert.map_err(|e| ClientError::Tls(format!("bad CA file: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Tls(format!("bad CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Tls(format!(
+            "no certificate in {}",
+            ca.display()
+        )));
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }

@@ -65,49 +65,52 @@ impl Reads {
     }
 }
 
+/// The columns of an account row, in the order [`account_row`] reads them.
+const ACCOUNT_COLUMNS: &str = "SELECT id, first_name, last_name, email, password_hash, card_brand, card_last4, card_exp_month, card_exp_year FROM accounts";
+
 /// The account with this (case-insensitive) email.
 pub fn account_by_email(conn: &Connection, email: &str) -> Result<Option<AccountRow>, StoreError> {
-    account_where(conn, "email_key = lower(?1)", params![email])
+    let sql = const_format_account("WHERE email_key = lower(?1)");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![email], account_row)
+        .optional()?)
 }
 
 /// The account with this id.
 pub fn account_by_id(conn: &Connection, id: AccountId) -> Result<Option<AccountRow>, StoreError> {
-    account_where(conn, "id = ?1", params![id.0 as i64])
-}
-
-fn account_where(
-    conn: &Connection,
-    condition: &str,
-    args: impl rusqlite::Params,
-) -> Result<Option<AccountRow>, StoreError> {
-    let sql = format!(
-        "SELECT id, first_name, last_name, email, password_hash, card_brand, card_last4, card_exp_month, card_exp_year
-         FROM accounts WHERE {condition}"
-    );
+    let sql = const_format_account("WHERE id = ?1");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row(args, |r| {
-            let card = match r.get::<_, Option<String>>(5)? {
-                Some(brand) => Some(CardView {
-                    brand: brand_from_name(&brand),
-                    last4: r.get(6)?,
-                    exp_month: r.get(7)?,
-                    exp_year: r.get(8)?,
-                }),
-                None => None,
-            };
-            Ok(AccountRow {
-                view: AccountView {
-                    id: AccountId(r.get::<_, i64>(0)? as u64),
-                    first_name: r.get(1)?,
-                    last_name: r.get(2)?,
-                    email: r.get(3)?,
-                    card,
-                },
-                password_hash: r.get(4)?,
-            })
-        })
+        .query_row(params![id.0 as i64], account_row)
         .optional()?)
+}
+
+/// Joins the fixed column list with a fixed condition. Values always travel as parameters.
+fn const_format_account(condition: &'static str) -> String {
+    format!("{ACCOUNT_COLUMNS} {condition}")
+}
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    let card = match r.get::<_, Option<String>>(5)? {
+        Some(brand) => Some(CardView {
+            brand: brand_from_name(&brand),
+            last4: r.get(6)?,
+            exp_month: r.get(7)?,
+            exp_year: r.get(8)?,
+        }),
+        None => None,
+    };
+    Ok(AccountRow {
+        view: AccountView {
+            id: AccountId(r.get::<_, i64>(0)? as u64),
+            first_name: r.get(1)?,
+            last_name: r.get(2)?,
+            email: r.get(3)?,
+            card,
+        },
+        password_hash: r.get(4)?,
+    })
 }
 
 /// The account and expiry of a live session.
