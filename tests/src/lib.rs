@@ -1,11 +1,15 @@
 //! End-to-end tests, the random-traffic generator and the benchmark tools.
 //!
 //! # Layout
+//! - [`child`]: re-run this test executable as a child process that a test can `kill -9`.
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
 //!   customers, manufacturers and operators to it.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
+//! - [`proxy`]: a fault-injecting TCP proxy (cut after N bytes, 1-byte writes, delays, cut all).
 //! - `src/bin/loadgen.rs`: the `loadgen` command line.
 //! - `tests/*.rs`: the end-to-end tests, one file per promise.
 
+pub mod child;
 pub mod harness;
+pub mod proxy;
 pub mod traffic;
