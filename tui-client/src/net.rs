@@ -96,15 +96,27 @@ fn hello() -> Hello {
     }
 }
 
+/// A short reason for the banner.
+fn client_error(e: ClientError) -> String {
+    match e {
+        ClientError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "server not reachable".into()
+        }
+        ClientError::Io(e) => e.kind().to_string(),
+        ClientError::Refused(w) => w.message,
+        other => other.to_string(),
+    }
+}
+
 async fn connect(target: &Target) -> Result<(Client, Events), String> {
     let Some(tls) = &target.tls else {
         return Client::connect(&target.addr, hello())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(client_error);
     };
     let stream = tokio::net::TcpStream::connect(&target.addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| client_error(e.into()))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let host = target
         .addr
@@ -119,7 +131,7 @@ async fn connect(target: &Target) -> Result<(Client, Events), String> {
         .map_err(|e| format!("TLS: {e}"))?;
     Client::handshake(stream, hello())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(client_error)
 }
 
 /// The delay before reconnect attempt `attempt` (1-based): doubling from 250 ms up to 5 s, with up
@@ -256,7 +268,7 @@ async fn serve(
             }
             push = pushes.recv() => match push {
                 Some(event) => { let _ = events.send(NetEvent::Push(event)); }
-                None => break "the server closed the connection".to_string(),
+                None => break "server closed the connection".to_string(),
             },
             _ = ping_timer.tick() => {
                 let c = client.clone();
@@ -266,7 +278,7 @@ async fn serve(
             }
             Some(ok) = pings.next(), if !pings.is_empty() => {
                 if !ok {
-                    break "the server stopped answering".to_string();
+                    break "server stopped answering".to_string();
                 }
             }
         }

@@ -203,6 +203,8 @@ pub struct App {
     /// Shown in the header, for example `demo`.
     pub label: Option<String>,
     pub conn: ConnState,
+    /// Whether a connection ever succeeded: then a new attempt is a reconnect and gets the banner.
+    pub ever_online: bool,
     /// Bumped when a session starts or ends: replies from before are dropped.
     pub gen: u64,
     next_seq: u64,
@@ -232,6 +234,7 @@ impl App {
             theme,
             label: None,
             conn: ConnState::Connecting { attempt: 1 },
+            ever_online: false,
             gen: 1,
             next_seq: 0,
             applied: HashMap::new(),
@@ -522,6 +525,7 @@ impl App {
             }
             NetEvent::Connected { welcome, session } => {
                 self.conn = ConnState::Online;
+                self.ever_online = true;
                 if welcome.month.is_some() {
                     self.month = welcome.month;
                 }

@@ -785,6 +785,28 @@ fn deleting_the_account_asks_for_the_password_and_shows_a_wrong_one_next_to_it()
     );
 }
 
+// ---------------------------------------------------------------- no colour
+
+#[test]
+fn without_colour_the_selected_row_is_reversed_and_no_cell_sets_a_colour() {
+    use ratatui::style::{Color, Modifier};
+    let app = shopping(true);
+    let backend = ratatui::backend::TestBackend::new(80, 24);
+    let mut terminal = ratatui::Terminal::new(backend).unwrap();
+    terminal.draw(|f| crate::screens::draw(f, &app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    for cell in buffer.content() {
+        assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+    }
+    // The first table row (y = 5) is selected: its product cell is drawn reversed.
+    let row: String = (0..80)
+        .map(|x| buffer[(x, 5)].symbol().to_string())
+        .collect();
+    assert!(row.contains("Croissant"), "{row}");
+    assert!(buffer[(20, 5)].modifier.contains(Modifier::REVERSED));
+    assert!(!buffer[(20, 6)].modifier.contains(Modifier::REVERSED));
+}
+
 // ---------------------------------------------------------------- snapshots
 
 fn snap(app: &App) -> String {

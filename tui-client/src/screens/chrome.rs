@@ -117,6 +117,9 @@ pub fn tabs(frame: &mut Frame, area: Rect, app: &App) {
         let gauge = LineGauge::default()
             .ratio(ratio)
             .label("")
+            // Thick against thin, so progress shows without colour too.
+            .filled_symbol("━")
+            .unfilled_symbol("─")
             .filled_style(t.gauge())
             .unfilled_style(t.dim());
         frame.render_widget(gauge, g);
@@ -133,11 +136,11 @@ pub fn banner(frame: &mut Frame, area: Rect, app: &App) {
         } => {
             let secs = retry_at_ms.saturating_sub(app.now_ms).div_ceil(1000);
             Line::styled(
-                format!(" Connection lost ({reason}). Reconnecting in {secs}s..."),
+                format!(" Offline: {reason}. Reconnecting in {secs}s..."),
                 t.banner_offline(),
             )
         }
-        ConnState::Connecting { attempt } if *attempt > 1 => Line::styled(
+        ConnState::Connecting { attempt } if *attempt > 1 || app.ever_online => Line::styled(
             format!(
                 " {} Reconnecting (attempt {attempt})...",
                 spinner(app.now_ms)
