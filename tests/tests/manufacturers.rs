@@ -133,13 +133,21 @@ impl Drop for InProcess {
 /// Customers buying at random ("buy now", 1–2 lines) until `stop`; returns the orders they were
 /// told about. A customer whose connection drops logs in again and goes on, so these orders can
 /// miss a checkout whose answer was lost: the distributor's own tables are the reference.
-fn shoppers(addr: &str, count: usize, stop: CancellationToken) -> Vec<JoinHandle<Vec<OrderView>>> {
-    (0..count)
-        .map(|i| {
+///
+/// Sign-ups (argon2) finish before this returns, so a slow machine does not eat the buying time.
+async fn shoppers(
+    addr: &str,
+    count: usize,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<Vec<OrderView>>> {
+    let customers = futures::future::join_all((0..count).map(|_| harness::customer(addr))).await;
+    customers
+        .into_iter()
+        .enumerate()
+        .map(|(i, customer)| {
             let addr = addr.to_string();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let customer = harness::customer(&addr).await;
                 let email = customer.email.clone();
                 let mut client = customer.client;
                 let mut orders = Vec::new();
@@ -340,6 +348,12 @@ fn assert_books_agree(report: &Report, name: &str, distributor: &BTreeMap<(Strin
             p.sku
         );
     }
+    eprintln!(
+        "{name}: {} months offered, {} units sold in both books, notices through seq {}",
+        m.months.len(),
+        m.products.iter().map(|p| p.sold).sum::<u64>(),
+        m.high_water
+    );
     // Every month but the open one (the last) has its settlement in the books.
     for month in m.months.iter().rev().skip(1) {
         assert!(
@@ -369,6 +383,18 @@ fn assert_offers_followed_acks(db: &Path, name: &str) {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert!(!rows.is_empty(), "{name} never offered");
+    // Every seq from 1 to the mark is in the books once: none lost, none skipped.
+    let (count, max): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM notices WHERE manufacturer = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("notices");
+    assert_eq!(
+        count, max,
+        "{name}'s books hold {count} notices up to seq {max}"
+    );
     for (month, at_offer, earlier) in rows {
         assert!(
             at_offer >= earlier,
@@ -398,7 +424,7 @@ async fn three_manufacturers_books_agree_with_the_distributor_after_several_mont
     let stop = CancellationToken::new();
     // The first month opened before anyone connected; the second is the first with offers.
     let closer = month_closer(&server.addr, Duration::from_millis(1500), stop.clone());
-    let buyers = shoppers(&server.addr, 4, stop.clone());
+    let buyers = shoppers(&server.addr, 4, stop.clone()).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     stop.cancel();
     let orders = collect(buyers).await;
@@ -467,7 +493,7 @@ async fn a_manufacturer_killed_mid_month_and_restarted_loses_and_double_counts_n
     let mut orchard = ChildManufacturer::spawn(&args, &log);
     let stop = CancellationToken::new();
     let closer = month_closer(&server.addr, Duration::from_millis(1500), stop.clone());
-    let buyers = shoppers(&server.addr, 4, stop.clone());
+    let buyers = shoppers(&server.addr, 4, stop.clone()).await;
     // Kill it at moments that fall anywhere in the cycle: mid-batch, mid-offer, across a close.
     for (up_ms, down_ms) in [(2500, 400), (700, 1700), (1100, 250), (1300, 900)] {
         tokio::time::sleep(Duration::from_millis(up_ms)).await;
