@@ -154,6 +154,12 @@ pub enum RequestBody {
     },
     /// The customer's orders, newest first (at most [`MAX_ORDERS_LISTED`]). Answered with [`Reply::Orders`].
     Orders,
+    /// One of the customer's orders. Another customer's order is [`crate::ErrorCode::NotFound`], exactly
+    /// like an order that does not exist. Answered with [`Reply::Order`].
+    GetOrder {
+        /// Which order.
+        order: OrderId,
+    },
 
     // ---- Manufacturers ----
     /// The answer to [`Event::OfferRequested`]. Answered with [`Reply::OfferAccepted`].
@@ -169,7 +175,8 @@ pub enum RequestBody {
         /// The highest applied sequence number.
         through: NoticeSeq,
     },
-    /// This manufacturer's goods for an order have left the warehouse. Answered with [`Reply::Done`].
+    /// This manufacturer's goods for an order have left the warehouse. Answered with [`Reply::Done`],
+    /// or [`crate::ErrorCode::NotFound`] if the order holds none of this manufacturer's goods.
     ReportDispatch {
         /// The order, from a sale notice.
         order: OrderId,

@@ -103,6 +103,7 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
                 lines
             }),
         Just(RequestBody::Orders),
+        any::<u64>().prop_map(|o| RequestBody::GetOrder { order: OrderId(o) }),
         (
             any::<u32>(),
             proptest::collection::vec(any_offer_line(), 0..4)

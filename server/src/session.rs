@@ -620,6 +620,25 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     .map_err(internal)?;
                 Ok(Reply::Orders(orders))
             }
+            RequestBody::GetOrder { order } => {
+                let account = self.account()?;
+                let found = self
+                    .shared
+                    .reads
+                    .with(move |c| {
+                        // Ownership is checked before anything about the order is read, so another
+                        // customer's order and a missing one give the same answer.
+                        match read::order_owner(c, order)? {
+                            Some(owner) if owner == account => read::order(c, order),
+                            _ => Ok(None),
+                        }
+                    })
+                    .await
+                    .map_err(internal)?;
+                found
+                    .map(Reply::Order)
+                    .ok_or_else(|| err(ErrorCode::NotFound, "no such order"))
+            }
             RequestBody::SubmitOffer { month, lines } => {
                 let id = self.manufacturer()?;
                 engine
@@ -646,7 +665,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         order,
                     })
                     .await
-                    .map_err(internal)?;
+                    .map_err(|e| match e {
+                        StoreError::NotFound => {
+                            err(ErrorCode::NotFound, "no such order among yours")
+                        }
+                        e => internal(e),
+                    })?;
                 Ok(Reply::Done)
             }
             RequestBody::CloseMonth => {

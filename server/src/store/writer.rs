@@ -403,6 +403,14 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             manufacturer,
             order,
         } => {
+            let mine: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM order_lines WHERE order_id = ?1 AND manufacturer_id = ?2",
+                )?
+                .query_row(params![order.0 as i64, manufacturer.0], |r| r.get(0))?;
+            if mine == 0 {
+                return Err(StoreError::NotFound);
+            }
             let mut stmt = conn.prepare_cached(
                 "UPDATE order_lines SET status = 2
                  WHERE order_id = ?1 AND manufacturer_id = ?2 AND status < 2
