@@ -9,7 +9,7 @@
 //! Everything runs under one [`CancellationToken`]; [`DemoSystem::stop`] cancels it and waits.
 
 use protocol::{
-    CardInput, CheckoutId, Client, ClientError, ErrorCode, Hello, Reply, RequestBody, Role, SignUp,
+    CardInput, CartItem, CheckoutId, Client, ClientError, Hello, Reply, RequestBody, Role, SignUp,
     PROTOCOL_VERSION,
 };
 use rand::Rng;
@@ -183,8 +183,9 @@ async fn wait_until_up(addr: &str) -> Result<(), DemoError> {
     }
 }
 
-/// One simulated shopper: logs in (or signs up), keeps a card on file, then browses, adds one to
-/// five units of something and now and then checks out, every 1.5 to 5 seconds. Reconnects after
+/// One simulated shopper: logs in (or signs up), keeps a card on file and something in its cart,
+/// then every 1.5 to 5 seconds either buys one to five units of something at once or adds to its
+/// cart. Reconnects after
 /// a failure. Stops after [`MAX_ACTIONS`] actions or when `stop` is cancelled.
 pub async fn shopper(i: usize, addr: String, stop: CancellationToken) {
     let mut actions = 0u32;
@@ -247,6 +248,10 @@ async fn shop_session(
                 .await?;
         }
     }
+    let mut cart_lines = match client.call(RequestBody::GetCart).await? {
+        Reply::Cart(c) => c.lines.len(),
+        _ => 0,
+    };
     while *actions < MAX_ACTIONS {
         let pause = rand::rng().random_range(1_500..5_000);
         tokio::select! {
@@ -260,38 +265,47 @@ async fn shop_session(
         if snapshot.items.is_empty() {
             continue;
         }
-        let (listing, quantity, checkout) = {
+        let (line, buy_now) = {
             let mut rng = rand::rng();
             let item = &snapshot.items[rng.random_range(0..snapshot.items.len())];
             let quantity = rng.random_range(1..=5u32).min(item.remaining.max(1));
-            (item.listing, quantity, rng.random_bool(0.4))
+            (
+                CartItem {
+                    listing: item.listing,
+                    quantity,
+                },
+                rng.random_bool(0.7),
+            )
         };
-        match client
-            .call(RequestBody::AddToCart { listing, quantity })
-            .await
-        {
-            Ok(_) => {}
-            Err(ClientError::Server(_)) => continue,
-            Err(e) => return Err(e),
-        }
-        if checkout {
-            let result = client
+        // Mostly "buy now", which leaves the cart alone. A shopper always keeps something in its
+        // cart: the distributor closes a month early once every active customer has checked out
+        // with an empty cart, and the demo's months should run their full length.
+        let result = if buy_now && cart_lines > 0 {
+            client
                 .call(RequestBody::Checkout {
                     checkout_id: CheckoutId::generate(),
-                    lines: None,
+                    lines: Some(vec![line]),
+                })
+                .await
+        } else {
+            if cart_lines >= 4 {
+                client.call(RequestBody::ClearCart).await?;
+            }
+            let added = client
+                .call(RequestBody::AddToCart {
+                    listing: line.listing,
+                    quantity: 1,
                 })
                 .await;
-            match result {
-                Ok(_) => {}
-                // The cart was cut to what is left, or the month closed: carry on shopping.
-                Err(ClientError::Server(e))
-                    if matches!(
-                        e.code,
-                        ErrorCode::OutOfStock | ErrorCode::MonthClosed | ErrorCode::EmptyCart
-                    ) => {}
-                Err(ClientError::Server(_)) => {}
-                Err(e) => return Err(e),
+            if let Ok(Reply::Cart(c)) = &added {
+                cart_lines = c.lines.len();
             }
+            added
+        };
+        match result {
+            // Sold out in the meantime, or the month just closed: carry on shopping.
+            Ok(_) | Err(ClientError::Server(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
