@@ -144,7 +144,7 @@ fn audit(db: &std::path::Path, acked: Option<&std::path::Path>) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match load_tls(cert, key) {
+        (Some(cert), Some(key)) => match crate::tls::load(cert, key) {
             Ok(config) => Some(Arc::new(config)),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -217,27 +217,4 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-fn load_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<tokio_rustls::rustls::ServerConfig, String> {
-    use rustls_pemfile::{certs, private_key};
-    let mut cert_reader = std::io::BufReader::new(
-        std::fs::File::open(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
-    );
-    let chain = certs(&mut cert_reader)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad certificate {}: {e}", cert.display()))?;
-    let mut key_reader = std::io::BufReader::new(
-        std::fs::File::open(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
-    );
-    let key = private_key(&mut key_reader)
-        .map_err(|e| format!("bad key {}: {e}", key.display()))?
-        .ok_or_else(|| format!("no private key in {}", key.display()))?;
-    tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("TLS configuration: {e}"))
 }

@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
+//! - [`tls`]: loading the TLS certificate and key.
 //! - [`auth`]: argon2id passwords, session tokens, login throttling.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
 //! - [`cli`]: the `distributor` command line (`serve` and `audit`).
@@ -27,6 +28,7 @@ pub mod market;
 pub mod push;
 pub mod session;
 pub mod store;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

@@ -27,6 +27,16 @@ impl ChildProcess {
     /// Re-runs this test executable to execute only the ignored test `entry`, with `args`. Its stderr
     /// goes to `log` (appended).
     pub fn spawn_self(entry: &str, args: &[String], log: &Path) -> std::io::Result<ChildProcess> {
+        Self::spawn_self_with_env(entry, args, log, &[])
+    }
+
+    /// As [`ChildProcess::spawn_self`], with extra environment variables for the child.
+    pub fn spawn_self_with_env(
+        entry: &str,
+        args: &[String],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<ChildProcess> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,6 +50,7 @@ impl ChildProcess {
                 "--test-threads=1",
             ])
             .env(ARGS_ENV, serde_json::to_string(args).unwrap_or_default())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
