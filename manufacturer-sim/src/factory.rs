@@ -91,11 +91,16 @@ pub(crate) async fn produce(
             last_log = Instant::now();
             let total: u64 = lines.iter().map(|l| l.since_log).sum();
             if total > 0 {
-                let parts: Vec<String> = lines
+                let made: Vec<&Line> = lines.iter().filter(|l| l.since_log > 0).collect();
+                // A short line even for big catalogs: the first four products, then a count.
+                let mut parts: Vec<String> = made
                     .iter()
-                    .filter(|l| l.since_log > 0)
+                    .take(4)
                     .map(|l| format!("{} +{}", l.name, l.since_log))
                     .collect();
+                if made.len() > 4 {
+                    parts.push(format!("{} more", made.len() - 4));
+                }
                 info!(
                     "{name}: produced {total} units in {}s ({})",
                     LOG_EVERY.as_secs(),
