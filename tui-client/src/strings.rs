@@ -44,6 +44,15 @@ pub fn money(c: protocol::Cents) -> String {
     format!("${c}")
 }
 
+/// `1 item`, `3 items`.
+pub fn items(n: u64) -> String {
+    if n == 1 {
+        "1 item".into()
+    } else {
+        format!("{n} items")
+    }
+}
+
 /// A month's time left as `m:ss`.
 pub fn time_left(ms: u64) -> String {
     let s = ms / 1000;

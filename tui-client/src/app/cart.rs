@@ -138,7 +138,8 @@ impl App {
                     self.flash(
                         FlashKind::Success,
                         format!(
-                            "Added. Cart: {units} items, {}.",
+                            "Added. Cart: {}, {}.",
+                            strings::items(units),
                             strings::money(view.total)
                         ),
                     );

@@ -210,9 +210,9 @@ impl App {
                 self.flash(
                     FlashKind::Success,
                     format!(
-                        "Order {} placed: {} items, {}.",
+                        "Order {} placed: {}, {}.",
                         order.id.0,
-                        order.units(),
+                        strings::items(order.units()),
                         strings::money(order.total)
                     ),
                 );

@@ -110,7 +110,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let units = app.cart_units();
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(format!(" {units} items   Total "), t.dim()),
+            Span::styled(format!(" {}   Total ", strings::items(units)), t.dim()),
             Span::styled(
                 strings::money(cart.view.total),
                 t.money().add_modifier(Modifier::BOLD),

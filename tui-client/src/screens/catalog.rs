@@ -10,7 +10,10 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, TableState
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let [list, detail] = Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
+    // Taller terminals get a taller chart.
+    let detail_h = if area.height >= 30 { 10 } else { 6 };
+    let [list, detail] =
+        Layout::vertical([Constraint::Min(5), Constraint::Length(detail_h)]).areas(area);
     draw_table(frame, list, app);
     draw_detail(frame, detail, app);
 }
@@ -60,6 +63,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     let group_by_maker = c.sort == crate::app::Sort::Maker;
+    // Wider terminals get a longer trend.
+    let trend_w: u16 = if area.width >= 110 { 24 } else { 8 };
     let mut prev_maker: Option<&str> = None;
     let rows: Vec<Row> = rows_data
         .iter()
@@ -90,7 +95,10 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
                     Line::styled(strings::money(item.unit_price), t.money()).right_aligned(),
                 ),
                 Cell::from(Line::styled(format!("{}", item.remaining), left_style).right_aligned()),
-                Cell::from(Span::styled(spark::inline(history, 8), t.spark())),
+                Cell::from(Span::styled(
+                    spark::inline(history, trend_w as usize),
+                    t.spark(),
+                )),
             ])
         })
         .collect();
@@ -107,11 +115,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
         rows,
         [
             Constraint::Length(14),
-            Constraint::Min(14),
-            Constraint::Length(11),
+            Constraint::Fill(3),
+            Constraint::Fill(1),
             Constraint::Length(9),
             Constraint::Length(5),
-            Constraint::Length(8),
+            Constraint::Length(trend_w),
         ],
     )
     .header(header)

@@ -41,7 +41,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let total = Line::from(vec![
-        Span::styled(format!(" {} items, total ", app.cart_units()), t.dim()),
+        Span::styled(
+            format!(" {}, total ", strings::items(app.cart_units())),
+            t.dim(),
+        ),
         Span::styled(
             strings::money(app.cart.view.total),
             t.money().add_modifier(Modifier::BOLD),
@@ -122,7 +125,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                         strings::money(app.cart.view.total),
                         t.money().add_modifier(Modifier::BOLD),
                     ),
-                    Span::styled(format!(" for {} items", app.cart_units()), t.text()),
+                    Span::styled(
+                        format!(" for {}", strings::items(app.cart_units())),
+                        t.text(),
+                    ),
                 ]),
                 Line::from(vec![
                     Span::styled(" with ", t.dim()),

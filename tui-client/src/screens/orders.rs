@@ -40,7 +40,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     strings::ago(app.now_ms.saturating_sub(order.placed_at_ms)),
                     t.dim(),
                 )),
-                Cell::from(Line::from(format!("{} items", order.units())).right_aligned()),
+                Cell::from(Line::from(strings::items(order.units())).right_aligned()),
                 Cell::from(Line::styled(strings::money(order.total), t.money()).right_aligned()),
                 Cell::from(Span::styled(strings::status(status), t.status(status))),
             ])
