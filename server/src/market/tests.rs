@@ -1,7 +1,6 @@
 //! Unit tests of the pure market: no sockets, no disk.
 
 use super::*;
-use protocol::*;
 
 const NOW: u64 = 1_000_000;
 
