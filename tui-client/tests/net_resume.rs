@@ -1,5 +1,6 @@
 //! The connection task against a real distributor (in-process): it reconnects by itself after the
-//! server goes away and resumes the session with its token, without a new login.
+//! server goes away and resumes the session with its token, without a new login; and it speaks TLS
+//! with `--tls-ca`.
 
 use protocol::{Reply, RequestBody, SignUp};
 use std::net::SocketAddr;
@@ -161,4 +162,69 @@ async fn after_the_server_restarts_the_session_resumes_without_a_new_login() {
     task.await.unwrap();
     server.stop.cancel();
     server.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_ca_the_connection_task_connects_over_tls_and_a_wrong_ca_never_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut config = server::Config::new(dir.path().join("distributor.db"));
+    config.tls = Some(std::sync::Arc::new(server::tls::load(&cert, &key).unwrap()));
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(server::run(config, listener, server_stop.clone()));
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let tls = net::tls_config(&cert).unwrap();
+    let (_net, task) = net::spawn(
+        Target {
+            addr: addr.clone(),
+            tls: Some(tls),
+        },
+        events_tx,
+        stop.clone(),
+    );
+    next(&mut events, |e| {
+        matches!(e, NetEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+
+    // Trusting another CA: the handshake fails and the task keeps retrying, never connected.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let tls = net::tls_config(&other_ca).unwrap();
+    let (_net, task) = net::spawn(
+        Target {
+            addr,
+            tls: Some(tls),
+        },
+        events_tx,
+        stop.clone(),
+    );
+    let reason = next(&mut events, |e| match e {
+        NetEvent::Connected { .. } => panic!("connected while trusting the wrong CA"),
+        NetEvent::Disconnected { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("TLS"), "{reason}");
+    stop.cancel();
+    task.await.unwrap();
+
+    assert!(net::tls_config(&dir.path().join("missing.pem")).is_err());
+    server_stop.cancel();
+    server.await.unwrap().unwrap();
 }
