@@ -239,19 +239,25 @@ fn commit_batch(
     let mut after = After::default();
     let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());
     for job in batch.iter() {
-        let from_market = matches!(job.done, Done::Reply(..) | Done::Nothing);
-        tx.execute_batch("SAVEPOINT job")?;
+        if matches!(job.done, Done::Reply(..) | Done::Nothing) {
+            // From the market, validated against live state: a failure means memory and disk
+            // disagree, and the whole batch is abandoned (see the module docs). No savepoint needed.
+            apply(&tx, &job.op, &mut after)
+                .map_err(|e| StoreError::Corrupt(format!("market job failed: {e}")))?;
+            results.push(Ok(Outcome::Done));
+            continue;
+        }
+        // From a session (sign-up, account changes): a failure such as a taken email is an
+        // answer for that client alone, so it runs in a savepoint the batch can roll back to.
+        tx.prepare_cached("SAVEPOINT job")?.execute([])?;
         match apply(&tx, &job.op, &mut after) {
             Ok(outcome) => {
-                tx.execute_batch("RELEASE job")?;
+                tx.prepare_cached("RELEASE job")?.execute([])?;
                 results.push(Ok(outcome));
             }
-            Err(e) if from_market => {
-                // The market validated this against live state; a failure means they disagree.
-                return Err(StoreError::Corrupt(format!("market job failed: {e}")));
-            }
             Err(e) => {
-                tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
+                tx.prepare_cached("RELEASE job")?.execute([])?;
                 results.push(Err(e));
             }
         }
