@@ -10,11 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Loads everything the market keeps in memory.
 pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
-    let mut snap = Snapshot {
-        listings: Vec::new(),
-        ..Snapshot::default()
-    };
-    snap.listings = conn
+    let listings = conn
         .prepare("SELECT id, manufacturer_id, sku, product, category FROM listings")?
         .query_map([], |r| {
             Ok(Listing {
@@ -27,7 +23,7 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         })?
         .collect::<Result<_, _>>()?;
 
-    snap.manufacturers = conn
+    let manufacturers = conn
         .prepare(
             "SELECT m.id, m.name, m.acked_seq, (SELECT coalesce(max(seq), 0) FROM outbox o WHERE o.manufacturer_id = m.id)
              FROM manufacturers m",
@@ -64,7 +60,12 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
                 quantity,
             });
     }
-    snap.customers = customers.into_iter().collect();
+    let mut snap = Snapshot {
+        listings,
+        manufacturers,
+        customers: customers.into_iter().collect(),
+        ..Snapshot::default()
+    };
 
     let month = conn
         .query_row(
