@@ -540,9 +540,8 @@ impl App {
                         cmds
                     }
                     Some(Err(e)) if self.session.is_some() => {
-                        let mut cmds = self.end_session(strings::SESSION_EXPIRED);
+                        let cmds = self.end_session(strings::SESSION_EXPIRED);
                         self.login.form.error = Some(e.message);
-                        cmds.truncate(1);
                         cmds
                     }
                     _ => Vec::new(),
