@@ -35,14 +35,27 @@ fn child_shop_process() {
     });
 }
 
-/// A detached tmux session, killed when dropped (also when the test fails half-way).
+/// A detached tmux session on a private tmux server (its own socket, so a developer's own tmux is
+/// never touched), killed when dropped (also when the test fails half-way).
 struct Tmux {
     name: String,
+    socket: String,
+}
+
+/// `tmux -S <socket>`: every command talks to this test's private server.
+fn tmux(socket: &str) -> Command {
+    let mut c = Command::new("tmux");
+    c.args(["-S", socket]);
+    c
 }
 
 impl Tmux {
     fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
-        let status = Command::new("tmux")
+        let socket = std::env::temp_dir()
+            .join(format!("{name}.tmux"))
+            .display()
+            .to_string();
+        let status = tmux(&socket)
             .args([
                 "new-session",
                 "-d",
@@ -59,12 +72,13 @@ impl Tmux {
         assert!(status.success(), "tmux new-session failed");
         Tmux {
             name: name.to_string(),
+            socket,
         }
     }
 
     /// Sends keys by tmux name (`Enter`, `Tab`, `C-n`).
     fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
+        let status = tmux(&self.socket)
             .args(["send-keys", "-t", &self.name])
             .args(keys)
             .status()
@@ -74,7 +88,7 @@ impl Tmux {
 
     /// Types text literally.
     fn text(&self, text: &str) {
-        let status = Command::new("tmux")
+        let status = tmux(&self.socket)
             .args(["send-keys", "-t", &self.name, "-l", text])
             .status()
             .expect("tmux send-keys -l");
@@ -82,7 +96,7 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux")
+        let out = tmux(&self.socket)
             .args(["capture-pane", "-p", "-t", &self.name])
             .output()
             .expect("tmux capture-pane");
@@ -90,7 +104,7 @@ impl Tmux {
     }
 
     fn alive(&self) -> bool {
-        Command::new("tmux")
+        tmux(&self.socket)
             .args(["has-session", "-t", &self.name])
             .output()
             .is_ok_and(|o| o.status.success())
@@ -115,9 +129,8 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .output();
+        let _ = tmux(&self.socket).arg("kill-server").output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
