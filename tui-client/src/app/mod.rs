@@ -613,6 +613,22 @@ impl App {
                 Vec::new()
             }
             Event::Catalog(snapshot) => {
+                // A listing missing from the snapshot is sold out (or not offered this month).
+                let levels: Vec<_> = self
+                    .cart
+                    .view
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        let left = snapshot
+                            .items
+                            .iter()
+                            .find(|i| i.listing == l.listing)
+                            .map_or(0, |i| i.remaining);
+                        (l.listing, left)
+                    })
+                    .collect();
+                self.cart.apply_levels(&levels);
                 if snapshot.month.is_some() {
                     self.month = snapshot.month.clone();
                 }

@@ -396,6 +396,18 @@ fn stock_changes_in_place_with_a_highlight_and_sold_out_items_disappear() {
 }
 
 #[test]
+fn a_full_catalog_push_updates_what_is_available_for_cart_lines() {
+    let mut app = shopping(true);
+    let mut snapshot = catalog();
+    snapshot.version = 20;
+    snapshot.items.retain(|i| i.listing != ListingId(31));
+    snapshot.items[0].remaining = 2; // apples
+    app.update(Msg::Net(NetEvent::Push(Event::Catalog(snapshot))));
+    let available: Vec<u32> = app.cart.view.lines.iter().map(|l| l.available).collect();
+    assert_eq!(available, vec![2, 0]);
+}
+
+#[test]
 fn a_stock_delta_older_than_the_snapshot_is_ignored() {
     let mut app = shopping(true);
     app.update(Msg::Net(NetEvent::Push(Event::Stock(StockDelta {
