@@ -86,6 +86,12 @@ pub struct Config {
     pub stock_wait: Duration,
     /// `idle` mode: read this process's VmRSS before and after.
     pub rss_pid: Option<u32>,
+    /// If the catalog is empty at the start, close the open month as an operator once, so that the
+    /// next month asks the manufacturers connected now for offers. (A manufacturer that connects
+    /// mid-month is only asked at the next month, and a fresh distributor opens month 1 at once.)
+    pub close_empty_month: bool,
+    /// The distributor's peer key, for the operator connection of `close_empty_month`.
+    pub peer_key: Option<String>,
     /// Print a progress line on stderr every second.
     pub progress: bool,
 }
@@ -108,6 +114,8 @@ impl Config {
             setup_timeout: Duration::from_secs(300),
             stock_wait: Duration::from_secs(30),
             rss_pid: None,
+            close_empty_month: false,
+            peer_key: None,
             progress: false,
         }
     }
@@ -125,6 +133,9 @@ pub enum TrafficError {
     /// The catalog stayed empty.
     #[error("the catalog had no stock within {0:?}")]
     NoStock(Duration),
+    /// The operator connection (for `close_empty_month`) failed.
+    #[error("closing the empty month as an operator failed: {0}")]
+    Operator(String),
     /// The acked log could not be opened.
     #[error("cannot open the acked log {path}: {source}")]
     AckedLog {
@@ -366,23 +377,53 @@ async fn cast(config: &Config, shared: &Shared) -> Result<Cast, TrafficError> {
     })
 }
 
-/// Waits until `customer` sees stock (fetching the catalog every 200 ms), up to `limit`.
+/// Waits until `customer` sees stock (fetching the catalog every 200 ms), up to the configured
+/// limit. Closes an empty month first if the config asks for it.
 async fn wait_for_stock(
     customer: &mut Customer,
     shared: &Shared,
-    limit: Duration,
+    config: &Config,
 ) -> Result<(), TrafficError> {
-    let until = Instant::now() + limit;
+    let until = Instant::now() + config.stock_wait;
+    customer.drain_events();
+    if customer.stock().in_stock() == 0 && config.close_empty_month {
+        close_month(config).await?;
+    }
     loop {
         customer.drain_events();
         if customer.stock().in_stock() > 0 {
             return Ok(());
         }
         if Instant::now() >= until {
-            return Err(TrafficError::NoStock(limit));
+            return Err(TrafficError::NoStock(config.stock_wait));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         customer.browse(shared).await;
+    }
+}
+
+/// Closes the open month as an operator (the next month opens at once).
+async fn close_month(config: &Config) -> Result<(), TrafficError> {
+    let hello = protocol::Hello {
+        version: protocol::PROTOCOL_VERSION,
+        role: protocol::Role::Operator,
+        client: format!("loadgen/{}", env!("CARGO_PKG_VERSION")),
+        name: None,
+        key: config.peer_key.clone(),
+    };
+    let (operator, _) = protocol::Client::connect(&config.server, hello)
+        .await
+        .map_err(|e| TrafficError::Operator(e.to_string()))?;
+    match operator.call(protocol::RequestBody::CloseMonth).await {
+        Ok(_) => Ok(()),
+        // No month open: the next one opens by itself; waiting for stock covers it.
+        Err(e)
+            if e.server_error()
+                .is_some_and(|w| w.code == protocol::ErrorCode::Conflict) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(TrafficError::Operator(e.to_string())),
     }
 }
 
@@ -392,7 +433,7 @@ async fn run_shoppers(config: &Config, shared: Arc<Shared>) -> Result<Summary, T
         .await
         .map_err(|_| TrafficError::SetupTimeout(config.setup_timeout))??;
     let lead = cast.probe.as_mut().unwrap_or(&mut cast.buyers[0]);
-    wait_for_stock(lead, &shared, config.stock_wait).await?;
+    wait_for_stock(lead, &shared, config).await?;
     let first_listing = lead.stock().first_listing();
     let board = match (config.mode, first_listing) {
         (Mode::Watch, Some(listing)) => Some(Arc::new(ProbeBoard::new(listing))),

@@ -54,6 +54,13 @@ struct Args {
     /// idle mode: report this process's resident memory before and after (the server's pid).
     #[arg(long)]
     rss_pid: Option<u32>,
+    /// If the catalog is empty at the start, close the open month as an operator so that the next
+    /// month asks the manufacturers connected now (a fresh distributor's month 1 has no offers).
+    #[arg(long)]
+    close_empty_month: bool,
+    /// The distributor's peer key, for that operator connection.
+    #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
+    peer_key: Option<String>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -81,6 +88,8 @@ fn main() -> ExitCode {
         setup_timeout: Duration::from_secs(args.setup_timeout),
         stock_wait: Duration::from_secs(args.stock_wait),
         rss_pid: args.rss_pid,
+        close_empty_month: args.close_empty_month,
+        peer_key: args.peer_key,
         progress: !args.quiet,
         ..Config::new(args.server)
     };

@@ -182,6 +182,8 @@ pub struct Customer {
     ledger: Ledger,
     /// Reconnecting failed; the customer stops.
     broken: bool,
+    /// Errors logged so far (only the first few are, so a failing server does not flood stderr).
+    logged_errors: u32,
 }
 
 async fn expect(
@@ -243,6 +245,7 @@ impl Customer {
             month_closed: false,
             ledger: Ledger::default(),
             broken: false,
+            logged_errors: 0,
         };
         match expect(&customer.client, "catalog", RequestBody::Catalog).await? {
             Reply::Catalog(snapshot) => customer.take_snapshot(&snapshot),
@@ -469,6 +472,7 @@ impl Customer {
                     if !is_business_rejection(e.code) {
                         // The server says nothing changed (for example `Internal`).
                         shared.stats.error();
+                        self.log_error("checkout", &ClientError::Server(e));
                         return Outcome::Failed;
                     }
                     let code = e.code;
@@ -492,10 +496,11 @@ impl Customer {
                     }
                     return Outcome::Rejected(code);
                 }
-                Err(_) => {
+                Err(e) => {
                     // No answer: the checkout may or may not have happened. Reconnect and ask again
                     // under the same id; the server answers with the original outcome.
                     shared.stats.error();
+                    self.log_error("checkout", &e);
                     if !self.recover(shared).await {
                         break;
                     }
@@ -516,14 +521,24 @@ impl Customer {
                 shared.stats.request();
                 if rejection(e).is_none() {
                     shared.stats.error();
+                    self.log_error("request", e);
                 }
             }
-            Err(_) => {
+            Err(e) => {
                 shared.stats.error();
+                self.log_error("request", e);
                 self.recover(shared).await;
             }
         }
         result
+    }
+
+    fn log_error(&mut self, what: &str, error: &ClientError) {
+        const LOGGED_PER_CUSTOMER: u32 = 3;
+        if self.logged_errors < LOGGED_PER_CUSTOMER {
+            self.logged_errors += 1;
+            tracing::warn!(customer = self.index, "{what} failed: {error}");
+        }
     }
 
     /// Reconnects and resumes the session, then re-subscribes to stock. Bounded: a few attempts with
