@@ -19,6 +19,8 @@ use tracing::{error, info, warn};
 /// At most this many reports in flight at once, so a backlog after a reconnect cannot flood the
 /// distributor.
 const MAX_IN_FLIGHT: usize = 8;
+/// Reports sent per round; the round's results are booked in one transaction (one fsync).
+const MAX_PER_ROUND: usize = 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reports dispatches for one connection until it ends or `stop` fires.
@@ -47,7 +49,7 @@ pub(crate) async fn dispatcher(
                 let now = Instant::now();
                 let mut due = Vec::new();
                 while let Some((at, order)) = queue.front().copied() {
-                    if at > now || due.len() >= MAX_IN_FLIGHT {
+                    if at > now || due.len() >= MAX_PER_ROUND {
                         break;
                     }
                     queue.pop_front();
@@ -70,23 +72,25 @@ async fn report(
     due: &[OrderId],
     tally: &mut Tally,
 ) -> bool {
-    let calls = due.iter().map(|order| {
-        tokio::time::timeout(
-            CALL_TIMEOUT,
-            client.call(RequestBody::ReportDispatch { order: *order }),
-        )
-    });
-    let results = futures::future::join_all(calls).await;
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(due.iter().copied())
+        .map(|order| async move {
+            let call = client.call(RequestBody::ReportDispatch { order });
+            (order, tokio::time::timeout(CALL_TIMEOUT, call).await)
+        })
+        .buffer_unordered(MAX_IN_FLIGHT)
+        .collect()
+        .await;
     let mut taken = Vec::with_capacity(due.len());
     let mut connected = true;
-    for (order, result) in due.iter().zip(results) {
+    for (order, result) in results {
         match result {
-            Ok(Ok(_)) => taken.push(*order),
+            Ok(Ok(_)) => taken.push(order),
             Ok(Err(ClientError::Server(e))) => {
                 // The distributor refused it (for example an order it does not know); retrying
                 // would get the same answer.
                 warn!("{name}: dispatch of {order} refused: {e}");
-                taken.push(*order);
+                taken.push(order);
             }
             Ok(Err(_)) | Err(_) => connected = false,
         }
