@@ -37,6 +37,10 @@ struct Args {
     /// With --demo: how many simulated shoppers buy in the background.
     #[arg(long, default_value_t = 4, requires = "demo")]
     shoppers: usize,
+    /// Use the mouse: the wheel scrolls lists, a click on a tab opens it. Off by default, so the
+    /// terminal's own text selection keeps working.
+    #[arg(long)]
+    mouse: bool,
     /// Write logs to this file (the terminal belongs to the app).
     #[arg(long, value_name = "FILE", env = "SHOP_LOG")]
     log: Option<PathBuf>,
@@ -134,7 +138,7 @@ async fn app_main(
             None,
         )
     };
-    let result = run::run(target, label, shutdown.clone()).await;
+    let result = run::run(target, label, args.mouse, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(system) = system {
         system.stop().await;

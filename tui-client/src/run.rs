@@ -6,7 +6,7 @@ use crate::app::{App, Cmd, Msg};
 use crate::net::{self, NetCmd, Target};
 use crate::screens;
 use crate::theme::Theme;
-use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,6 +27,7 @@ pub fn now_ms() -> u64 {
 pub async fn run(
     target: Target,
     label: Option<String>,
+    mouse: bool,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut app = App::new(Theme::from_env(), now_ms());
@@ -35,9 +36,23 @@ pub async fn run(
     let net_stop = shutdown.child_token();
     let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
 
+    if mouse {
+        // Runs after ratatui's own hook (installed below), which restores the rest of the terminal.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+            previous(info);
+        }));
+    }
     // Installs a panic hook that restores the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init()?;
+    if mouse {
+        crossterm::execute!(std::io::stdout(), EnableMouseCapture)?;
+    }
     let result = event_loop(&mut terminal, &mut app, &mut events_rx, &net, &shutdown).await;
+    if mouse {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    }
     ratatui::restore();
     net_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), net_task).await;
@@ -68,6 +83,7 @@ async fn event_loop(
             _ = recv_signal(&mut terminate) => return Ok(()),
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) => Msg::Key(k),
+                Some(Ok(TermEvent::Mouse(m))) => Msg::Mouse(m),
                 Some(Ok(TermEvent::Resize(..))) => { dirty = true; continue; }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),

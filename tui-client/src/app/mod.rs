@@ -19,7 +19,9 @@ use crate::keys;
 use crate::strings;
 use crate::theme::Theme;
 use crate::widgets::form::Form;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use protocol::{
     AccountView, Event, MonthState, MonthView, Reply, RequestBody, SessionInfo, SessionToken,
     Welcome, WireError,
@@ -56,12 +58,32 @@ pub const TABS: [Screen; 4] = [
     Screen::Orders,
     Screen::Account,
 ];
+/// Their names on the tab bar.
+pub const TAB_NAMES: [&str; 4] = ["Catalog", "Cart", "Orders", "Account"];
+/// The row of the tab bar.
+pub const TAB_ROW: u16 = 1;
+
+/// The tab drawn at column `x` of the tab bar: " 1 Catalog  2 Cart  ..." (the view draws exactly
+/// this layout).
+pub fn tab_at(x: u16) -> Option<Screen> {
+    let mut start = 1u16;
+    for (screen, name) in TABS.iter().zip(TAB_NAMES) {
+        let end = start + 2 + name.len() as u16;
+        if (start..end).contains(&x) {
+            return Some(*screen);
+        }
+        start = end + 2;
+    }
+    None
+}
 
 /// Everything that can happen.
 #[derive(Debug)]
 pub enum Msg {
     /// A key press.
     Key(KeyEvent),
+    /// A mouse event (only with `--mouse`): the wheel scrolls, a click on a tab opens it.
+    Mouse(MouseEvent),
     /// Time passed; carries the wall clock in Unix milliseconds.
     Tick { now_ms: u64 },
     /// The connection task reported something.
@@ -264,6 +286,7 @@ impl App {
             }
             Msg::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
             Msg::Key(_) => Vec::new(),
+            Msg::Mouse(mouse) => self.on_mouse(mouse),
             Msg::Net(event) => self.on_net(event),
         }
     }
@@ -440,6 +463,25 @@ impl App {
         }
         self.catalog.on_tick(now);
         self.orders.changed.retain(|_, until| *until > now);
+    }
+
+    // ---- mouse ----
+
+    fn on_mouse(&mut self, mouse: MouseEvent) -> Vec<Cmd> {
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        match mouse.kind {
+            MouseEventKind::ScrollDown if self.overlay.is_none() => self.on_key(key(KeyCode::Down)),
+            MouseEventKind::ScrollUp if self.overlay.is_none() => self.on_key(key(KeyCode::Up)),
+            MouseEventKind::Down(MouseButton::Left)
+                if mouse.row == TAB_ROW && self.logged_in() && self.overlay.is_none() =>
+            {
+                match tab_at(mouse.column) {
+                    Some(target) if target != self.screen => self.go(target),
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     // ---- keys ----

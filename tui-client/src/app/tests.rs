@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::screens::render_to_string;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use protocol::*;
 
 pub const NOW: u64 = 1_750_000_000_000;
@@ -271,6 +271,29 @@ fn tab_cycles_the_screens_and_opening_the_cart_checks_stock_again() {
     assert_eq!(app.screen, Screen::Orders);
     app.update(ch('1'));
     assert_eq!(app.screen, Screen::Catalog);
+}
+
+#[test]
+fn with_the_mouse_a_click_on_a_tab_opens_it_and_the_wheel_moves_the_selection() {
+    let mut app = shopping(true);
+    let at = |column, row, kind| {
+        Msg::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // " 1 Catalog  2 Cart  3 Orders  4 Account": "3 Orders" spans columns 20 to 27.
+    assert_eq!(tab_at(0), None);
+    assert_eq!(tab_at(1), Some(Screen::Catalog));
+    assert_eq!(tab_at(24), Some(Screen::Orders));
+    assert_eq!(tab_at(11), None, "the gap between tabs");
+    let cmds = app.update(at(24, TAB_ROW, MouseEventKind::Down(MouseButton::Left)));
+    assert_eq!(app.screen, Screen::Orders);
+    one(&cmds, ReqKind::Orders);
+    app.update(at(40, 10, MouseEventKind::ScrollDown));
+    assert_eq!(app.orders.selected, 1);
 }
 
 #[test]

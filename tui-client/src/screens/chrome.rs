@@ -1,7 +1,7 @@
 //! What is always on screen: the header (who, cart, connection), the tabs with the month gauge,
 //! the banner line (connection trouble or a message), and the footer with the keys.
 
-use crate::app::{App, ConnState, FlashKind, Screen, TABS};
+use crate::app::{App, ConnState, FlashKind, Screen, TABS, TAB_NAMES};
 use crate::keys;
 use crate::strings;
 use protocol::MonthState;
@@ -69,13 +69,8 @@ pub fn tabs(frame: &mut Frame, area: Rect, app: &App) {
             Screen::Checkout => Screen::Cart,
             s => s,
         };
-        for (i, s) in TABS.iter().enumerate() {
-            let name = match s {
-                Screen::Catalog => "Catalog",
-                Screen::Cart => "Cart",
-                Screen::Orders => "Orders",
-                _ => "Account",
-            };
+        // The same layout as `app::tab_at`, which maps mouse clicks back to tabs.
+        for (i, (s, name)) in TABS.iter().zip(TAB_NAMES).enumerate() {
             spans.push(Span::styled(format!("{}", i + 1), t.key()));
             let style = if *s == active {
                 t.tab_active()
