@@ -103,6 +103,9 @@ fn finish<T>(
 /// Use [`ServerCodec`] on the server and [`ClientCodec`] on clients.
 pub struct WireCodec<In, Out> {
     frames: LengthDelimitedCodec,
+    /// True once `frames` has consumed a length prefix and waits for that frame's body. The next
+    /// bytes in the buffer are then body bytes, not a prefix to check.
+    in_body: bool,
     max_in: usize,
     max_out: usize,
     decode: fn(&[u8]) -> Result<In, CodecError>,
@@ -153,6 +156,7 @@ impl<In, Out> WireCodec<In, Out> {
             .new_codec();
         WireCodec {
             frames,
+            in_body: false,
             max_in,
             max_out,
             decode,
@@ -166,8 +170,10 @@ impl<In, Out> Decoder for WireCodec<In, Out> {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
-        // Check the prefix ourselves first so the error can say how big the frame claimed to be.
-        if src.len() >= 4 {
+        // Check a new prefix ourselves first so the error can say how big the frame claimed to be.
+        // (`LengthDelimitedCodec` refuses it too, before reserving anything, but without the size.)
+        let at_prefix = !self.in_body && src.len() >= 4;
+        if at_prefix {
             let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
             if len > self.max_in {
                 return Err(CodecError::TooLarge {
@@ -177,8 +183,14 @@ impl<In, Out> Decoder for WireCodec<In, Out> {
             }
         }
         match self.frames.decode(src)? {
-            Some(frame) => (self.decode)(&frame).map(Some),
-            None => Ok(None),
+            Some(frame) => {
+                self.in_body = false;
+                (self.decode)(&frame).map(Some)
+            }
+            None => {
+                self.in_body |= at_prefix;
+                Ok(None)
+            }
         }
     }
 }

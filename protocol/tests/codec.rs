@@ -474,6 +474,45 @@ fn a_frame_split_into_single_bytes_decodes_once_complete() {
 }
 
 #[test]
+fn a_frame_split_at_any_point_decodes_once_complete_even_when_the_body_is_long() {
+    let msg = ClientMessage::Request(Request {
+        id: RequestId(u64::MAX),
+        body: RequestBody::ReportDispatch {
+            order: OrderId(u64::MAX - 7),
+        },
+    });
+    let bytes = frame(&msg).unwrap();
+    assert!(
+        bytes.len() > 8,
+        "the body must be long enough to look like a prefix"
+    );
+    for split in 0..=bytes.len() {
+        let mut server = ServerCodec::new();
+        let mut buf = BytesMut::from(&bytes[..split]);
+        let first = server.decode(&mut buf).unwrap();
+        buf.extend_from_slice(&bytes[split..]);
+        let decoded = match first {
+            Some(m) => m,
+            None => server.decode(&mut buf).unwrap().expect("complete frame"),
+        };
+        assert_eq!(decoded, msg, "split at {split}");
+    }
+    // Two frames back to back, fed in uneven chunks.
+    let mut server = ServerCodec::new();
+    let stream: Vec<u8> = bytes.iter().chain(bytes.iter()).copied().collect();
+    let mut buf = BytesMut::new();
+    let mut seen = 0;
+    for chunk in stream.chunks(5) {
+        buf.extend_from_slice(chunk);
+        while let Some(m) = server.decode(&mut buf).unwrap() {
+            assert_eq!(m, msg);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2);
+}
+
+#[test]
 fn a_4_gib_length_prefix_is_refused_before_any_allocation() {
     let mut server = ServerCodec::new();
     let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
