@@ -75,6 +75,9 @@ struct RunArgs {
     /// The distributor's peer key, if it was started with one.
     #[arg(long)]
     key: Option<String>,
+    /// Connect over TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -190,6 +193,7 @@ fn configs(args: RunArgs) -> Result<Vec<SimConfig>, SimError> {
         config.dispatch_delay =
             (!args.no_dispatch).then(|| Duration::from_millis(args.dispatch_ms));
         config.key = args.key.clone();
+        config.tls_ca = args.tls_ca.clone();
         out.push(config);
     }
     let mut names: Vec<&str> = out.iter().map(|c| c.name.as_str()).collect();

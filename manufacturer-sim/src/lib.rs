@@ -91,6 +91,8 @@ pub struct SimConfig {
     pub dispatch_delay: Option<Duration>,
     /// The distributor's peer key, if it was started with one.
     pub key: Option<String>,
+    /// Connect over TLS, trusting this CA certificate (PEM).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -111,6 +113,7 @@ impl SimConfig {
             offer_share: 1.0,
             dispatch_delay: Some(Duration::from_millis(1500)),
             key: None,
+            tls_ca: None,
         }
     }
 }
@@ -149,6 +152,7 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<(), S
         name: config.name.clone(),
         server: config.server.clone(),
         key: config.key.clone(),
+        tls_ca: config.tls_ca.clone(),
         offer_share: config.offer_share,
         dispatch_delay: config.dispatch_delay,
         books: books.clone(),

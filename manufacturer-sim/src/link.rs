@@ -37,6 +37,8 @@ pub(crate) struct Link {
     pub name: String,
     pub server: String,
     pub key: Option<String>,
+    /// A CA certificate (PEM) to trust: connect over TLS.
+    pub tls_ca: Option<std::path::PathBuf>,
     pub offer_share: f64,
     /// `None`: do not report dispatches.
     pub dispatch_delay: Option<Duration>,
@@ -69,7 +71,7 @@ pub(crate) async fn serve(link: Link, shutdown: CancellationToken) -> Result<(),
         };
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&link.server, hello)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect_with(&link.server, link.tls_ca.as_deref(), hello)) => r,
         };
         let problem = match attempt {
             Ok(Ok((client, events))) => {
