@@ -180,6 +180,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         &[
             ("j k arrows", "move"),
             ("h l - +", "choose quantity"),
+            ("H L", "quantity 1 / all left"),
             ("Enter a", "add to cart"),
             ("/", "search; Esc clears"),
             ("m c", "filter maker, category"),

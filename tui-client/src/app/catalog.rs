@@ -309,6 +309,14 @@ impl App {
         if keys::is_char(&key, 'a') {
             return self.add_selected();
         }
+        if keys::is_char(&key, 'L') {
+            cat.qty = cat.current().map_or(1, |i| i.remaining.max(1));
+            return Vec::new();
+        }
+        if keys::is_char(&key, 'H') {
+            cat.qty = 1;
+            return Vec::new();
+        }
         let rows = cat.visible().len();
         match keys::nav(&key) {
             Some(Nav::Up) => cat.select(cat.selected.saturating_sub(1)),

@@ -458,6 +458,10 @@ fn the_quantity_stays_between_one_and_what_is_left_and_enter_adds_it() {
         app.update(ch('l'));
     }
     assert_eq!(app.catalog.qty, 3, "only 3 pears left");
+    app.update(ch('H'));
+    assert_eq!(app.catalog.qty, 1);
+    app.update(ch('L'));
+    assert_eq!(app.catalog.qty, 3, "L takes all that is left");
     let cmds = app.update(key(KeyCode::Enter));
     let (_, body) = one(&cmds, ReqKind::AddToCart);
     assert_eq!(
