@@ -167,6 +167,12 @@ impl CatalogState {
                 item.map_or(0, |i| i.remaining),
             )
         };
+        if id.is_none() {
+            // Nothing to show (a month between offers, a filter with no match): keep the choice
+            // so it comes back with the rows.
+            self.selected = index;
+            return;
+        }
         if id != self.selected_id {
             self.qty = 1;
         }

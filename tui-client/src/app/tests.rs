@@ -492,6 +492,22 @@ fn the_selection_follows_its_product_when_rows_move() {
 }
 
 #[test]
+fn the_selection_survives_a_moment_with_an_empty_catalog() {
+    let mut app = shopping(true);
+    app.update(ch('j'));
+    assert_eq!(app.catalog.current().unwrap().product, "Cheddar 200g");
+    let mut empty = catalog();
+    empty.items.clear();
+    empty.version = 11;
+    app.update(Msg::Net(NetEvent::Push(Event::Catalog(empty))));
+    assert!(app.catalog.current().is_none());
+    let mut next = catalog();
+    next.version = 12;
+    app.update(Msg::Net(NetEvent::Push(Event::Catalog(next))));
+    assert_eq!(app.catalog.current().unwrap().product, "Cheddar 200g");
+}
+
+#[test]
 fn search_and_filters_narrow_the_rows() {
     let mut app = shopping(true);
     app.update(ch('/'));
