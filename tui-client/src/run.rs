@@ -36,14 +36,18 @@ pub async fn run(
     let net_stop = shutdown.child_token();
     let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
 
-    if mouse {
-        // Runs after ratatui's own hook (installed below), which restores the rest of the terminal.
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
+    // Runs after ratatui's own hook (installed below), which restores the terminal first. A panic
+    // anywhere (also in a background task: the connection, or the demo's servers) ends the app, so
+    // it never goes on drawing into a restored terminal.
+    let previous = std::panic::take_hook();
+    let stop_on_panic = shutdown.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if mouse {
             let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
-            previous(info);
-        }));
-    }
+        }
+        stop_on_panic.cancel();
+        previous(info);
+    }));
     // Installs a panic hook that restores the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init()?;
     if mouse {
@@ -89,7 +93,10 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
-            Some(event) = net_events.recv() => Msg::Net(event),
+            event = net_events.recv() => match event {
+                Some(event) => Msg::Net(event),
+                None => return Err(std::io::Error::other("the connection task stopped")),
+            },
             _ = tick.tick() => Msg::Tick { now_ms: now_ms() },
         };
         let is_tick = matches!(msg, Msg::Tick { .. });
