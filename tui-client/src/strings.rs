@@ -103,6 +103,23 @@ pub fn status(s: LineStatus) -> &'static str {
     }
 }
 
+/// An order's status: its least advanced line, and how far the rest got when they differ, for
+/// example `placed (1/2 confirmed)`.
+pub fn order_status(order: &protocol::OrderView) -> String {
+    let least = order.status();
+    let most = order.lines.iter().map(|l| l.status).max().unwrap_or(least);
+    if least == most {
+        return status(least).to_string();
+    }
+    let ahead = order.lines.iter().filter(|l| l.status == most).count();
+    format!(
+        "{} ({ahead}/{} {})",
+        status(least),
+        order.lines.len(),
+        status(most)
+    )
+}
+
 /// Why a month closed.
 pub fn close_reason(r: CloseReason) -> &'static str {
     match r {

@@ -42,7 +42,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 )),
                 Cell::from(Line::from(strings::items(order.units())).right_aligned()),
                 Cell::from(Line::styled(strings::money(order.total), t.money()).right_aligned()),
-                Cell::from(Span::styled(strings::status(status), t.status(status))),
+                Cell::from(Span::styled(
+                    strings::order_status(order),
+                    if o.changed.keys().any(|(id, _)| *id == order.id) {
+                        t.flash_up()
+                    } else {
+                        t.status(status)
+                    },
+                )),
             ])
         })
         .collect();
