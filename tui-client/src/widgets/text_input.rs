@@ -38,7 +38,7 @@ impl InputKind {
 }
 
 /// A field's value and its error, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TextInput {
     /// What was typed. For digit kinds, only the digits.
     value: String,
@@ -46,6 +46,21 @@ pub struct TextInput {
     pub kind: InputKind,
     /// An error to show next to the field; cleared when the field is edited.
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for TextInput {
+    /// Secrets (passwords, card numbers, CVCs) never reach a `{:?}`: only the masked form does.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match self.kind {
+            InputKind::Text | InputKind::Expiry => self.value.clone(),
+            _ => self.display(),
+        };
+        f.debug_struct("TextInput")
+            .field("value", &value)
+            .field("kind", &self.kind)
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl Default for TextInput {
@@ -171,6 +186,15 @@ mod tests {
         t.error = Some("bad".into());
         t.handle_key(key('x'));
         assert_eq!(t.error, None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_card_number_or_password() {
+        let card = TextInput::with_value(InputKind::CardNumber, "4111111111111111");
+        let pw = TextInput::with_value(InputKind::Password, "hunter22");
+        let text = format!("{card:?} {pw:?}");
+        assert!(!text.contains("41111111"), "{text}");
+        assert!(!text.contains("hunter22"), "{text}");
     }
 
     #[test]
