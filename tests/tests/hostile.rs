@@ -814,3 +814,76 @@ fn the_fuzz_seed_corpus_is_written_from_real_encoded_messages() {
     std::fs::write(dir.join("huge-prefix"), [0, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2]).unwrap();
     std::fs::write(dir.join("cut-short"), [3, 0, 0, 0, 40, 0, 1, 0]).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_catalog_requests_from_clients_that_never_read_keep_server_memory_bounded() {
+    let _serial = SERIAL.lock().await;
+    // A big catalog: 200 listings with long names, about 40 KiB per snapshot.
+    let lines: Vec<OfferLine> = (0..200)
+        .map(|i| OfferLine {
+            sku: format!("sku-{i:04}-{}", "s".repeat(50)),
+            product: format!("Product {i:04} {}", "p".repeat(100)),
+            category: "c".repeat(60),
+            quantity: 1000,
+            unit_price: Cents(100),
+        })
+        .collect();
+    let server = TestServer::start_with(|c| c.frame_timeout = Duration::from_secs(2)).await;
+    let _m =
+        TestManufacturer::connect(&server.addr, "bulk", script(lines), Default::default()).await;
+    connect_operator(&server.addr)
+        .await
+        .call(RequestBody::CloseMonth)
+        .await
+        .unwrap();
+    let honest = customer(&server.addr).await;
+    wait_for_catalog(&honest.client, 200, WAIT).await;
+    let token = honest.session.token.clone();
+    let before = rss_mib();
+
+    // Forty connections of the same session each send 64 KiB of Catalog requests (about 9,000)
+    // and never read a byte of the answers.
+    const CONNECTIONS: usize = 40;
+    let one = frame(&request(1, RequestBody::Catalog));
+    let flood: Vec<u8> = one.repeat(64 * 1024 / one.len());
+    let mut floods = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut s = handshaken(&server.addr, Role::Customer).await;
+        s.write_all(&frame(&request(
+            0,
+            RequestBody::Resume {
+                token: token.clone(),
+            },
+        )))
+        .await
+        .unwrap();
+        let r = read_response(&mut s, Duration::from_secs(5)).await;
+        assert!(r.result.is_ok(), "{r:?}");
+        let flood = flood.clone();
+        floods.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&flood)).await;
+            // Hold the connection, unread, until the server gives up on it.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(s);
+        }));
+    }
+    let mut peak = before;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        peak = peak.max(rss_mib());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for f in floods {
+        f.await.unwrap();
+    }
+    eprintln!(
+        "{CONNECTIONS} connections x {} pipelined Catalog requests, never read: RSS {before} -> peak {peak} MiB",
+        flood.len() / one.len()
+    );
+    honest_purchase(&honest.client).await;
+    assert!(
+        peak <= before + 50,
+        "memory grew from {before} to {peak} MiB: replies pile up for clients that do not read"
+    );
+    server.stop().await.unwrap();
+}
