@@ -887,3 +887,69 @@ async fn pipelined_catalog_requests_from_clients_that_never_read_keep_server_mem
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_quantities_and_unknown_listings_are_refused_and_never_break_the_books() {
+    let (server, _m) = open_market(|_| {}).await;
+    let c = customer(&server.addr).await;
+    let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
+    let line = |listing, quantity| CartItem { listing, quantity };
+    let buy = |lines: Vec<CartItem>| RequestBody::Checkout {
+        checkout_id: CheckoutId::generate(),
+        lines: Some(lines),
+    };
+    let attempts: Vec<(&str, RequestBody)> = vec![
+        (
+            "add u32::MAX",
+            RequestBody::AddToCart {
+                listing,
+                quantity: u32::MAX,
+            },
+        ),
+        (
+            "set u32::MAX",
+            RequestBody::SetCartQuantity {
+                listing,
+                quantity: u32::MAX,
+            },
+        ),
+        (
+            "add to an unknown listing",
+            RequestBody::AddToCart {
+                listing: ListingId(u32::MAX),
+                quantity: 1,
+            },
+        ),
+        ("buy u32::MAX", buy(vec![line(listing, u32::MAX)])),
+        (
+            "two lines of 2^31 (they sum to 2^32)",
+            buy(vec![line(listing, 1 << 31), line(listing, 1 << 31)]),
+        ),
+        ("a zero quantity", buy(vec![line(listing, 0)])),
+        ("an unknown listing", buy(vec![line(ListingId(9_999), 1)])),
+        ("no lines at all", buy(vec![])),
+        ("1,000 lines", buy(vec![line(listing, 1); 1_000])),
+    ];
+    let mut codes = Vec::new();
+    for (what, body) in attempts {
+        match c.client.call(body).await {
+            Err(ClientError::Server(e)) => {
+                assert_ne!(e.code, ErrorCode::Internal, "{what}: {e:?}");
+                codes.push((what, e.code));
+            }
+            other => panic!("{what}: expected a refusal, got {other:?}"),
+        }
+    }
+    eprintln!("{codes:?}");
+    // The cart is still usable and nothing was bought by any of it.
+    assert_eq!(honest_purchase(&c.client).await.units(), 1);
+    let Reply::Orders(orders) = c.client.call(RequestBody::Orders).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(orders.len(), 1);
+    let (db, _dir) = (server.db.clone(), server.dir.clone());
+    server.stop().await.unwrap();
+    let report = server::audit(&db, None).unwrap();
+    assert!(report.ok, "{:?}", report.violations);
+    assert_eq!(report.sold_units, 1);
+}
