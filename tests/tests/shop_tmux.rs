@@ -141,27 +141,35 @@ fn tmux_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn shop_command(addr: &str) -> String {
+/// The shell command that runs `shop` with `args` (no quotes inside).
+fn shop_command(args: &str) -> String {
     match std::env::var("SHOP_BIN") {
-        Ok(bin) => format!("{bin} --server {addr}"),
+        Ok(bin) => format!("{bin} {args}"),
         Err(_) => {
             let exe = std::env::current_exe().expect("test executable path");
             format!(
-                "env {ARGS_ENV}='--server {addr}' {} --ignored --exact child_shop_process --nocapture --test-threads=1",
+                "env {ARGS_ENV}='{args}' {} --ignored --exact child_shop_process --nocapture --test-threads=1",
                 exe.display()
             )
         }
     }
 }
 
+fn skip_without_tmux() -> bool {
+    if tmux_installed() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux is required under CI"
+    );
+    eprintln!("skipping shop_tmux: tmux is not installed (CI is not set)");
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_in_tmux_signs_up_checks_out_with_a_new_card_and_sees_the_order_move_live() {
-    if !tmux_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required under CI"
-        );
-        eprintln!("skipping shop_in_tmux: tmux is not installed (CI is not set)");
+    if skip_without_tmux() {
         return;
     }
     let server = TestServer::start_with(|c| c.month_secs = 900).await;
@@ -182,7 +190,12 @@ async fn shop_in_tmux_signs_up_checks_out_with_a_new_card_and_sees_the_order_mov
     harness::wait_for_catalog(&watcher.client, 1, STEP).await;
 
     let name = format!("shop-e2e-{}", std::process::id());
-    let tmux = Tmux::start(&name, 100, 30, &shop_command(&server.addr));
+    let tmux = Tmux::start(
+        &name,
+        100,
+        30,
+        &shop_command(&format!("--server {}", server.addr)),
+    );
     tmux.wait_for(&["Log in", "online"]).await;
 
     // Sign up.
@@ -244,4 +257,69 @@ async fn shop_in_tmux_signs_up_checks_out_with_a_new_card_and_sees_the_order_mov
     assert!(!tmux.alive(), "shop did not quit on q");
     drop(tmux);
     server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_demo_brings_up_a_whole_system_with_moving_stock_and_quitting_stops_it() {
+    if skip_without_tmux() {
+        return;
+    }
+    let name = format!("shop-demo-{}", std::process::id());
+    let command = shop_command("--demo --month-secs 60 --shoppers 5");
+    let tmux = Tmux::start(&name, 100, 30, &command);
+    tmux.wait_for(&["[demo]", "Log in", "online"]).await;
+    tmux.keys(&["C-n"]);
+    tmux.wait_for(&["Create an account"]).await;
+    for (i, field) in [
+        "Demo",
+        "Viewer",
+        "viewer@example.com",
+        "correct-horse-battery",
+    ]
+    .iter()
+    .enumerate()
+    {
+        tmux.text(field);
+        tmux.keys(&[if i < 3 { "Tab" } else { "Enter" }]);
+    }
+    // The three simulated makers' goods are on sale, and the month is counting down.
+    let screen = tmux
+        .wait_for(&["Demo Viewer", "orchard", "dairy", "bakery", "left"])
+        .await;
+    assert!(screen.contains("Month"), "{screen}");
+    // The simulated shoppers buy: the scarcest product shows fewer left than were offered.
+    tmux.keys(&["s", "s", "s"]); // sort: fewest left first
+    let deadline = Instant::now() + STEP;
+    loop {
+        tmux.keys(&["g"]); // select the top row; the panel below shows "N of M left"
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let screen = tmux.screen();
+        if screen.lines().any(stock_has_moved) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stock moved; the screen was:\n{screen}"
+        );
+    }
+    // q stops the app and everything the demo started.
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tmux.alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!tmux.alive(), "shop --demo did not stop on q");
+}
+
+/// Whether a line reads "... N of M left" with N < M.
+fn stock_has_moved(line: &str) -> bool {
+    let Some((before, _)) = line.split_once(" left") else {
+        return false;
+    };
+    let Some((left, offered)) = before.rsplit_once(" of ") else {
+        return false;
+    };
+    let left = left.rsplit(' ').next().and_then(|n| n.parse::<u32>().ok());
+    let offered = offered.trim().parse::<u32>().ok();
+    matches!((left, offered), (Some(l), Some(o)) if l < o)
 }
