@@ -190,7 +190,7 @@ pub fn render(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme, active:
             });
         }
         if focused {
-            let x = area.x + LABEL_WIDTH + shown.chars().count() as u16;
+            let x = area.x + LABEL_WIDTH + f.input.cursor_col() as u16;
             let y = area.y + lines.len() as u16;
             if x < area.right() && y < area.bottom() {
                 cursor = Some((x, y));

@@ -42,6 +42,9 @@ impl InputKind {
 pub struct TextInput {
     /// What was typed. For digit kinds, only the digits.
     value: String,
+    /// Where the cursor is, in characters. Text and password fields can be edited in the middle;
+    /// digit fields (grouped or masked as they are shown) keep it at the end.
+    cursor: usize,
     /// How it behaves.
     pub kind: InputKind,
     /// An error to show next to the field; cleared when the field is edited.
@@ -74,6 +77,7 @@ impl TextInput {
     pub fn new(kind: InputKind) -> Self {
         TextInput {
             value: String::new(),
+            cursor: 0,
             kind,
             error: None,
         }
@@ -98,11 +102,37 @@ impl TextInput {
         self.value.is_empty()
     }
 
-    /// Adds one character if the kind accepts it and there is room.
+    fn len(&self) -> usize {
+        self.value.chars().count()
+    }
+
+    fn byte_at(&self, char_index: usize) -> usize {
+        self.value
+            .char_indices()
+            .nth(char_index)
+            .map_or(self.value.len(), |(i, _)| i)
+    }
+
+    fn editable_inside(&self) -> bool {
+        matches!(self.kind, InputKind::Text | InputKind::Password)
+    }
+
+    /// Adds one character at the cursor if the kind accepts it and there is room.
     pub fn push(&mut self, c: char) {
-        if self.kind.accepts(c) && self.value.chars().count() < self.kind.max_len() {
-            self.value.push(c);
+        if self.kind.accepts(c) && self.len() < self.kind.max_len() {
+            let at = self.byte_at(self.cursor);
+            self.value.insert(at, c);
+            self.cursor += 1;
             self.error = None;
+        }
+    }
+
+    /// The cursor's column within [`TextInput::display`].
+    pub fn cursor_col(&self) -> usize {
+        if self.editable_inside() {
+            self.cursor
+        } else {
+            self.display().chars().count()
         }
     }
 
@@ -111,13 +141,39 @@ impl TextInput {
         match key.code {
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.value.clear();
+                self.cursor = 0;
                 self.error = None;
                 true
             }
             KeyCode::Char('w') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                let trimmed = self.value.trim_end().len();
-                let cut = self.value[..trimmed].rfind(' ').map_or(0, |i| i + 1);
-                self.value.truncate(cut);
+                // Deletes the word before the cursor.
+                let end = self.byte_at(self.cursor);
+                let trimmed = self.value[..end].trim_end().len();
+                let start = self.value[..trimmed].rfind(' ').map_or(0, |i| i + 1);
+                self.value.replace_range(start..end, "");
+                self.cursor = self.value[..start].chars().count();
+                self.error = None;
+                true
+            }
+            KeyCode::Left if self.editable_inside() => {
+                self.cursor = self.cursor.saturating_sub(1);
+                true
+            }
+            KeyCode::Right if self.editable_inside() => {
+                self.cursor = (self.cursor + 1).min(self.len());
+                true
+            }
+            KeyCode::Home if self.editable_inside() => {
+                self.cursor = 0;
+                true
+            }
+            KeyCode::End if self.editable_inside() => {
+                self.cursor = self.len();
+                true
+            }
+            KeyCode::Delete if self.cursor < self.len() => {
+                let at = self.byte_at(self.cursor);
+                self.value.remove(at);
                 self.error = None;
                 true
             }
@@ -130,7 +186,11 @@ impl TextInput {
                 true
             }
             KeyCode::Backspace => {
-                self.value.pop();
+                if self.cursor > 0 {
+                    self.cursor -= 1;
+                    let at = self.byte_at(self.cursor);
+                    self.value.remove(at);
+                }
                 self.error = None;
                 true
             }
@@ -195,6 +255,29 @@ mod tests {
         let text = format!("{card:?} {pw:?}");
         assert!(!text.contains("41111111"), "{text}");
         assert!(!text.contains("hunter22"), "{text}");
+    }
+
+    #[test]
+    fn text_can_be_corrected_in_the_middle() {
+        let mut t = TextInput::with_value(InputKind::Text, "ada@exmple.com");
+        for _ in 0..8 {
+            t.handle_key(KeyEvent::from(KeyCode::Left));
+        }
+        t.handle_key(key('a'));
+        assert_eq!(t.value(), "ada@example.com");
+        assert_eq!(t.cursor_col(), 7);
+        t.handle_key(KeyEvent::from(KeyCode::Home));
+        t.handle_key(KeyEvent::from(KeyCode::Delete));
+        t.handle_key(KeyEvent::from(KeyCode::End));
+        t.handle_key(KeyEvent::from(KeyCode::Backspace));
+        assert_eq!(t.value(), "da@example.co");
+    }
+
+    #[test]
+    fn a_card_number_keeps_its_cursor_at_the_end_of_the_grouped_display() {
+        let mut n = TextInput::with_value(InputKind::CardNumber, "42424242");
+        assert!(!n.handle_key(KeyEvent::from(KeyCode::Left)));
+        assert_eq!(n.cursor_col(), "**** 4242".len());
     }
 
     #[test]
