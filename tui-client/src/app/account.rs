@@ -77,6 +77,8 @@ impl App {
         match keys::nav(&key) {
             Some(Nav::Up) => self.account.menu = self.account.menu.saturating_sub(1),
             Some(Nav::Down) => self.account.menu = (self.account.menu + 1).min(n - 1),
+            Some(Nav::Top | Nav::PageUp) => self.account.menu = 0,
+            Some(Nav::Bottom | Nav::PageDown) => self.account.menu = n - 1,
             Some(Nav::Enter) => return self.account_choose(AccountAction::ALL[self.account.menu]),
             _ => {}
         }

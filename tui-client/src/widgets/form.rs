@@ -197,13 +197,20 @@ pub fn render(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme, active:
             }
         }
         lines.push(Line::from(spans));
-        lines.push(match &f.input.error {
-            Some(e) => Line::from(vec![
-                Span::raw(" ".repeat(LABEL_WIDTH as usize)),
-                Span::styled(format!("^ {e}"), theme.error()),
-            ]),
-            None => Line::raw(""),
-        });
+        match &f.input.error {
+            // Long messages wrap under the field rather than run off a narrow panel.
+            Some(e) => {
+                let width = area.width.saturating_sub(LABEL_WIDTH + 2).max(10) as usize;
+                for (i, part) in wrap(e, width).into_iter().enumerate() {
+                    let mark = if i == 0 { "^ " } else { "  " };
+                    lines.push(Line::from(vec![
+                        Span::raw(" ".repeat(LABEL_WIDTH as usize)),
+                        Span::styled(format!("{mark}{part}"), theme.error()),
+                    ]));
+                }
+            }
+            None => lines.push(Line::raw("")),
+        }
     }
     if let Some(e) = &form.error {
         lines.push(Line::styled(format!("  {e}"), theme.error()));
@@ -212,6 +219,34 @@ pub fn render(frame: &mut Frame, area: Rect, form: &Form, theme: &Theme, active:
     if let Some(pos) = cursor {
         frame.set_cursor_position(pos);
     }
+}
+
+/// Splits text into lines of at most `width` characters, at spaces where possible.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_string();
+        while word.chars().count() > width {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            out.push(head);
+        }
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -244,6 +279,16 @@ mod tests {
         let mut f = form();
         f.show_error(&WireError::new(ErrorCode::BadCredentials, "nope"));
         assert_eq!(f.error.as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn long_errors_wrap_at_spaces_within_the_width() {
+        assert_eq!(
+            wrap("another account already uses this email", 16),
+            vec!["another account", "already uses", "this email"]
+        );
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4), vec![""]);
     }
 
     #[test]
