@@ -1012,6 +1012,14 @@ fn snapshot_help_overlay() {
 }
 
 #[test]
+fn snapshot_catalog_at_the_minimum_size() {
+    let mut app = shopping(true);
+    app.update(ch('/'));
+    type_str(&mut app, "e");
+    insta::assert_snapshot!("catalog_min_size", render_to_string(&app, 60, 18));
+}
+
+#[test]
 fn snapshot_terminal_too_small() {
     let app = shopping(true);
     insta::assert_snapshot!("too_small", render_to_string(&app, 50, 14));

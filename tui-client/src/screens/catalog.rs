@@ -180,7 +180,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     let [label, spark_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(chart);
     frame.render_widget(
-        Paragraph::new(Line::styled(format!("sold/s, {per_min} last min"), t.dim())),
+        Paragraph::new(Line::styled(
+            format!("sold last minute: {per_min}"),
+            t.dim(),
+        )),
         label,
     );
     frame.render_widget(Sparkline::default().data(tail).style(t.spark()), spark_area);

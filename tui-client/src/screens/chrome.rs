@@ -98,7 +98,14 @@ pub fn tabs(frame: &mut Frame, area: Rect, app: &App) {
             left_label = String::new();
         }
     }
-    let gauge_w: u16 = if left_label.is_empty() { 0 } else { 14 };
+    // On a narrow terminal the gauge gives way first, so the tabs and the countdown both fit.
+    let tabs_w = Line::from(spans.clone()).width() as u16;
+    let labels_w = (month_label.chars().count() + left_label.chars().count() + 1) as u16;
+    let gauge_w: u16 = if left_label.is_empty() || tabs_w + labels_w + 14 > area.width {
+        0
+    } else {
+        14
+    };
     let [l, ml, g, tl] = Layout::horizontal([
         Constraint::Min(0),
         Constraint::Length(month_label.chars().count() as u16),
