@@ -77,7 +77,9 @@ pub struct Request {
 }
 
 /// What a client can ask. Each variant notes the roles allowed to send it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` never prints a password (see the impl below), so a request can be logged safely.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestBody {
     /// Any role: answered with [`Reply::Pong`]. Keeps an idle connection alive.
     Ping,
@@ -189,6 +191,72 @@ pub enum RequestBody {
     Status,
 }
 
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use RequestBody::*;
+        match self {
+            Ping => f.write_str("Ping"),
+            SignUp(form) => f.debug_tuple("SignUp").field(form).finish(),
+            LogIn { email, .. } => f
+                .debug_struct("LogIn")
+                .field("email", email)
+                .field("password", &REDACTED)
+                .finish(),
+            Resume { token } => f.debug_struct("Resume").field("token", token).finish(),
+            LogOut => f.write_str("LogOut"),
+            GetAccount => f.write_str("GetAccount"),
+            UpdateAccount(update) => f.debug_tuple("UpdateAccount").field(update).finish(),
+            DeleteAccount { .. } => f
+                .debug_struct("DeleteAccount")
+                .field("password", &REDACTED)
+                .finish(),
+            SetCard(card) => f.debug_tuple("SetCard").field(card).finish(),
+            RemoveCard => f.write_str("RemoveCard"),
+            Catalog => f.write_str("Catalog"),
+            GetCart => f.write_str("GetCart"),
+            AddToCart { listing, quantity } => f
+                .debug_struct("AddToCart")
+                .field("listing", listing)
+                .field("quantity", quantity)
+                .finish(),
+            SetCartQuantity { listing, quantity } => f
+                .debug_struct("SetCartQuantity")
+                .field("listing", listing)
+                .field("quantity", quantity)
+                .finish(),
+            RemoveFromCart { listing } => f
+                .debug_struct("RemoveFromCart")
+                .field("listing", listing)
+                .finish(),
+            ClearCart => f.write_str("ClearCart"),
+            Checkout { checkout_id, lines } => f
+                .debug_struct("Checkout")
+                .field("checkout_id", checkout_id)
+                .field("lines", lines)
+                .finish(),
+            Orders => f.write_str("Orders"),
+            GetOrder { order } => f.debug_struct("GetOrder").field("order", order).finish(),
+            SubmitOffer { month, lines } => f
+                .debug_struct("SubmitOffer")
+                .field("month", month)
+                .field("lines", lines)
+                .finish(),
+            AckNotices { through } => f
+                .debug_struct("AckNotices")
+                .field("through", through)
+                .finish(),
+            ReportDispatch { order } => f
+                .debug_struct("ReportDispatch")
+                .field("order", order)
+                .finish(),
+            CloseMonth => f.write_str("CloseMonth"),
+            Status => f.write_str("Status"),
+        }
+    }
+}
+
 /// The most orders [`RequestBody::Orders`] returns, so that a reply always fits in one frame.
 pub const MAX_ORDERS_LISTED: usize = 100;
 
@@ -231,8 +299,8 @@ pub enum Reply {
     Status(SystemStatus),
 }
 
-/// Sign-up details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Sign-up details. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignUp {
     /// 1–100 characters.
     pub first_name: String,
@@ -244,8 +312,8 @@ pub struct SignUp {
     pub password: String,
 }
 
-/// Account changes. `None` leaves a field as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Account changes. `None` leaves a field as it is. `Debug` hides the passwords.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AccountUpdate {
     /// A new first name.
     pub first_name: Option<String>,
@@ -255,6 +323,28 @@ pub struct AccountUpdate {
     pub email: Option<String>,
     /// A new password, with the current one as proof: `(current, new)`.
     pub password: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SignUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignUp")
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AccountUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountUpdate")
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 /// A started session.

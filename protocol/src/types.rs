@@ -161,6 +161,35 @@ mod tests {
     }
 
     #[test]
+    fn request_debug_never_prints_a_password() {
+        use crate::message::*;
+        let requests = [
+            RequestBody::LogIn {
+                email: "a@b.io".into(),
+                password: "hunter2hunter2".into(),
+            },
+            RequestBody::DeleteAccount {
+                password: "hunter2hunter2".into(),
+            },
+            RequestBody::SignUp(SignUp {
+                first_name: "A".into(),
+                last_name: "B".into(),
+                email: "a@b.io".into(),
+                password: "hunter2hunter2".into(),
+            }),
+            RequestBody::UpdateAccount(AccountUpdate {
+                password: Some(("hunter2hunter2".into(), "hunter3hunter3".into())),
+                ..AccountUpdate::default()
+            }),
+        ];
+        for r in requests {
+            let shown = format!("{r:?}");
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("redacted"), "{shown}");
+        }
+    }
+
+    #[test]
     fn session_token_debug_hides_the_secret() {
         let token = SessionToken("deadbeef".into());
         assert!(!format!("{token:?}").contains("deadbeef"));
