@@ -145,7 +145,13 @@ pub async fn run_watcher(
     deadline: Instant,
     board: &ProbeBoard,
 ) {
-    let mut last_level = customer.stock().remaining(board.listing);
+    // Pushes that arrived during setup (for example the new month's catalog) come first.
+    customer.drain_events();
+    let mut last_level = match customer.stock().remaining(board.listing) {
+        // Not in this watcher's view yet: any level seen later counts as a change.
+        0 => u32::MAX,
+        level => level,
+    };
     loop {
         let event = match tokio::time::timeout_at(deadline.into(), customer.events().recv()).await {
             Ok(Some(event)) => event,
