@@ -165,6 +165,13 @@ impl<In, Out> WireCodec<In, Out> {
     }
 }
 
+impl<In, Out> WireCodec<In, Out> {
+    /// Whether a frame has started (its prefix was consumed) but its body has not fully arrived.
+    pub fn in_frame(&self) -> bool {
+        self.in_body
+    }
+}
+
 impl<In, Out> Decoder for WireCodec<In, Out> {
     type Item = In;
     type Error = CodecError;

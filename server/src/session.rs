@@ -380,6 +380,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         result,
                     });
                     self.queue(&response)?;
+                    // Backpressure: a client that pipelines requests but does not read its
+                    // replies must not make them pile up here.
+                    if self.wbuf.len() >= 64 * 1024 {
+                        self.flush().await?;
+                    }
                 }
                 Ok(Some(ClientMessage::Hello(_))) => {
                     return Err(End::Close(err(
@@ -394,7 +399,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
             }
         }
-        self.partial_since = if self.rbuf.is_empty() {
+        self.partial_since = if self.rbuf.is_empty() && !self.codec.in_frame() {
             None
         } else {
             self.partial_since.or(Some(Instant::now()))
