@@ -61,7 +61,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout.
+    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at
+    /// most one stock update per watcher every 100 ms.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
@@ -70,7 +71,7 @@ impl Config {
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             peer_key: None,
-            stock_interval: Duration::from_millis(50),
+            stock_interval: Duration::from_millis(100),
             tls: None,
         }
     }

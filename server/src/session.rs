@@ -348,7 +348,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
                 push = recv_login(&mut self.login) => {
                     if let Some(event) = push {
-                        self.send(&ServerMessage::Event(event)).await?;
+                        self.queue(&ServerMessage::Event(event))?;
+                        // Take whatever else is already waiting, so a burst costs one write.
+                        while let Some(event) = self.login.as_mut().and_then(|l| l.pushes.try_recv().ok()) {
+                            self.queue(&ServerMessage::Event(event))?;
+                        }
+                        self.flush().await?;
                     }
                 }
                 event = self.everyone.recv() => {

@@ -3,7 +3,7 @@
 //! It opens the database read-only, so it can run while the server is serving, and reads everything
 //! inside one read transaction, so it sees one consistent moment.
 
-use super::schema::open_reader;
+use super::schema::{open_reader, Check};
 use super::{checkout_key, StoreError};
 use protocol::{CheckoutId, NoticeBody};
 use serde::Serialize;
@@ -34,7 +34,7 @@ const MAX_LISTED: usize = 50;
 
 /// Runs the audit. `acked` is the content of an `--acked` file, if given.
 pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> {
-    let conn = open_reader(db)?;
+    let conn = open_reader(db, Check::Deep)?;
     conn.execute_batch("BEGIN")?;
     let mut v: Vec<String> = Vec::new();
 

@@ -1,7 +1,7 @@
 //! Reads that never wait on the writer: a small pool of read-only connections (WAL lets them read
 //! while the writer commits), used from blocking threads.
 
-use super::schema::open_reader;
+use super::schema::{open_reader, Check};
 use super::{checkout_from_key, StoreError};
 use crate::card::brand_from_name;
 use protocol::*;
@@ -54,11 +54,11 @@ impl Reads {
         let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
-            None => open_reader(&self.path)?,
+            None => open_reader(&self.path, Check::Identity)?,
         };
         let result = f(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 8 {
+        if idle.len() < 16 {
             idle.push(conn);
         }
         result
