@@ -1,6 +1,7 @@
 //! The one protocol every part of the central distribution system speaks.
 //!
 //! # Layout
+//! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
@@ -19,6 +20,7 @@
 //! [`message::Event::Notice`], and the manufacturer answers with requests such as
 //! [`message::RequestBody::SubmitOffer`] and [`message::RequestBody::AckNotices`].
 
+pub mod card;
 pub mod client;
 pub mod codec;
 pub mod error;

@@ -3,52 +3,14 @@
 
 use protocol::CardBrand;
 
-/// The Luhn check over a string of digits.
+/// The Luhn check over a complete card number (13–19 digits).
 pub fn luhn_ok(digits: &str) -> bool {
-    if digits.len() < 13 || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    (13..=19).contains(&digits.len()) && protocol::card::luhn_ok(digits)
 }
 
-/// The brand a number's prefix belongs to (same rules as the server).
+/// The brand a number's prefix belongs to (the server's own rule), or `None` before the first digit.
 pub fn brand(digits: &str) -> Option<CardBrand> {
-    let prefix = |n: usize| digits.get(..n).and_then(|p| p.parse::<u32>().ok());
-    if digits.is_empty() {
-        return None;
-    }
-    Some(if digits.starts_with('4') {
-        CardBrand::Visa
-    } else if matches!(prefix(2), Some(51..=55)) || matches!(prefix(4), Some(2221..=2720)) {
-        CardBrand::Mastercard
-    } else if matches!(prefix(2), Some(34 | 37)) {
-        CardBrand::Amex
-    } else if prefix(4) == Some(6011)
-        || matches!(prefix(3), Some(644..=649))
-        || prefix(2) == Some(65)
-    {
-        CardBrand::Discover
-    } else {
-        CardBrand::Other
-    })
+    (!digits.is_empty()).then(|| protocol::card::brand(digits))
 }
 
 /// A brand's name as shown to people.
