@@ -62,8 +62,11 @@ pub enum Command {
     Checkout(AccountId, CheckoutId, Option<Vec<CartItem>>, ReplyTx),
     /// A card was attached or removed.
     CardChanged(AccountId, bool),
-    /// An account was deleted.
-    AccountDeleted(AccountId),
+    /// Delete an account: the engine forgets it, then queues the delete, and answers after the commit.
+    DeleteAccount(
+        AccountId,
+        oneshot::Sender<Result<crate::store::writer::Outcome, crate::store::StoreError>>,
+    ),
     /// An operator closes the month.
     CloseMonth(ReplyTx),
     /// An operator asks for the market's status.
@@ -102,6 +105,9 @@ pub struct Engine {
     registry: Arc<Registry>,
     month_ms: u64,
     manufacturers: HashMap<ManufacturerId, mpsc::UnboundedSender<Event>>,
+    /// Accounts deleted while this process runs. Their other sessions may still send requests; those
+    /// must never reach the writer, whose rows for the account are gone.
+    deleted: std::collections::HashSet<AccountId>,
     /// Retries of a checkout whose first attempt is still being committed.
     waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
     published_version: u64,
@@ -126,6 +132,7 @@ impl Engine {
             registry,
             month_ms: month.as_millis() as u64,
             manufacturers: HashMap::new(),
+            deleted: Default::default(),
             waiting: HashMap::new(),
             published_version: u64::MAX,
             published_epoch: u64::MAX,
@@ -271,6 +278,14 @@ impl Engine {
                     }
                 }
             }
+            Command::Cart(account, _, reply) | Command::Checkout(account, _, _, reply)
+                if self.deleted.contains(&account) =>
+            {
+                let _ = reply.send(Err(WireError::new(
+                    ErrorCode::SessionExpired,
+                    "this account was deleted",
+                )));
+            }
             Command::Cart(account, op, reply) => {
                 let outcome = match op {
                     CartOp::View => Ok(self.market.view_cart(account)),
@@ -325,7 +340,11 @@ impl Engine {
                 }
             }
             Command::CardChanged(account, has_card) => self.market.set_card(account, has_card),
-            Command::AccountDeleted(account) => self.market.forget_customer(account),
+            Command::DeleteAccount(account, reply) => {
+                self.market.forget_customer(account);
+                self.deleted.insert(account);
+                self.submit(Op::DeleteAccount(account), Done::Outcome(reply));
+            }
             Command::CloseMonth(reply) => {
                 if self.market.open_month().is_some() {
                     self.close_month(CloseReason::Operator);

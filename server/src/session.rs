@@ -935,11 +935,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn delete_account(&mut self, password: String) -> Answer {
         let account = self.account()?;
         self.check_password(account, password).await?;
-        match self.shared.writer.run(Op::DeleteAccount(account)).await {
-            Ok(_) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(internal(e)),
+        // The engine forgets the account and queues the delete itself, so no cart or checkout job
+        // for this account can reach the writer after its row is gone.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .engine
+            .send(Command::DeleteAccount(account, tx))?;
+        match rx.await {
+            Ok(Ok(_)) | Ok(Err(StoreError::NotFound)) => {}
+            Ok(Err(e)) => return Err(internal(e)),
+            Err(_) => return Err(err(ErrorCode::ShuttingDown, "the server is shutting down")),
         }
-        self.shared.engine.send(Command::AccountDeleted(account))?;
         if let Some(login) = self.login.take() {
             self.shared.registry.detach_customer(login.account, self.id);
         }

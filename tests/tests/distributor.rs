@@ -724,3 +724,74 @@ async fn a_wrong_protocol_version_is_refused_clearly() {
     assert_eq!(e.code, ErrorCode::VersionMismatch);
     assert!(e.message.contains(&PROTOCOL_VERSION.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_server_keeps_serving()
+{
+    let (server, _m) = offered_server(vec![offer_line("apple", 50, 100)]).await;
+    connect_operator(&server.addr)
+        .await
+        .call(RequestBody::CloseMonth)
+        .await
+        .unwrap();
+    let c = customer(&server.addr).await;
+    let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
+    let (second, _) = connect_customer(&server.addr).await;
+    second
+        .call(RequestBody::Resume {
+            token: c.session.token.clone(),
+        })
+        .await
+        .unwrap();
+    second
+        .call(RequestBody::AddToCart {
+            listing,
+            quantity: 2,
+        })
+        .await
+        .unwrap();
+    c.client
+        .call(RequestBody::DeleteAccount {
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+
+    let add = second
+        .call(RequestBody::AddToCart {
+            listing,
+            quantity: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(add.server_error().unwrap().code, ErrorCode::SessionExpired);
+    let buy = second
+        .call(RequestBody::Checkout {
+            checkout_id: CheckoutId::generate(),
+            lines: Some(vec![CartItem {
+                listing,
+                quantity: 1,
+            }]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(buy.server_error().unwrap().code, ErrorCode::SessionExpired);
+    // Everyone else is still served, and the books are sound.
+    let other = customer(&server.addr).await;
+    other
+        .client
+        .call(RequestBody::Checkout {
+            checkout_id: CheckoutId::generate(),
+            lines: Some(vec![CartItem {
+                listing,
+                quantity: 1,
+            }]),
+        })
+        .await
+        .unwrap();
+    let (db, dir) = (server.db.clone(), server.dir.clone());
+    server.stop().await.unwrap();
+    let report = server::audit(&db, None).unwrap();
+    assert!(report.ok, "{:?}", report.violations);
+    drop(dir);
+}

@@ -12,7 +12,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
     CREATE TABLE accounts (
-        id            INTEGER PRIMARY KEY,
+        id            INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after a deletion
         first_name    TEXT NOT NULL,
         last_name     TEXT NOT NULL,
         email         TEXT NOT NULL,
