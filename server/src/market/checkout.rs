@@ -179,7 +179,8 @@ impl Market {
             let Some(line_total) = stock.unit_price.times(*quantity) else {
                 return reject(ErrorCode::InvalidInput, "order total is too large");
             };
-            let Some(new_total) = total.plus(line_total) else {
+            // SQLite stores integers as i64: anything larger cannot be written, so refuse it here.
+            let Some(new_total) = total.plus(line_total).filter(|t| t.0 <= i64::MAX as u64) else {
                 return reject(ErrorCode::InvalidInput, "order total is too large");
             };
             total = new_total;
