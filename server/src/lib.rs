@@ -83,6 +83,9 @@ pub enum ServerError {
     /// The database could not be opened or loaded.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A thread the server needs could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Start(std::io::Error),
     /// The writer hit an error and stopped the server to keep memory and disk in step.
     #[error("stopped after a fatal storage error; see the log")]
     Fatal,
@@ -108,7 +111,8 @@ pub async fn run(
             committed: committed_tx,
             fatal: fatal.clone(),
         },
-    );
+    )
+    .map_err(ServerError::Start)?;
     let reads = store::read::Reads::new(config.db.clone());
     let (board, board_reader) = board::Board::new();
     let (engine_handle, commands) = engine::channel();

@@ -155,16 +155,15 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread on an open connection.
-    pub fn start(conn: Connection, effects: Effects) -> (Writer, std::thread::JoinHandle<()>) {
+    pub fn start(
+        conn: Connection,
+        effects: Effects,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, effects))
-            .unwrap_or_else(|e| {
-                // Without a writer thread the server cannot work at all.
-                panic!("cannot start the writer thread: {e}")
-            });
-        (Writer { tx }, handle)
+            .spawn(move || run(conn, rx, effects))?;
+        Ok((Writer { tx }, handle))
     }
 
     /// Queues a job. Fails only when the writer has stopped.
