@@ -37,11 +37,8 @@ impl ChildProcess {
         log: &Path,
         env: &[(&str, &str)],
     ) -> std::io::Result<ChildProcess> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .args([
                 "--ignored",
                 "--exact",
@@ -50,7 +47,23 @@ impl ChildProcess {
                 "--test-threads=1",
             ])
             .env(ARGS_ENV, serde_json::to_string(args).unwrap_or_default())
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command, log)
+    }
+
+    /// Runs a built binary instead (for example `MANUFACTURER_SIM_BIN=target/debug/manufacturer-sim`).
+    pub fn spawn_bin(bin: &Path, args: &[String], log: &Path) -> std::io::Result<ChildProcess> {
+        let mut command = Command::new(bin);
+        command.args(args);
+        Self::spawn(command, log)
+    }
+
+    fn spawn(mut command: Command, log: &Path) -> std::io::Result<ChildProcess> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -3,8 +3,8 @@
 //!
 //! Manufacturers run in-process through `manufacturer_sim::run`, except the one that is killed: it
 //! must be its own process. Cargo does not build a dependency's binary for another crate's tests, so
-//! the child is this test executable itself, re-run with `--ignored --exact child_manufacturer_process`
-//! and the command line in `MANUFACTURER_SIM_ARGS`; that test hands the arguments to
+//! the child is this test executable itself, re-run to execute only `child_manufacturer_process` with
+//! the command line in the environment (see `tests::child`); that test hands the arguments to
 //! `manufacturer_sim::cli::main_from`, the very entry point of the `manufacturer-sim` binary. Set
 //! `MANUFACTURER_SIM_BIN=/path/to/manufacturer-sim` to spawn a built binary instead.
 
@@ -12,22 +12,19 @@ use manufacturer_sim::{preset, Report, SimConfig};
 use protocol::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tests::child::{child_args, ChildProcess};
 use tests::harness::{self, TestServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-const ARGS_ENV: &str = "MANUFACTURER_SIM_ARGS";
 
 /// Not a test: the body of a child manufacturer process (see the module docs).
 #[test]
 #[ignore = "entry point for child manufacturer processes spawned by the other tests"]
 fn child_manufacturer_process() {
-    let Ok(json) = std::env::var(ARGS_ENV) else {
+    let Some(args) = child_args() else {
         return;
     };
-    let args: Vec<String> = serde_json::from_str(&json).expect("arguments as a JSON array");
     let code = manufacturer_sim::cli::main_from(
         std::iter::once("manufacturer-sim".to_string()).chain(args),
     );
@@ -38,57 +35,14 @@ fn child_manufacturer_process() {
     });
 }
 
-/// A manufacturer in its own process, killed with SIGKILL when dropped.
-struct ChildManufacturer {
-    child: Child,
-}
-
-impl ChildManufacturer {
-    fn spawn(args: &[String], log: &Path) -> ChildManufacturer {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("child log file");
-        let mut command = match std::env::var_os("MANUFACTURER_SIM_BIN") {
-            Some(bin) => {
-                let mut c = Command::new(bin);
-                c.args(args);
-                c
-            }
-            None => {
-                let mut c = Command::new(std::env::current_exe().expect("test executable"));
-                c.args([
-                    "--ignored",
-                    "--exact",
-                    "child_manufacturer_process",
-                    "--nocapture",
-                ])
-                .env(ARGS_ENV, serde_json::to_string(args).expect("args"));
-                c
-            }
-        };
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn manufacturer");
-        ChildManufacturer { child }
-    }
-
-    /// `kill -9`, and reap it.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildManufacturer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A manufacturer in its own process (killed with SIGKILL when dropped): the built binary named by
+/// `MANUFACTURER_SIM_BIN`, or else this test executable running the entry point above.
+fn spawn_manufacturer(args: &[String], log: &Path) -> ChildProcess {
+    let child = match std::env::var_os("MANUFACTURER_SIM_BIN") {
+        Some(bin) => ChildProcess::spawn_bin(Path::new(&bin), args, log),
+        None => ChildProcess::spawn_self("child_manufacturer_process", args, log),
+    };
+    child.expect("spawn manufacturer")
 }
 
 /// A manufacturer running inside the test, stopped when dropped.
@@ -490,16 +444,16 @@ async fn a_manufacturer_killed_mid_month_and_restarted_loses_and_double_counts_n
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut orchard = ChildManufacturer::spawn(&args, &log);
+    let mut orchard = spawn_manufacturer(&args, &log);
     let stop = CancellationToken::new();
     let closer = month_closer(&server.addr, Duration::from_millis(1500), stop.clone());
     let buyers = shoppers(&server.addr, 4, stop.clone()).await;
     // Kill it at moments that fall anywhere in the cycle: mid-batch, mid-offer, across a close.
     for (up_ms, down_ms) in [(2500, 400), (700, 1700), (1100, 250), (1300, 900)] {
         tokio::time::sleep(Duration::from_millis(up_ms)).await;
-        orchard.kill();
+        orchard.kill9();
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
-        orchard = ChildManufacturer::spawn(&args, &log);
+        orchard = spawn_manufacturer(&args, &log);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.cancel();
@@ -541,7 +495,7 @@ async fn a_manufacturer_killed_mid_month_and_restarted_loses_and_double_counts_n
     }
     let audit = server::audit(&server.db, None).expect("audit");
     assert!(audit.ok, "{:?}", audit.violations);
-    orchard.kill();
+    orchard.kill9();
     dairy.stop().await;
     bakery.stop().await;
     server.stop().await.unwrap();
