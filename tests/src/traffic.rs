@@ -92,6 +92,8 @@ pub struct Config {
     pub close_empty_month: bool,
     /// The distributor's peer key, for the operator connection of `close_empty_month`.
     pub peer_key: Option<String>,
+    /// Connect over TLS, trusting this CA certificate (PEM).
+    pub tls_ca: Option<PathBuf>,
     /// Print a progress line on stderr every second.
     pub progress: bool,
 }
@@ -116,6 +118,7 @@ impl Config {
             rss_pid: None,
             close_empty_month: false,
             peer_key: None,
+            tls_ca: None,
             progress: false,
         }
     }
@@ -151,6 +154,8 @@ pub enum TrafficError {
 pub struct Shared {
     /// The distributor's address, for reconnects.
     pub addr: String,
+    /// The CA to trust for TLS, if the distributor speaks TLS.
+    pub tls_ca: Option<PathBuf>,
     /// Counters and histograms.
     pub stats: Stats,
     /// The acked log, if one was asked for.
@@ -268,6 +273,7 @@ pub async fn run(config: Config) -> Result<Summary, TrafficError> {
     };
     let shared = Arc::new(Shared {
         addr: config.server.clone(),
+        tls_ca: config.tls_ca.clone(),
         stats: Stats::default(),
         acked,
     });
@@ -280,6 +286,7 @@ pub async fn run(config: Config) -> Result<Summary, TrafficError> {
 async fn run_idle(config: &Config, shared: &Shared) -> Result<Summary, TrafficError> {
     let (report, failures) = idle::hold_idle(
         &config.server,
+        config.tls_ca.as_deref(),
         config.customers,
         config.connect_concurrency,
         config.duration,
@@ -318,7 +325,15 @@ async fn set_up(
                 nonce: nonce.to_string(),
                 index: first + i as u32,
             };
-            async move { Customer::sign_up(&config.server, &identity, with_card).await }
+            async move {
+                Customer::sign_up(
+                    &config.server,
+                    config.tls_ca.as_deref(),
+                    &identity,
+                    with_card,
+                )
+                .await
+            }
         })
         .buffer_unordered(config.connect_concurrency.max(1))
         .collect()
@@ -411,9 +426,10 @@ async fn close_month(config: &Config) -> Result<(), TrafficError> {
         name: None,
         key: config.peer_key.clone(),
     };
-    let (operator, _) = protocol::Client::connect(&config.server, hello)
-        .await
-        .map_err(|e| TrafficError::Operator(e.to_string()))?;
+    let (operator, _) =
+        protocol::Client::connect_with(&config.server, config.tls_ca.as_deref(), hello)
+            .await
+            .map_err(|e| TrafficError::Operator(e.to_string()))?;
     match operator.call(protocol::RequestBody::CloseMonth).await {
         Ok(_) => Ok(()),
         // No month open: the next one opens by itself; waiting for stock covers it.
@@ -533,6 +549,7 @@ mod tests {
         let config = Config::new("127.0.0.1:1");
         let shared = Shared {
             addr: config.server.clone(),
+            tls_ca: config.tls_ca.clone(),
             stats: Stats::default(),
             acked: None,
         };

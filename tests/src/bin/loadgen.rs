@@ -61,6 +61,9 @@ struct Args {
     /// The distributor's peer key, for that operator connection.
     #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
     peer_key: Option<String>,
+    /// Connect over TLS, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         rss_pid: args.rss_pid,
         close_empty_month: args.close_empty_month,
         peer_key: args.peer_key,
+        tls_ca: args.tls_ca,
         progress: !args.quiet,
         ..Config::new(args.server)
     };

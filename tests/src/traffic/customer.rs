@@ -202,11 +202,12 @@ impl Customer {
     /// catalog, which also subscribes the connection to live stock.
     pub async fn sign_up(
         addr: &str,
+        tls_ca: Option<&std::path::Path>,
         identity: &Identity,
         with_card: bool,
     ) -> Result<Customer, SetupError> {
         let (client, events) =
-            Client::connect(addr, hello())
+            Client::connect_with(addr, tls_ca, hello())
                 .await
                 .map_err(|source| SetupError::Request {
                     request: "connect",
@@ -549,7 +550,9 @@ impl Customer {
         }
         for attempt in 0..RECONNECT_ATTEMPTS {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            let Ok((client, events)) = Client::connect(&shared.addr, hello()).await else {
+            let Ok((client, events)) =
+                Client::connect_with(&shared.addr, shared.tls_ca.as_deref(), hello()).await
+            else {
                 continue;
             };
             let resume = RequestBody::Resume {

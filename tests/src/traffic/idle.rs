@@ -51,6 +51,7 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
 /// for `hold`, and reports. Failed connections are counted by the caller as errors.
 pub async fn hold_idle(
     addr: &str,
+    tls_ca: Option<&std::path::Path>,
     connections: usize,
     concurrency: usize,
     hold: Duration,
@@ -59,7 +60,7 @@ pub async fn hold_idle(
     let rss_before_kib = rss_pid.and_then(read_rss_kib);
     let started = Instant::now();
     let results: Vec<_> = futures::stream::iter(0..connections)
-        .map(|_| Client::connect(addr, hello()))
+        .map(|_| Client::connect_with(addr, tls_ca, hello()))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
