@@ -8,10 +8,17 @@ use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A server whose open month holds `lines` from the manufacturer "orchard". A manufacturer that
+/// connects mid-month offers at the next month, so the first (empty) month is closed as an operator.
 async fn offered_server(lines: Vec<OfferLine>) -> (TestServer, TestManufacturer) {
     let server = TestServer::start().await;
     let m =
         TestManufacturer::connect(&server.addr, "orchard", script(lines), Default::default()).await;
+    connect_operator(&server.addr)
+        .await
+        .call(RequestBody::CloseMonth)
+        .await
+        .unwrap();
     (server, m)
 }
 
@@ -297,11 +304,6 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
         offer_line("pear", 5, 100),
     ])
     .await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let a = customer(&server.addr).await;
     let b = customer(&server.addr).await;
     let cat = wait_for_catalog(&a.client, 2, WAIT).await;
@@ -366,11 +368,6 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_checkout_id_returns_the_original_order_and_takes_stock_once() {
     let (server, _m) = offered_server(vec![offer_line("apple", 50, 100)]).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     let id = CheckoutId::generate();
@@ -412,11 +409,6 @@ async fn a_restart_restores_carts_the_open_month_stock_and_sessions() {
         offer_line("pear", 20, 300),
     ])
     .await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let c = customer(&server.addr).await;
     let cat = wait_for_catalog(&c.client, 2, WAIT).await;
     let month = cat.month.clone().unwrap();
@@ -575,11 +567,6 @@ async fn the_next_offer_is_pulled_only_after_every_earlier_notice_is_acked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_reports_ok_for_a_sound_database_and_catches_one_broken_on_purpose() {
     let (server, _m) = offered_server(vec![offer_line("apple", 30, 100)]).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     let Reply::Order(order) = c
@@ -654,11 +641,6 @@ async fn a_foreign_or_corrupt_database_file_is_refused_and_left_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_receive_coalesced_stock_changes_as_others_buy() {
     let (server, _m) = offered_server(vec![offer_line("apple", 100, 100)]).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let mut watcher = customer(&server.addr).await;
     let buyer = customer(&server.addr).await;
     let listing = wait_for_catalog(&watcher.client, 1, WAIT).await.items[0].listing;
@@ -729,11 +711,6 @@ async fn a_wrong_protocol_version_is_refused_clearly() {
 async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_server_keeps_serving()
 {
     let (server, _m) = offered_server(vec![offer_line("apple", 50, 100)]).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     let (second, _) = connect_customer(&server.addr).await;
