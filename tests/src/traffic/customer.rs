@@ -600,27 +600,9 @@ fn unix_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{CatalogItem, CatalogSnapshot, Cents, ManufacturerId};
 
     fn view(levels: &[(u32, u32)]) -> StockView {
-        StockView::from_snapshot(&CatalogSnapshot {
-            month: None,
-            items: levels
-                .iter()
-                .map(|&(listing, remaining)| CatalogItem {
-                    listing: ListingId(listing),
-                    manufacturer: ManufacturerId(1),
-                    manufacturer_name: "m".into(),
-                    sku: format!("s{listing}"),
-                    product: "p".into(),
-                    category: "c".into(),
-                    unit_price: Cents(100),
-                    offered: remaining,
-                    remaining,
-                })
-                .collect(),
-            version: 1,
-        })
+        StockView::from_snapshot(&crate::traffic::stock::tests::snapshot(levels, 1))
     }
 
     #[test]

@@ -153,13 +153,14 @@ impl StockView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use protocol::{CatalogItem, Cents, ManufacturerId};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn snapshot(levels: &[(u32, u32)], version: u64) -> CatalogSnapshot {
+    /// A catalog with one listing per `(listing, remaining)`; shared with the customer tests.
+    pub(crate) fn snapshot(levels: &[(u32, u32)], version: u64) -> CatalogSnapshot {
         CatalogSnapshot {
             month: None,
             items: levels
