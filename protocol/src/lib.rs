@@ -4,6 +4,7 @@
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
+//! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod message;
+pub mod operator_key;
 pub mod types;
 
 pub use client::{Client, ClientError, Events};
