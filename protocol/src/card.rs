@@ -43,6 +43,38 @@ pub fn brand(digits: &str) -> CardBrand {
     }
 }
 
+/// Whether some issuer gives out numbers like this one: a known prefix (ISO/IEC 7812 issuer ranges of
+/// the networks a shop meets) and a length that network uses. All-zero numbers, which pass Luhn,
+/// and numbers starting with 0, 7, 8 or 9 (not payment cards) are refused.
+pub fn issuer_known(digits: &str) -> bool {
+    let prefix = |n: usize| digits.get(..n).and_then(|p| p.parse::<u32>().ok());
+    let len = digits.len();
+    match brand(digits) {
+        CardBrand::Visa => matches!(len, 13 | 16 | 19),
+        CardBrand::Mastercard => len == 16,
+        CardBrand::Amex => len == 15,
+        CardBrand::Discover => (16..=19).contains(&len),
+        CardBrand::Other => {
+            let jcb = matches!(prefix(4), Some(3528..=3589));
+            let diners =
+                matches!(prefix(3), Some(300..=305)) || matches!(prefix(2), Some(36 | 38 | 39));
+            let mir = matches!(prefix(4), Some(2200..=2204));
+            let unionpay = prefix(2) == Some(62);
+            let maestro = matches!(prefix(2), Some(50 | 56..=58 | 60..=69));
+            let uatp = digits.starts_with('1') && len == 15;
+            (jcb || diners || mir || unionpay || maestro || uatp) && (12..=19).contains(&len)
+        }
+    }
+}
+
+/// How many digits the card verification code of a brand has: 4 for Amex, 3 for the rest.
+pub fn cvc_len(brand: CardBrand) -> usize {
+    match brand {
+        CardBrand::Amex => 4,
+        _ => 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +96,38 @@ mod tests {
         assert_eq!(brand("378282246310005"), CardBrand::Amex);
         assert_eq!(brand("6011111111111117"), CardBrand::Discover);
         assert_eq!(brand("3530111333300000"), CardBrand::Other);
+    }
+
+    #[test]
+    fn numbers_no_issuer_gives_out_are_refused_even_when_luhn_passes() {
+        for unused in [
+            "0000000000000000",
+            "0000000000000",
+            "7000000000000008",
+            "9999999999999995",
+        ] {
+            assert!(
+                luhn_ok(unused),
+                "{unused} should pass Luhn for this test to mean anything"
+            );
+            assert!(!issuer_known(unused), "{unused}");
+        }
+        assert!(!issuer_known("378282246310005000")); // an Amex prefix with a Visa length
+        for real in [
+            "4242424242424242",
+            "5555555555554444",
+            "378282246310005",
+            "6011111111111117",
+            "3530111333300000",
+        ] {
+            assert!(issuer_known(real), "{real}");
+        }
+    }
+
+    #[test]
+    fn the_security_code_is_four_digits_for_amex_and_three_for_the_rest() {
+        assert_eq!(cvc_len(brand("378282246310005")), 4);
+        assert_eq!(cvc_len(brand("4242424242424242")), 3);
+        assert_eq!(cvc_len(brand("5555555555554444")), 3);
     }
 }

@@ -50,6 +50,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong inside the server. Nothing was changed.
     Internal,
+    /// The server is too busy to take this request now (for example every password-hashing slot is
+    /// taken). Nothing was changed; retry after a moment.
+    Busy,
 }
 
 /// The form field an [`ErrorCode::InvalidInput`] or [`ErrorCode::CardInvalid`] belongs to, so a client

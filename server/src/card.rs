@@ -25,6 +25,12 @@ pub fn validate(input: &CardInput, today: (u16, u8)) -> Result<CardView, WireErr
             "this card number is not valid; check for a typo",
         );
     }
+    if !issuer_known(&digits) {
+        return invalid(
+            Field::CardNumber,
+            "no card issuer uses this number; check it against your card",
+        );
+    }
     if !(1..=12).contains(&input.exp_month) || !(2000..=2099).contains(&input.exp_year) {
         return invalid(
             Field::CardExpiry,
@@ -34,19 +40,24 @@ pub fn validate(input: &CardInput, today: (u16, u8)) -> Result<CardView, WireErr
     if (input.exp_year, input.exp_month) < today {
         return invalid(Field::CardExpiry, "this card has expired");
     }
-    let cvc_len = input.cvc.len();
-    if !(3..=4).contains(&cvc_len) || !input.cvc.chars().all(|c| c.is_ascii_digit()) {
-        return invalid(Field::CardCvc, "the security code is 3 or 4 digits");
+    let brand = brand(&digits);
+    let wanted = cvc_len(brand);
+    if input.cvc.len() != wanted || !input.cvc.chars().all(|c| c.is_ascii_digit()) {
+        let message = match brand {
+            CardBrand::Amex => "the security code of an Amex card is the 4 digits on its front",
+            _ => "the security code is the 3 digits on the back of the card",
+        };
+        return invalid(Field::CardCvc, message);
     }
     Ok(CardView {
-        brand: brand(&digits),
+        brand,
         last4: digits[digits.len() - 4..].to_string(),
         exp_month: input.exp_month,
         exp_year: input.exp_year,
     })
 }
 
-pub use protocol::card::{brand, luhn_ok};
+pub use protocol::card::{brand, cvc_len, issuer_known, luhn_ok};
 
 /// The stored name of a brand.
 pub fn brand_name(brand: CardBrand) -> &'static str {
@@ -120,6 +131,21 @@ mod tests {
         assert_eq!(cvc.field, Some(Field::CardCvc));
         let short = validate(&card("4242", 12, 2035, "123"), (2026, 11)).unwrap_err();
         assert_eq!(short.field, Some(Field::CardNumber));
+    }
+
+    #[test]
+    fn an_all_zero_number_is_refused_on_the_number_field() {
+        let err = validate(&card("0000 0000 0000 0000", 12, 2035, "123"), (2026, 11)).unwrap_err();
+        assert_eq!(err.field, Some(Field::CardNumber));
+    }
+
+    #[test]
+    fn amex_needs_a_four_digit_code_and_visa_a_three_digit_one() {
+        let amex3 = validate(&card("378282246310005", 12, 2035, "123"), (2026, 11)).unwrap_err();
+        assert_eq!(amex3.field, Some(Field::CardCvc));
+        assert!(validate(&card("378282246310005", 12, 2035, "1234"), (2026, 11)).is_ok());
+        let visa4 = validate(&card("4242424242424242", 12, 2035, "1234"), (2026, 11)).unwrap_err();
+        assert_eq!(visa4.field, Some(Field::CardCvc));
     }
 
     #[test]

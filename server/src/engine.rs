@@ -188,6 +188,11 @@ impl Engine {
                 events,
                 reply,
             } => {
+                if let Some(existing) = self.market.lookalike_manufacturer(&name) {
+                    let why = format!("\"{name}\" looks like the registered manufacturer \"{existing}\"; choose a clearly different name");
+                    let _ = reply.send(Err(WireError::new(ErrorCode::BadHandshake, why)));
+                    return;
+                }
                 let (id, is_new) = self.market.register_manufacturer(&name);
                 // A second connection under the same name replaces the first: dropping the old
                 // sender tells the old session to close.

@@ -9,7 +9,11 @@
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
 //! - [`tls`]: loading the TLS certificate and key.
-//! - [`auth`]: argon2id passwords, session tokens, login throttling.
+//! - [`auth`]: session tokens (at most 20 per account) and password rules.
+//! - [`hashing`]: the argon2id pool: one thread per core at most, a bounded queue, memory reused.
+//! - [`throttle`]: login and sign-up throttling by (account, address), account and address.
+//! - [`names`]: person, manufacturer and product names: cleaned, checked, compared for look-alikes.
+//! - [`email`]: email syntax and the case-folded key accounts are found by.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
 //! - [`cli`]: the `distributor` command line (`serve` and `audit`).
 //!
@@ -22,12 +26,16 @@ pub mod auth;
 pub mod board;
 pub mod card;
 pub mod cli;
+pub mod email;
 pub mod engine;
+pub mod hashing;
 pub mod listener;
 pub mod market;
+pub mod names;
 pub mod push;
 pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -58,11 +66,18 @@ pub struct Config {
     pub stock_interval: Duration,
     /// TLS, if enabled.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Login and sign-up throttling.
+    pub limits: throttle::Limits,
+    /// Password-hashing threads; 0 means one per core (never more).
+    pub hash_threads: usize,
+    /// Password hashes that may wait for a thread; more are refused with `Busy`.
+    pub hash_queue: usize,
 }
 
 impl Config {
-    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at
-    /// most one stock update per watcher every 100 ms.
+    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, at most
+    /// one stock update per watcher every 100 ms, [`throttle::Limits::default`], one hashing thread
+    /// per core and 16 hashes waiting at most.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
@@ -73,6 +88,9 @@ impl Config {
             peer_key: None,
             stock_interval: Duration::from_millis(100),
             tls: None,
+            limits: throttle::Limits::default(),
+            hash_threads: 0,
+            hash_queue: 16,
         }
     }
 }
@@ -84,7 +102,7 @@ pub enum ServerError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A thread the server needs could not be started.
-    #[error("cannot start the writer thread: {0}")]
+    #[error("cannot start a server thread: {0}")]
     Start(std::io::Error),
     /// The writer hit an error and stopped the server to keep memory and disk in step.
     #[error("stopped after a fatal storage error; see the log")]
@@ -100,6 +118,10 @@ pub async fn run(
     let started = std::time::Instant::now();
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
+    let mut throttle = throttle::Throttle::new(config.limits);
+    store::logins::load_throttle(&conn, &mut throttle, store::now_ms())?;
+    let hashing = hashing::HashPool::start(config.hash_threads, config.hash_queue)
+        .map_err(ServerError::Start)?;
     let market = market::Market::restore(snapshot);
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -141,9 +163,8 @@ pub async fn run(
         reads,
         board: board_reader,
         registry,
-        throttle_account: auth::Throttle::new(5, Duration::from_secs(15 * 60)),
-        throttle_address: auth::Throttle::new(50, Duration::from_secs(15 * 60)),
-        hashing: tokio::sync::Semaphore::new(4),
+        throttle: std::sync::Mutex::new(throttle),
+        hashing,
         next_session: AtomicU64::new(1),
         config,
     });

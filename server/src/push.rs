@@ -8,12 +8,19 @@ use protocol::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 /// How many pushes wait for one customer session before more are dropped.
 pub const SESSION_QUEUE: usize = 64;
 
-/// A session id and its push queue.
-type SessionQueue = (u64, mpsc::Sender<Event>);
+/// One logged-in connection: its id, the token it logged in with, its push queue, and the signal
+/// that ends it when its token is revoked (a password change elsewhere, or the session cap).
+struct SessionQueue {
+    session: u64,
+    token_hash: [u8; 32],
+    pushes: mpsc::Sender<Event>,
+    revoked: CancellationToken,
+}
 
 /// The registry of live connections to push to.
 pub struct Registry {
@@ -40,23 +47,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// Registers a customer session; returns the receiver of its pushes.
-    pub fn attach_customer(&self, account: AccountId, session: u64) -> mpsc::Receiver<Event> {
+    /// Registers a customer session logged in with `token_hash`; returns the receiver of its pushes
+    /// and the signal that its token was revoked.
+    pub fn attach_customer(
+        &self,
+        account: AccountId,
+        session: u64,
+        token_hash: [u8; 32],
+    ) -> (mpsc::Receiver<Event>, CancellationToken) {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let revoked = CancellationToken::new();
         lock(&self.customers)
             .entry(account)
             .or_default()
-            .push((session, tx));
-        rx
+            .push(SessionQueue {
+                session,
+                token_hash,
+                pushes: tx,
+                revoked: revoked.clone(),
+            });
+        (rx, revoked)
     }
 
     /// Unregisters a customer session.
     pub fn detach_customer(&self, account: AccountId, session: u64) {
         let mut map = lock(&self.customers);
         if let Some(list) = map.get_mut(&account) {
-            list.retain(|(id, _)| *id != session);
+            list.retain(|q| q.session != session);
             if list.is_empty() {
                 map.remove(&account);
+            }
+        }
+    }
+
+    /// Ends the live connections of an account whose token is not `keep` (after a password change).
+    pub fn revoke_all_but(&self, account: AccountId, keep: [u8; 32]) {
+        if let Some(list) = lock(&self.customers).get(&account) {
+            for q in list.iter().filter(|q| q.token_hash != keep) {
+                q.revoked.cancel();
+            }
+        }
+    }
+
+    /// Ends the live connections that use one of these tokens (evicted by the session cap).
+    pub fn revoke_tokens(&self, account: AccountId, tokens: &[[u8; 32]]) {
+        if let Some(list) = lock(&self.customers).get(&account) {
+            for q in list.iter().filter(|q| tokens.contains(&q.token_hash)) {
+                q.revoked.cancel();
             }
         }
     }
@@ -64,8 +101,8 @@ impl Registry {
     /// Pushes an event to every session of one account.
     pub fn push_to_account(&self, account: AccountId, event: Event) {
         if let Some(list) = lock(&self.customers).get(&account) {
-            for (_, tx) in list {
-                let _ = tx.try_send(event.clone());
+            for q in list {
+                let _ = q.pushes.try_send(event.clone());
             }
         }
     }

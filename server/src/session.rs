@@ -4,13 +4,15 @@
 //! half-received: a half frame must finish within `frame_timeout`, while a quiet connection may idle
 //! for `idle_timeout`. Requests are handled one at a time, in order; pushes are written between them.
 
-use crate::auth::{self, Throttle};
+use crate::auth;
 use crate::board::BoardReader;
 use crate::engine::{CartOp, Command, EngineHandle};
+use crate::hashing::{HashPool, Priority};
 use crate::push::Registry;
 use crate::store::read::{self, Reads};
 use crate::store::writer::{Op, Outcome, Writer};
 use crate::store::{now_ms, StoreError};
+use crate::throttle::{Refusal, Throttle};
 use crate::Config;
 use bytes::BytesMut;
 use protocol::codec::CodecError;
@@ -20,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
@@ -44,12 +46,10 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Settings.
     pub config: Arc<Config>,
-    /// Failed logins per email.
-    pub throttle_account: Throttle,
-    /// Failed logins per address.
-    pub throttle_address: Throttle,
-    /// Bounds concurrent argon2 hashing: each one takes 19 MiB.
-    pub hashing: Semaphore,
+    /// Login and sign-up throttling (held only for a few map operations, never across an await).
+    pub throttle: std::sync::Mutex<Throttle>,
+    /// The argon2 threads and their bounded queue: each hash in progress takes 19 MiB.
+    pub hashing: HashPool,
     /// Session ids for the registry.
     pub next_session: AtomicU64,
 }
@@ -69,6 +69,20 @@ fn err(code: ErrorCode, msg: &str) -> WireError {
     WireError::new(code, msg)
 }
 
+/// A throttle's refusal as the client sees it: what to wait for, and how long.
+fn throttled(refusal: Refusal) -> WireError {
+    let secs = refusal.retry_after_ms().div_ceil(1000);
+    let message = match refusal {
+        Refusal::Pair { .. } => format!("too many wrong passwords for this email; try again in {secs} s"),
+        Refusal::Account { .. } => format!(
+            "this account had too many failed logins today; log in from a place you used before, or try again in {} h",
+            secs.div_ceil(3600)
+        ),
+        Refusal::Address { .. } => format!("too many attempts from your address; try again in {secs} s"),
+    };
+    WireError::new(ErrorCode::Throttled, message)
+}
+
 fn internal(e: StoreError) -> WireError {
     tracing::error!(error = %e, "store error");
     WireError::new(
@@ -83,6 +97,8 @@ struct Login {
     token_hash: [u8; 32],
     expires_at_ms: u64,
     pushes: mpsc::Receiver<Event>,
+    /// Cancelled when this login's token is revoked elsewhere (password change, session cap).
+    revoked: CancellationToken,
 }
 
 /// A manufacturer's link state: the relay's positions in its outbox.
@@ -274,15 +290,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
         }
         if hello.role == Role::Manufacturer {
-            let name = hello.name.unwrap_or_default();
-            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                let reason = err(
-                    ErrorCode::BadHandshake,
-                    "a manufacturer needs a name of 1-64 characters",
-                );
-                let _ = self.send(&ServerMessage::Refused(reason)).await;
-                return Err(End::Gone);
-            }
+            let name = match crate::names::catalog_name(
+                hello.name.as_deref().unwrap_or_default(),
+                "a manufacturer name",
+                64,
+            ) {
+                Ok(name) => name,
+                Err(why) => {
+                    let reason = WireError::new(ErrorCode::BadHandshake, why);
+                    let _ = self.send(&ServerMessage::Refused(reason)).await;
+                    return Err(End::Gone);
+                }
+            };
             let (events_tx, events) = mpsc::unbounded_channel();
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.shared
@@ -347,7 +366,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     return Err(End::Close(err(ErrorCode::Timeout, msg)));
                 }
                 push = recv_login(&mut self.login) => {
-                    if let Some(event) = push {
+                    if push.is_err() {
+                        return Err(End::Close(err(ErrorCode::SessionExpired, "this session was ended: the password was changed, or the account logged in too many times elsewhere; please log in again")));
+                    }
+                    if let Ok(Some(event)) = push {
                         self.queue(&ServerMessage::Event(event))?;
                         // Take whatever else is already waiting, so a burst costs one write.
                         while let Some(event) = self.login.as_mut().and_then(|l| l.pushes.try_recv().ok()) {
@@ -723,45 +745,45 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn hash(&self, password: String) -> Result<String, WireError> {
-        let _permit = self
-            .shared
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
-        tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|_| err(ErrorCode::Internal, "hashing failed"))?
+        self.shared.hashing.hash(password, Priority::SignUp).await
     }
 
     async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, WireError> {
-        let _permit = self
-            .shared
+        self.shared
             .hashing
-            .acquire()
+            .verify(password, hash, Priority::Login)
             .await
-            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref()))
-            .await
-            .map_err(|_| err(ErrorCode::Internal, "verification failed"))
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // The maps stay consistent even if a holder panicked; keep serving.
+        self.shared
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     async fn sign_up(&mut self, form: SignUp) -> Answer {
         self.anonymous_only()?;
-        auth::validate_name(&form.first_name, Field::FirstName)?;
-        auth::validate_name(&form.last_name, Field::LastName)?;
-        auth::validate_email(&form.email)?;
+        let first_name = crate::names::person_name(&form.first_name, Field::FirstName)?;
+        let last_name = crate::names::person_name(&form.last_name, Field::LastName)?;
+        let email = crate::email::validate(&form.email)?;
         auth::validate_password(&form.password)?;
+        // Checked after the fields, so a typo does not cost one of the address's sign-ups, and
+        // before hashing, so a flood is refused for the price of a map lookup.
+        let address = crate::throttle::address_key(self.peer.ip());
+        let allowed = self.throttle().check_signup(&address, now_ms());
+        allowed.map_err(throttled)?;
         let password_hash = self.hash(form.password).await?;
         let op = Op::CreateAccount {
-            first_name: form.first_name.trim().to_string(),
-            last_name: form.last_name.trim().to_string(),
-            email: form.email.trim().to_string(),
+            first_name,
+            last_name,
+            email,
             password_hash,
         };
         let account = match self.shared.writer.run(op).await {
             Ok(Outcome::Account(id)) => id,
-            Ok(Outcome::Done) => return Err(err(ErrorCode::Internal, "no account id")),
+            Ok(_) => return Err(err(ErrorCode::Internal, "no account id")),
             Err(StoreError::Duplicate) => {
                 return Err(WireError::field(
                     ErrorCode::EmailTaken,
@@ -776,16 +798,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn log_in(&mut self, email: String, password: String) -> Answer {
         self.anonymous_only()?;
-        let account_key = email.trim().to_lowercase();
-        let address_key = self.peer.ip().to_string();
-        if !self.shared.throttle_account.allowed(&account_key)
-            || !self.shared.throttle_address.allowed(&address_key)
-        {
-            return Err(err(
-                ErrorCode::Throttled,
-                "too many failed logins; wait a few minutes and try again",
-            ));
-        }
+        let account_key = crate::email::key(&email);
+        let address = crate::throttle::address_key(self.peer.ip());
+        let allowed = self
+            .throttle()
+            .check_login(&account_key, &address, now_ms());
+        allowed.map_err(throttled)?;
         let key = account_key.clone();
         let row = self
             .shared
@@ -794,12 +812,32 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             .await
             .map_err(internal)?;
         let hash = row.as_ref().map(|r| r.password_hash.clone());
-        if !self.verify(password, hash).await? {
-            self.shared.throttle_account.fail(&account_key);
-            self.shared.throttle_address.fail(&address_key);
+        let ok = self.verify(password, hash).await?;
+        let record = match ok {
+            true => None,
+            false => Some(
+                self.throttle()
+                    .login_failed(&account_key, &address, now_ms()),
+            ),
+        };
+        if let Some(record) = record {
+            // Durable before the answer, so a restart does not hand out fresh guesses.
+            let op = Op::LoginFailed {
+                account_key,
+                address,
+                pair: record.pair,
+                account: record.account,
+            };
+            self.shared.writer.run(op).await.map_err(internal)?;
             return Err(err(ErrorCode::BadCredentials, "email or password is wrong"));
         }
-        self.shared.throttle_account.succeed(&account_key);
+        self.throttle().login_succeeded(&account_key, &address);
+        let op = Op::LoginSucceeded {
+            account_key,
+            address,
+            at_ms: now_ms(),
+        };
+        self.shared.writer.run(op).await.map_err(internal)?;
         match row {
             Some(row) => self.start_session(row.view.id).await,
             None => Err(err(ErrorCode::BadCredentials, "email or password is wrong")),
@@ -834,7 +872,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let token = auth::new_token();
         let hash = auth::token_hash(&token);
         let expires_at_ms = now_ms() + auth::SESSION_TTL.as_millis() as u64;
-        self.shared
+        let created = self
+            .shared
             .writer
             .run(Op::CreateSession {
                 token_hash: hash,
@@ -843,6 +882,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             })
             .await
             .map_err(internal)?;
+        if let Outcome::Session { evicted } = created {
+            self.shared.registry.revoke_tokens(account, &evicted);
+        }
         let view = self.load_account(account).await?;
         self.attach(account, hash, expires_at_ms);
         Ok(Reply::Session(SessionInfo {
@@ -856,12 +898,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         if let Some(old) = self.login.take() {
             self.shared.registry.detach_customer(old.account, self.id);
         }
-        let pushes = self.shared.registry.attach_customer(account, self.id);
+        let (pushes, revoked) = self
+            .shared
+            .registry
+            .attach_customer(account, self.id, token_hash);
         self.login = Some(Login {
             account,
             token_hash,
             expires_at_ms,
             pushes,
+            revoked,
         });
     }
 
@@ -896,30 +942,42 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn update_account(&mut self, update: AccountUpdate) -> Answer {
         let account = self.account()?;
-        if let Some(v) = &update.first_name {
-            auth::validate_name(v, Field::FirstName)?;
-        }
-        if let Some(v) = &update.last_name {
-            auth::validate_name(v, Field::LastName)?;
-        }
-        if let Some(v) = &update.email {
-            auth::validate_email(v)?;
-        }
+        let first_name = update
+            .first_name
+            .map(|v| crate::names::person_name(&v, Field::FirstName))
+            .transpose()?;
+        let last_name = update
+            .last_name
+            .map(|v| crate::names::person_name(&v, Field::LastName))
+            .transpose()?;
+        let email = update
+            .email
+            .map(|v| crate::email::validate(&v))
+            .transpose()?;
         let mut password_hash = None;
         if let Some((current, new)) = update.password {
             auth::validate_password(&new)?;
             self.check_password(account, current).await?;
             password_hash = Some(self.hash(new).await?);
         }
+        // A new password ends every other session of the account; this one stays.
+        let keep_session = self.login.as_ref().map(|l| l.token_hash);
+        let changes_password = password_hash.is_some();
         let op = Op::UpdateAccount {
             account,
-            first_name: update.first_name.map(|s| s.trim().to_string()),
-            last_name: update.last_name.map(|s| s.trim().to_string()),
-            email: update.email.map(|s| s.trim().to_string()),
+            first_name,
+            last_name,
+            email,
             password_hash,
+            keep_session,
         };
         match self.shared.writer.run(op).await {
-            Ok(_) => Ok(Reply::Account(self.load_account(account).await?)),
+            Ok(_) => {
+                if let (true, Some(keep)) = (changes_password, keep_session) {
+                    self.shared.registry.revoke_all_but(account, keep);
+                }
+                Ok(Reply::Account(self.load_account(account).await?))
+            }
             Err(StoreError::Duplicate) => Err(WireError::field(
                 ErrorCode::EmailTaken,
                 Field::Email,
@@ -954,9 +1012,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 }
 
-async fn recv_login(login: &mut Option<Login>) -> Option<Event> {
+/// The next push for a logged-in session, or `Err` once its token was revoked elsewhere.
+async fn recv_login(login: &mut Option<Login>) -> Result<Option<Event>, ()> {
     match login {
-        Some(login) => login.pushes.recv().await,
+        Some(login) => tokio::select! {
+            _ = login.revoked.cancelled() => Err(()),
+            event = login.pushes.recv() => Ok(event),
+        },
         None => std::future::pending().await,
     }
 }

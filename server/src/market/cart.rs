@@ -14,6 +14,17 @@ pub struct CartOutcome {
     pub view: CartView,
 }
 
+/// The largest total an order can hold: SQLite stores integers as signed 64-bit.
+pub const MAX_ORDER_TOTAL: u64 = i64::MAX as u64;
+
+fn total_too_large() -> WireError {
+    WireError::field(
+        ErrorCode::InvalidInput,
+        Field::Quantity,
+        "that would make the cart's total larger than one order can be; buy fewer, or split the order",
+    )
+}
+
 impl Market {
     /// Adds `quantity` to a line. The new total must be between 1 and what is available.
     pub fn add_to_cart(
@@ -23,8 +34,9 @@ impl Market {
         quantity: u32,
     ) -> Result<CartOutcome, WireError> {
         let current = self.cart_quantity(account, listing);
-        let wanted = current.saturating_add(quantity);
+        let wanted = current.checked_add(quantity).ok_or_else(total_too_large)?;
         self.check_quantity(listing, quantity, wanted)?;
+        self.check_cart_total(account, listing, wanted)?;
         self.set_line(account, listing, wanted);
         Ok(self.cart_outcome(
             account,
@@ -45,6 +57,7 @@ impl Market {
     ) -> Result<CartOutcome, WireError> {
         if quantity > 0 {
             self.check_quantity(listing, quantity, quantity)?;
+            self.check_cart_total(account, listing, quantity)?;
         }
         self.set_line(account, listing, quantity);
         Ok(self.cart_outcome(account, vec![CartItem { listing, quantity }], Vec::new()))
@@ -159,6 +172,34 @@ impl Market {
         if let Some(month) = self.month.as_mut().filter(|m| m.is_open()) {
             month.active.entry(account).or_insert(false);
         }
+    }
+
+    /// Refuses a change that would make the cart's total more than an order can hold (SQLite's
+    /// largest integer), rather than showing a saturated total the checkout would then refuse.
+    fn check_cart_total(
+        &self,
+        account: AccountId,
+        listing: ListingId,
+        quantity: u32,
+    ) -> Result<(), WireError> {
+        let others = self
+            .customers
+            .get(&account)
+            .map(|c| c.cart.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|l| l.listing != listing)
+            .map(|l| (l.listing, l.quantity));
+        let mut total = Cents(0);
+        for (id, q) in others.chain(std::iter::once((listing, quantity))) {
+            let price = self.stock(id).map_or(Cents(0), |s| s.unit_price);
+            total = price
+                .times(q)
+                .and_then(|t| total.plus(t))
+                .filter(|t| t.0 <= MAX_ORDER_TOTAL)
+                .ok_or_else(total_too_large)?;
+        }
+        Ok(())
     }
 
     /// The cart view: every line with this month's price and availability.

@@ -123,7 +123,13 @@ impl Market {
                 )));
             }
             let q = merged.entry(line.listing).or_insert(0);
-            *q = q.saturating_add(line.quantity);
+            *q = q.checked_add(line.quantity).ok_or_else(|| {
+                CheckoutError::Rejected(WireError::field(
+                    ErrorCode::InvalidInput,
+                    Field::Quantity,
+                    "the order total is larger than one order can be; buy fewer, or split the order",
+                ))
+            })?;
         }
         let shortages: Vec<Shortage> = merged
             .iter()
@@ -177,11 +183,11 @@ impl Market {
                 continue; // Unreachable: availability was checked above.
             };
             let Some(line_total) = stock.unit_price.times(*quantity) else {
-                return reject(ErrorCode::InvalidInput, "order total is too large");
+                return reject(ErrorCode::InvalidInput, "the order total is larger than one order can be; buy fewer, or split the order");
             };
             // SQLite stores integers as i64: anything larger cannot be written, so refuse it here.
             let Some(new_total) = total.plus(line_total).filter(|t| t.0 <= i64::MAX as u64) else {
-                return reject(ErrorCode::InvalidInput, "order total is too large");
+                return reject(ErrorCode::InvalidInput, "the order total is larger than one order can be; buy fewer, or split the order");
             };
             total = new_total;
             order_lines.push(OrderLine {

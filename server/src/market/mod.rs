@@ -8,6 +8,7 @@
 mod cart;
 mod checkout;
 mod month;
+mod names;
 
 pub use cart::CartOutcome;
 pub use checkout::{CheckoutError, CheckoutPlan, Committed};

@@ -184,6 +184,7 @@ impl Market {
                 ));
             }
         }
+        let products = self.offered_product_names(manufacturer, lines)?;
         let mut plan = OfferPlan {
             month: month_id,
             manufacturer,
@@ -191,7 +192,7 @@ impl Market {
             stock: Vec::new(),
             reply: Vec::new(),
         };
-        for line in lines {
+        for (line, product) in lines.iter().zip(products) {
             let key = (manufacturer, line.sku.clone());
             let id = match self.listing_by_sku.get(&key) {
                 Some(id) => *id,
@@ -206,7 +207,7 @@ impl Market {
                 id,
                 manufacturer,
                 sku: line.sku.clone(),
-                product: line.product.clone(),
+                product,
                 category: line.category.clone(),
             };
             let changed = self.listings.get(&id).is_none_or(|old| {

@@ -5,9 +5,11 @@
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
+//! - [`logins`]: session tokens with their cap, the login throttle's state, the email key function.
 
 pub mod audit;
 pub mod load;
+pub mod logins;
 pub mod read;
 pub mod schema;
 pub mod writer;

@@ -68,12 +68,12 @@ impl Reads {
 /// The columns of an account row, in the order [`account_row`] reads them.
 const ACCOUNT_COLUMNS: &str = "SELECT id, first_name, last_name, email, password_hash, card_brand, card_last4, card_exp_month, card_exp_year FROM accounts";
 
-/// The account with this (case-insensitive) email.
+/// The account with this email, compared under full case folding ([`crate::email::key`]).
 pub fn account_by_email(conn: &Connection, email: &str) -> Result<Option<AccountRow>, StoreError> {
-    let sql = const_format_account("WHERE email_key = lower(?1)");
+    let sql = const_format_account("WHERE email_key = ?1");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row(params![email], account_row)
+        .query_row(params![crate::email::key(email)], account_row)
         .optional()?)
 }
 

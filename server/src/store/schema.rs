@@ -99,6 +99,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, listing_id)
     ) WITHOUT ROWID;
     "#,
+    // 2: login throttling that survives restarts, and email keys under full Unicode case folding.
+    // Old keys were `lower()`-ed, which folds only ASCII: `ÖZIL@x` was keyed `Özil@x` and could not be
+    // found. Every key is recomputed; should two accounts now fold to one key, the older keeps it and
+    // the newer gets a key no login can type (`#` cannot stand in a domain), for the operator to sort out.
+    r#"
+    CREATE TABLE login_failures (
+        account_key TEXT NOT NULL,                    -- the email key that was tried (may name no account)
+        address     TEXT NOT NULL,                    -- the client's IP address; '' for the whole account
+        failures    INTEGER NOT NULL CHECK (failures >= 0),
+        last_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account_key, address)
+    ) WITHOUT ROWID;
+    CREATE TABLE login_addresses (                  -- addresses that logged in: the account ceiling spares them
+        account_key TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        last_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account_key, address)
+    ) WITHOUT ROWID;
+    UPDATE accounts SET email_key = '#rekeying-' || id;
+    UPDATE accounts SET email_key = email_key(email) ||
+        CASE WHEN EXISTS (SELECT 1 FROM accounts older WHERE older.id < accounts.id
+                          AND email_key(older.email) = email_key(accounts.email))
+             THEN '#duplicate-of-an-older-account-' || id ELSE '' END;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours.
@@ -124,6 +148,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
+    super::logins::register_functions(&conn)?;
     migrate(&conn)?;
     Ok(conn)
 }

@@ -97,6 +97,8 @@ pub enum Op {
         email: Option<String>,
         /// New password hash.
         password_hash: Option<String>,
+        /// With a new password: the one session that survives it (the one that changed it).
+        keep_session: Option<[u8; 32]>,
     },
     /// Attach, replace (`Some`) or remove (`None`) the card.
     SetCard(AccountId, Option<CardView>),
@@ -113,6 +115,26 @@ pub enum Op {
     },
     /// Revoke a session.
     DeleteSession([u8; 32]),
+    /// A wrong password: the throttle's counts for the pair and the account, as they are now.
+    LoginFailed {
+        /// The email key that was tried.
+        account_key: String,
+        /// The client's address.
+        address: String,
+        /// The pair's failures.
+        pair: crate::throttle::Failures,
+        /// The account's failures.
+        account: crate::throttle::Failures,
+    },
+    /// A successful login: the counts start afresh and the address becomes known to the account.
+    LoginSucceeded {
+        /// The email key.
+        account_key: String,
+        /// The client's address.
+        address: String,
+        /// When.
+        at_ms: u64,
+    },
 }
 
 /// What a job produced, for callers that wait on [`Done::Outcome`].
@@ -122,6 +144,11 @@ pub enum Outcome {
     Done,
     /// The new account's id.
     Account(AccountId),
+    /// A new session, and the hashes of the older tokens it evicted (the account's cap).
+    Session {
+        /// Evicted token hashes.
+        evicted: Vec<[u8; 32]>,
+    },
 }
 
 /// Whom to tell after the commit.
@@ -447,7 +474,7 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 "INSERT INTO accounts (first_name, last_name, email, email_key, password_hash, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![first_name, last_name, email, email.to_lowercase(), password_hash, now_ms() as i64])
+            .execute(params![first_name, last_name, email, crate::email::key(email), password_hash, now_ms() as i64])
             .map_err(sql)?;
             return Ok(Outcome::Account(AccountId(conn.last_insert_rowid() as u64)));
         }
@@ -457,18 +484,25 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             last_name,
             email,
             password_hash,
+            keep_session,
         } => {
+            // The key is folded here, the same way as at sign-up and login (SQLite's lower() folds
+            // only ASCII).
+            let email_key = email.as_deref().map(crate::email::key);
             let changed = conn
                 .prepare_cached(
                     "UPDATE accounts SET first_name = coalesce(?2, first_name), last_name = coalesce(?3, last_name),
-                       email = coalesce(?4, email), email_key = coalesce(lower(?4), email_key),
+                       email = coalesce(?4, email), email_key = coalesce(?6, email_key),
                        password_hash = coalesce(?5, password_hash)
                      WHERE id = ?1",
                 )?
-                .execute(params![account.0 as i64, first_name, last_name, email, password_hash])
+                .execute(params![account.0 as i64, first_name, last_name, email, password_hash, email_key])
                 .map_err(sql)?;
             if changed != 1 {
                 return Err(StoreError::NotFound);
+            }
+            if password_hash.is_some() {
+                super::logins::revoke_other_sessions(conn, *account, keep_session.as_ref())?;
             }
         }
         Op::SetCard(account, card) => {
@@ -505,22 +539,31 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             account,
             expires_at_ms,
         } => {
-            conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms < ?1")?
-                .execute([now_ms() as i64])?;
-            conn.prepare_cached(
-                "INSERT INTO sessions (token_hash, account_id, expires_at_ms) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![
-                &token_hash[..],
-                account.0 as i64,
-                *expires_at_ms as i64
-            ])
-            .map_err(sql)?;
+            let evicted = super::logins::create_session(
+                conn,
+                token_hash,
+                *account,
+                *expires_at_ms,
+                crate::auth::MAX_SESSIONS,
+                now_ms(),
+            )?;
+            return Ok(Outcome::Session { evicted });
         }
         Op::DeleteSession(token_hash) => {
             conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
                 .execute([&token_hash[..]])?;
         }
+        Op::LoginFailed {
+            account_key,
+            address,
+            pair,
+            account,
+        } => super::logins::login_failed(conn, account_key, address, *pair, *account)?,
+        Op::LoginSucceeded {
+            account_key,
+            address,
+            at_ms,
+        } => super::logins::login_succeeded(conn, account_key, address, *at_ms)?,
     }
     Ok(Outcome::Done)
 }

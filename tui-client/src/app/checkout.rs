@@ -78,8 +78,14 @@ pub fn card_input(form: &mut Form) -> Option<CardInput> {
         return None;
     };
     let cvc = form.value(2);
-    if !(3..=4).contains(&cvc.len()) {
-        form.field_error(2, strings::CARD_CVC);
+    // The server's rule: 4 digits for Amex, 3 for the rest.
+    let brand = protocol::card::brand(form.value(0));
+    if cvc.len() != protocol::card::cvc_len(brand) {
+        let message = match brand {
+            protocol::CardBrand::Amex => strings::CARD_CVC_AMEX,
+            _ => strings::CARD_CVC,
+        };
+        form.field_error(2, message);
         return None;
     }
     Some(CardInput {
