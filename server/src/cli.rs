@@ -69,6 +69,19 @@ struct ServeArgs {
     /// Allow a non-loopback address without TLS.
     #[arg(long)]
     insecure: bool,
+    /// Sign-ups accepted per client address per minute (also the burst allowed at once). Raise it for
+    /// load tests that open thousands of accounts from one machine.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    signups_per_minute: u32,
+    /// Login attempts accepted per client address per minute (also the burst allowed at once).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    logins_per_minute: u32,
+    /// Password-hashing threads; 0 means one per core, and more than the cores are never started.
+    #[arg(long, default_value_t = 0)]
+    hash_threads: usize,
+    /// Password hashes that may wait for a hashing thread; more are refused with "busy, retry".
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=4096))]
+    hash_queue: u64,
 }
 
 /// Runs the command line with the process's arguments.
@@ -167,6 +180,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
     config.peer_key = args.peer_key;
     config.tls = tls;
+    config.limits.signups_per_minute = args.signups_per_minute;
+    config.limits.logins_per_minute = args.logins_per_minute;
+    config.hash_threads = args.hash_threads;
+    config.hash_queue = args.hash_queue as usize;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -46,6 +46,18 @@ pub fn validate(email: &str) -> Result<String, WireError> {
     if parsed.local_part().starts_with('"') {
         return Err(invalid("enter an email like ada@example.com"));
     }
+    // The crate lets a label hold any atext (`_`, `!`, ...); a host name's labels are letters, digits
+    // and inner hyphens only (RFC 1123, IDNA), and the last one is not all digits.
+    let labels: Vec<&str> = parsed.domain().split('.').collect();
+    let label_ok = |l: &&str| l.chars().all(|c| c.is_alphanumeric() || c == '-');
+    let top_numeric = labels
+        .last()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()));
+    if !labels.iter().all(label_ok) || top_numeric {
+        return Err(invalid(
+            "the part after @ must be a domain like example.com",
+        ));
+    }
     Ok(email.to_string())
 }
 
@@ -97,6 +109,7 @@ mod tests {
             "ada@",
             "@example.com",
             "ada@example.com\u{202E}",
+            "ada@10.0.0.1",
         ] {
             let err = validate(bad).expect_err(bad);
             assert_eq!(err.field, Some(Field::Email), "{bad}");

@@ -42,6 +42,12 @@ impl TestServer {
     /// Starts a server on an existing (or new) database path.
     pub async fn start_on(db: PathBuf, adjust: impl FnOnce(&mut server::Config)) -> TestServer {
         let mut config = server::Config::new(&db);
+        // Every test client comes from 127.0.0.1, and many tests open hundreds of accounts at once:
+        // the per-address buckets and the hashing queue are raised here. The tests of those limits
+        // set them back through `adjust`.
+        config.limits.signups_per_minute = 1_000_000;
+        config.limits.logins_per_minute = 1_000_000;
+        config.hash_queue = 4096;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -91,6 +91,12 @@ pub async fn start(
     let addr = listener.local_addr()?.to_string();
     let mut server_config = server::Config::new(dir.join("distributor.db"));
     server_config.month_secs = config.month_secs;
+    // The simulated shoppers all sign up from 127.0.0.1 at once.
+    let shoppers = u32::try_from(config.shoppers).unwrap_or(u32::MAX);
+    server_config.limits.signups_per_minute = server_config
+        .limits
+        .signups_per_minute
+        .max(shoppers.saturating_add(10));
     let server_stop = stop.clone();
     tasks.spawn(async move {
         if let Err(e) = server::run(server_config, listener, server_stop.clone()).await {
