@@ -41,6 +41,8 @@ pub fn address_key(ip: IpAddr) -> String {
 pub struct Limits {
     /// Wrong passwords per (account, address) before any delay.
     pub free_failures: u32,
+    /// The first delay, once the free failures are used; it doubles with each further failure.
+    pub base_delay_ms: u64,
     /// The longest delay between two attempts of one (account, address).
     pub max_delay_ms: u64,
     /// Failures per account within the window before unknown addresses are turned away.
@@ -59,6 +61,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             free_failures: 5,
+            base_delay_ms: 1000,
             max_delay_ms: 60_000,
             account_ceiling: 100,
             window_ms: 24 * 3600 * 1000,
@@ -166,7 +169,10 @@ impl Throttle {
             return 0;
         }
         let doublings = (count - self.limits.free_failures).min(30);
-        (1000u64 << doublings).min(self.limits.max_delay_ms)
+        self.limits
+            .base_delay_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.limits.max_delay_ms)
     }
 
     fn live(&self, failures: Option<&Failures>, now_ms: u64) -> Failures {

@@ -90,7 +90,8 @@ impl Drop for TestServer {
     }
 }
 
-fn hello(role: Role, name: Option<&str>) -> Hello {
+/// The `Hello` the harness sends for `role` (and a manufacturer's `name`).
+pub fn hello(role: Role, name: Option<&str>) -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
         role,
