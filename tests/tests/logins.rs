@@ -102,7 +102,10 @@ async fn changing_the_password_ends_every_other_session_token_and_live_connectio
         .await
         .unwrap();
 
-    assert_eq!(resume(&server.addr, &stolen).await, Err(ErrorCode::SessionExpired));
+    assert_eq!(
+        resume(&server.addr, &stolen).await,
+        Err(ErrorCode::SessionExpired)
+    );
     eventually("the other live connection is ended", WAIT, async || {
         other.call(RequestBody::GetCart).await.is_err()
     })
@@ -127,10 +130,15 @@ async fn an_account_keeps_at_most_20_sessions_and_a_new_login_evicts_the_oldest(
         .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, 20);
-    assert_eq!(resume(&server.addr, &oldest).await, Err(ErrorCode::SessionExpired));
-    eventually("the evicted session's live connection is ended", WAIT, async || {
-        first.call(RequestBody::GetCart).await.is_err()
-    })
+    assert_eq!(
+        resume(&server.addr, &oldest).await,
+        Err(ErrorCode::SessionExpired)
+    );
+    eventually(
+        "the evicted session's live connection is ended",
+        WAIT,
+        async || first.call(RequestBody::GetCart).await.is_err(),
+    )
     .await;
     assert_eq!(resume(&server.addr, &tokens[0]).await, Ok(()));
     assert_eq!(resume(&server.addr, &tokens[19]).await, Ok(()));
@@ -144,7 +152,11 @@ async fn wrong_guesses_from_another_address_never_keep_the_owner_out() {
     let attacker = connect_from(&server.addr, "127.0.0.2").await;
     let mut throttled = false;
     for _ in 0..12 {
-        match code(&attacker.call(log_in("owner@example.com", "guess guess")).await) {
+        match code(
+            &attacker
+                .call(log_in("owner@example.com", "guess guess"))
+                .await,
+        ) {
             Err(ErrorCode::Throttled) => throttled = true,
             other => assert_eq!(other, Err(ErrorCode::BadCredentials)),
         }
@@ -161,7 +173,10 @@ async fn wrong_guesses_from_another_address_never_keep_the_owner_out() {
 async fn a_spray_of_failures_from_one_address_does_not_keep_other_users_there_out() {
     let server = TestServer::start().await;
     let (client, _) = connect_customer(&server.addr).await;
-    client.call(sign_up_body("bystander@example.com")).await.unwrap();
+    client
+        .call(sign_up_body("bystander@example.com"))
+        .await
+        .unwrap();
     for i in 0..60 {
         let reply = client
             .call(log_in(&format!("nobody{i}@example.com"), "guess guess"))
@@ -170,7 +185,11 @@ async fn a_spray_of_failures_from_one_address_does_not_keep_other_users_there_ou
     }
     let (neighbour, _) = connect_customer(&server.addr).await;
     assert_eq!(
-        code(&neighbour.call(log_in("bystander@example.com", PASSWORD)).await),
+        code(
+            &neighbour
+                .call(log_in("bystander@example.com", PASSWORD))
+                .await
+        ),
         Ok(())
     );
 }
@@ -201,9 +220,14 @@ async fn failed_logins_are_remembered_across_a_restart() {
     let slow = |c: &mut server::Config| c.limits.base_delay_ms = 120_000;
     let server = TestServer::start_with(slow).await;
     let (client, _) = connect_customer(&server.addr).await;
-    client.call(sign_up_body("remember@example.com")).await.unwrap();
+    client
+        .call(sign_up_body("remember@example.com"))
+        .await
+        .unwrap();
     for _ in 0..5 {
-        let reply = client.call(log_in("remember@example.com", "guess guess")).await;
+        let reply = client
+            .call(log_in("remember@example.com", "guess guess"))
+            .await;
         assert_eq!(code(&reply), Err(ErrorCode::BadCredentials));
     }
     drop(client);
@@ -219,7 +243,10 @@ async fn failed_logins_are_remembered_across_a_restart() {
 async fn past_the_account_ceiling_new_addresses_wait_but_the_owners_usual_address_logs_in() {
     let server = TestServer::start_with(|c| c.limits.account_ceiling = 10).await;
     let owner = connect_from(&server.addr, "127.0.0.1").await;
-    owner.call(sign_up_body("ceiling@example.com")).await.unwrap();
+    owner
+        .call(sign_up_body("ceiling@example.com"))
+        .await
+        .unwrap();
     owner
         .call(log_in("ceiling@example.com", PASSWORD))
         .await
@@ -247,7 +274,9 @@ async fn sign_ups_are_throttled_per_address_and_other_addresses_are_unaffected()
     let server = TestServer::start_with(|c| c.limits = defaults).await;
     let flooder = connect_from(&server.addr, "127.0.0.1").await;
     for i in 0..defaults.signups_per_minute {
-        let reply = flooder.call(sign_up_body(&format!("bulk{i}@example.com"))).await;
+        let reply = flooder
+            .call(sign_up_body(&format!("bulk{i}@example.com")))
+            .await;
         assert_eq!(code(&reply), Ok(()), "sign-up {i}");
     }
     let refused = flooder.call(sign_up_body("one-more@example.com")).await;
@@ -271,7 +300,11 @@ async fn sign_ups_beyond_the_hashing_queue_are_refused_as_busy_and_nothing_is_ha
         let addr = server.addr.clone();
         tasks.push(tokio::spawn(async move {
             let (client, _) = connect_customer(&addr).await;
-            code(&client.call(sign_up_body(&format!("busy{i}@example.com"))).await)
+            code(
+                &client
+                    .call(sign_up_body(&format!("busy{i}@example.com")))
+                    .await,
+            )
         }));
     }
     let mut accepted = 0;
@@ -283,12 +316,18 @@ async fn sign_ups_beyond_the_hashing_queue_are_refused_as_busy_and_nothing_is_ha
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(accepted >= 1 && busy >= 1, "accepted {accepted}, busy {busy}");
+    assert!(
+        accepted >= 1 && busy >= 1,
+        "accepted {accepted}, busy {busy}"
+    );
     let accounts: i64 = rusqlite::Connection::open(&server.db)
         .unwrap()
         .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(accounts, accepted, "a refused sign-up leaves no account behind");
+    assert_eq!(
+        accounts, accepted,
+        "a refused sign-up leaves no account behind"
+    );
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -322,7 +361,10 @@ async fn a_20_second_sign_up_flood_leaves_honest_logins_under_1_s_and_memory_bou
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let honest = connect_from(&addr, "127.0.0.1").await;
-    honest.call(sign_up_body("honest@example.com")).await.unwrap();
+    honest
+        .call(sign_up_body("honest@example.com"))
+        .await
+        .unwrap();
     let rss_before = status_kib(child.id(), "VmRSS:");
 
     let end = Instant::now() + FLOOD;
@@ -349,7 +391,10 @@ async fn a_20_second_sign_up_flood_leaves_honest_logins_under_1_s_and_memory_bou
     while Instant::now() < end {
         let client = connect_from(&addr, "127.0.0.1").await;
         let start = Instant::now();
-        client.call(log_in("honest@example.com", PASSWORD)).await.unwrap();
+        client
+            .call(log_in("honest@example.com", PASSWORD))
+            .await
+            .unwrap();
         worst = worst.max(start.elapsed());
         logins += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -374,6 +419,9 @@ async fn a_20_second_sign_up_flood_leaves_honest_logins_under_1_s_and_memory_bou
     assert!(child.terminate(WAIT).is_some_and(|s| s.success()));
     assert!(accepted > 0, "the flood was refused entirely");
     assert!(refused > 0, "the flood was never throttled");
-    assert!(worst < Duration::from_secs(1), "an honest login took {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "an honest login took {worst:?}"
+    );
     assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
