@@ -197,6 +197,29 @@ async fn expect(
         .map_err(|source| SetupError::Request { request, source })
 }
 
+/// Signs up, waiting and retrying (up to 20 times) while the distributor's hashing queue answers
+/// `Busy`, as a person would after "try again in a moment".
+async fn sign_up_retrying_when_busy(
+    client: &Client,
+    body: RequestBody,
+) -> Result<Reply, SetupError> {
+    let mut tries = 0u64;
+    loop {
+        match client.call(body.clone()).await {
+            Err(e) if tries < 20 && e.server_error().is_some_and(|e| e.code == ErrorCode::Busy) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+            }
+            result => {
+                return result.map_err(|source| SetupError::Request {
+                    request: "sign up",
+                    source,
+                })
+            }
+        }
+    }
+}
+
 impl Customer {
     /// Connects, signs up a fresh account, attaches the test card (if `with_card`) and fetches the
     /// catalog, which also subscribes the connection to live stock.
@@ -219,7 +242,7 @@ impl Customer {
             email: email(identity.seed, &identity.nonce, identity.index),
             password: PASSWORD.into(),
         });
-        let token = match expect(&client, "sign up", sign_up).await? {
+        let token = match sign_up_retrying_when_busy(&client, sign_up).await? {
             Reply::Session(session) => session.token,
             _ => return Err(SetupError::UnexpectedReply("sign up")),
         };
