@@ -213,7 +213,7 @@ async fn an_all_zero_card_and_numbers_no_issuer_uses_are_refused_on_the_number_f
     let c = customer(&server.addr).await;
     for unused in [
         "0000 0000 0000 0000",
-        "7000 0000 0000 0008",
+        "7000 0000 0000 0005",
         "9999 9999 9999 9995",
     ] {
         let err = refusal(set_card(&c.client, unused, "123").await);
