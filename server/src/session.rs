@@ -779,7 +779,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let address = crate::throttle::address_key(self.peer.ip());
         let allowed = self.throttle().check_signup(&address, now_ms());
         allowed.map_err(throttled)?;
-        let password_hash = self.hash(form.password).await?;
+        let password_hash = match self.hash(form.password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                if e.code == ErrorCode::Busy {
+                    self.throttle().refund_signup(&address);
+                }
+                return Err(e);
+            }
+        };
         let op = Op::CreateAccount {
             first_name,
             last_name,
@@ -842,7 +850,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             address,
             at_ms: now_ms(),
         };
-        self.shared.writer.run(op).await.map_err(internal)?;
+        // Not waited for: it commits with the session below (one group commit, one fsync), and
+        // losing it in a crash only leaves old failure counts that the next success clears.
+        let (done, _) = tokio::sync::oneshot::channel();
+        let _ = self
+            .shared
+            .writer
+            .submit(op, crate::store::writer::Done::Outcome(done));
         match row {
             Some(row) => self.start_session(row.view.id).await,
             None => Err(err(ErrorCode::BadCredentials, "email or password is wrong")),

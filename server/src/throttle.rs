@@ -213,6 +213,15 @@ impl Throttle {
         take(&mut self.signup_buckets, address, rate, now_ms)
     }
 
+    /// Gives back the sign-up token of an attempt the server could not take (the hashing queue was
+    /// full), so being told "busy, retry" does not also use up the address's sign-ups.
+    pub fn refund_signup(&mut self, address: &str) {
+        let capacity = f64::from(self.limits.signups_per_minute.max(1));
+        if let Some(bucket) = self.signup_buckets.get_mut(address) {
+            bucket.tokens = (bucket.tokens + 1.0).min(capacity);
+        }
+    }
+
     /// Records a wrong password; returns what to persist.
     pub fn login_failed(&mut self, account: &str, address: &str, now_ms: u64) -> FailureRecord {
         self.bound(now_ms);
@@ -391,6 +400,13 @@ mod tests {
         );
         assert_eq!(t.check_signup(ATTACKER, 0), Ok(()));
         assert_eq!(t.check_signup(OWNER, 20_000), Ok(()));
+        t.refund_signup(OWNER);
+        assert_eq!(
+            t.check_signup(OWNER, 20_000),
+            Ok(()),
+            "a refunded sign-up can be made again"
+        );
+        assert!(t.check_signup(OWNER, 20_000).is_err());
     }
 
     #[test]
