@@ -130,6 +130,17 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             .collect::<Result<_, _>>()?;
     }
 
+    // A restart cuts every connection, and customers come back one by one. Until they do, count
+    // everyone still holding a valid session as logged in to the open month, so that a customer
+    // who had bought cannot close it for those who have not reconnected yet.
+    if let Some(open) = snap.month.as_mut().filter(|m| m.is_open()) {
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT account_id FROM sessions WHERE expires_at_ms > ?1")?;
+        for account in stmt.query_map([super::now_ms() as i64], |r| r.get::<_, i64>(0))? {
+            open.seen.insert(AccountId(account? as u64));
+        }
+    }
+
     let mut stmt = conn.prepare("SELECT checkout_id, account_id, id, month_id FROM orders")?;
     let rows = stmt.query_map([], |r| {
         Ok((
