@@ -2,8 +2,8 @@
 //! told it bought matches what the server lists, every confirmed checkout is in the acked log, and the
 //! distributor's audit finds each of them in the database with the same units.
 
-use std::time::Duration;
 use protocol::{MonthId, Reply, RequestBody};
+use std::time::Duration;
 use tests::harness::{connect_operator, offer_line, script, TestManufacturer, TestServer};
 use tests::traffic::acked::AckedLine;
 use tests::traffic::{self, Config, Mode, Summary};

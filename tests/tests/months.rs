@@ -301,7 +301,10 @@ async fn one_purchase_does_not_close_the_month_while_other_customers_are_logged_
     .await;
     let quick = harness::customer(&server.addr).await;
     let watcher = harness::customer(&server.addr).await;
-    let apple = harness::wait_for_catalog(&quick.client, 1, WAIT).await.items[0].listing;
+    let apple = harness::wait_for_catalog(&quick.client, 1, WAIT)
+        .await
+        .items[0]
+        .listing;
     buy_from_cart(&quick, apple).await;
     assert_eq!(
         open_month(&status(&server.addr).await),
@@ -370,8 +373,8 @@ async fn mixed_shoppers_do_not_turn_months_over_faster_than_the_minimum_length()
     let offer = (1..=6)
         .map(|i| offer_line(&format!("MX{i}"), 1_000_000, 100 * i))
         .collect();
-    let _m = TestManufacturer::connect(&server.addr, "mixed", script(offer), Default::default())
-        .await;
+    let _m =
+        TestManufacturer::connect(&server.addr, "mixed", script(offer), Default::default()).await;
     let config = tests::traffic::Config {
         customers: 4,
         duration: Duration::from_secs(4),

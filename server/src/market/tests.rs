@@ -318,7 +318,10 @@ fn a_manufacturer_that_joins_with_unacked_notices_is_asked_only_after_it_acks_th
         "an unasked offer is refused"
     );
     m.ack(id, NoticeSeq(1)).unwrap();
-    assert!(m.due_offer_requests().is_empty(), "the settlement is unacked");
+    assert!(
+        m.due_offer_requests().is_empty(),
+        "the settlement is unacked"
+    );
     m.ack(id, settlements[0].notice.seq).unwrap();
     assert_eq!(m.due_offer_requests(), vec![(id, month.id)]);
 }
@@ -371,7 +374,8 @@ fn a_customer_holding_a_cart_from_an_earlier_month_keeps_the_month_open() {
     m.ack(id, settlements[0].notice.seq).unwrap();
     let month = m.open_next_month(NOW, 60_000);
     m.due_offer_requests();
-    m.submit_offer(id, month.id, &offer_of("apple", 10)).unwrap();
+    m.submit_offer(id, month.id, &offer_of("apple", 10))
+        .unwrap();
     let quick = buyer(&mut m, 2);
     m.checkout(
         quick,

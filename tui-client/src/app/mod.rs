@@ -24,8 +24,7 @@ use crossterm::event::{
 };
 use protocol::{
     AccountView, CloseReason, Event, MonthId, MonthState, MonthView, Reply, RequestBody,
-    SessionInfo, SessionToken,
-    Welcome, WireError,
+    SessionInfo, SessionToken, Welcome, WireError,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -696,9 +695,7 @@ impl App {
             }
             Event::MonthOpened(month) => {
                 let text = match self.month_closed.take() {
-                    Some((closed, reason)) => {
-                        strings::month_turned_over(closed, reason, month.id)
-                    }
+                    Some((closed, reason)) => strings::month_turned_over(closed, reason, month.id),
                     None => strings::month_opened(month.id),
                 };
                 self.flash(FlashKind::Info, text);
