@@ -64,8 +64,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at
-    /// most one stock update per watcher every 100 ms.
+    /// Defaults: 120 s months (open at least 30 s before "every customer has bought" may close
+    /// one), 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at most one stock
+    /// update per watcher every 100 ms.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
