@@ -54,6 +54,9 @@ pub struct Config {
     pub db: PathBuf,
     /// How long a month lasts at most.
     pub month_secs: u64,
+    /// How long a month lasts at least before "every customer has bought" may close it; `None`
+    /// means a quarter of `month_secs`, at most 30 s. Sold out and time up still close at once.
+    pub min_month_secs: Option<u64>,
     /// The most connections served at once; more are refused with `TooManyConnections`.
     pub max_connections: usize,
     /// A started frame (and the handshake) must complete within this.
@@ -75,13 +78,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, at most
-    /// one stock update per watcher every 100 ms, [`throttle::Limits::default`], one hashing thread
-    /// per core and 16 hashes waiting at most.
+    /// Defaults: 120 s months (open at least 30 s before "every customer has bought" may close
+    /// one), 10,000 connections, 10 s frame deadline, 5 min idle timeout, at most one stock update
+    /// per watcher every 100 ms, [`throttle::Limits::default`], one hashing thread per core and 16
+    /// hashes waiting at most.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
             month_secs: 120,
+            min_month_secs: None,
             max_connections: 10_000,
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
@@ -91,6 +96,17 @@ impl Config {
             limits: throttle::Limits::default(),
             hash_threads: 0,
             hash_queue: 16,
+        }
+    }
+}
+
+impl Config {
+    /// The shortest month in ms: `min_month_secs`, or by default a quarter of `month_secs` capped
+    /// at 30 s.
+    pub fn min_month_ms(&self) -> u64 {
+        match self.min_month_secs {
+            Some(secs) => secs.saturating_mul(1000),
+            None => market::default_min_month_ms(self.month_secs.max(1).saturating_mul(1000)),
         }
     }
 }
@@ -122,7 +138,8 @@ pub async fn run(
     store::logins::load_throttle(&conn, &mut throttle, store::now_ms())?;
     let hashing = hashing::HashPool::start(config.hash_threads, config.hash_queue)
         .map_err(ServerError::Start)?;
-    let market = market::Market::restore(snapshot);
+    let mut market = market::Market::restore(snapshot);
+    market.set_min_month_ms(config.min_month_ms());
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let fatal = CancellationToken::new();

@@ -921,6 +921,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             .shared
             .registry
             .attach_customer(account, self.id, token_hash);
+        // Best effort: an engine that has stopped has no month to count this login in.
+        let _ = self.shared.engine.send(Command::CustomerLoggedIn(account));
         self.login = Some(Login {
             account,
             token_hash,

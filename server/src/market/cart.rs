@@ -169,9 +169,7 @@ impl Market {
             None if quantity > 0 => customer.cart.push(CartItem { listing, quantity }),
             None => {}
         }
-        if let Some(month) = self.month.as_mut().filter(|m| m.is_open()) {
-            month.active.entry(account).or_insert(false);
-        }
+        self.customer_seen(account);
     }
 
     /// Refuses a change that would make the cart's total more than an order can hold (SQLite's

@@ -135,6 +135,14 @@ pub enum Op {
         /// When.
         at_ms: u64,
     },
+    /// A manufacturer was asked for its offer in an open month: it is expected to offer in it
+    /// (a no-op for one that was connected when the month opened).
+    ExpectOffer {
+        /// The month.
+        month: MonthId,
+        /// Who was asked.
+        manufacturer: ManufacturerId,
+    },
 }
 
 /// What a job produced, for callers that wait on [`Done::Outcome`].
@@ -564,6 +572,15 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             address,
             at_ms,
         } => super::logins::login_succeeded(conn, account_key, address, *at_ms)?,
+        Op::ExpectOffer {
+            month,
+            manufacturer,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO month_manufacturers (month_id, manufacturer_id) VALUES (?1, ?2)",
+            )?
+            .execute(params![month.0, manufacturer.0])?;
+        }
     }
     Ok(Outcome::Done)
 }
