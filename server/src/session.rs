@@ -69,16 +69,39 @@ fn err(code: ErrorCode, msg: &str) -> WireError {
     WireError::new(code, msg)
 }
 
-/// A throttle's refusal as the client sees it: what to wait for, and how long.
-fn throttled(refusal: Refusal) -> WireError {
-    let secs = refusal.retry_after_ms().div_ceil(1000);
+/// How long a sign-up refused as `Busy` is held before the refusal is sent.
+const BUSY_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The longest a throttled request is held before its refusal is sent.
+const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Holds a throttled request for its wait (at most [`TARPIT`]) before refusing it. A client that
+/// waits for answers, as a flooding script does, then cannot turn refusals into thousands of
+/// requests a second; the wait costs the server one timer, and a person reads the message a moment
+/// later.
+async fn tarpit(refusal: Refusal) -> WireError {
+    let wait_ms = refusal.retry_after_ms().min(TARPIT.as_millis() as u64);
+    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+    throttled(refusal, refusal.retry_after_ms() - wait_ms)
+}
+
+/// A throttle's refusal as the client sees it: what to wait for, and how long is `left_ms`.
+fn throttled(refusal: Refusal, left_ms: u64) -> WireError {
+    let when = match left_ms.div_ceil(1000) {
+        0 => "now".to_string(),
+        secs if secs < 3600 => format!("in {secs} s"),
+        secs => format!("in {} h", secs.div_ceil(3600)),
+    };
     let message = match refusal {
-        Refusal::Pair { .. } => format!("too many wrong passwords for this email; try again in {secs} s"),
+        Refusal::Pair { .. } => {
+            format!("too many wrong passwords for this email; try again {when}")
+        }
         Refusal::Account { .. } => format!(
-            "this account had too many failed logins today; log in from a place you used before, or try again in {} h",
-            secs.div_ceil(3600)
+            "this account had too many failed logins today; log in from a place you used before, or try again {when}"
         ),
-        Refusal::Address { .. } => format!("too many attempts from your address; try again in {secs} s"),
+        Refusal::Address { .. } => {
+            format!("too many attempts from your address; try again {when}")
+        }
     };
     WireError::new(ErrorCode::Throttled, message)
 }
@@ -778,12 +801,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         // before hashing, so a flood is refused for the price of a map lookup.
         let address = crate::throttle::address_key(self.peer.ip());
         let allowed = self.throttle().check_signup(&address, now_ms());
-        allowed.map_err(throttled)?;
+        if let Err(refusal) = allowed {
+            return Err(tarpit(refusal).await);
+        }
         let password_hash = match self.hash(form.password).await {
             Ok(hash) => hash,
             Err(e) => {
                 if e.code == ErrorCode::Busy {
                     self.throttle().refund_signup(&address);
+                    // Held a moment, like a throttled request, so that retrying at once cannot
+                    // become a busy loop of refusals.
+                    tokio::time::sleep(BUSY_HOLD).await;
                 }
                 return Err(e);
             }
@@ -816,7 +844,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let allowed = self
             .throttle()
             .check_login(&account_key, &address, now_ms());
-        allowed.map_err(throttled)?;
+        if let Err(refusal) = allowed {
+            return Err(tarpit(refusal).await);
+        }
         let key = account_key.clone();
         let row = self
             .shared

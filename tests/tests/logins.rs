@@ -1,30 +1,16 @@
 //! Sessions and logins (issue 10, section 2): a password change ends every other session, an account
 //! holds at most 20 sessions, throttling slows guessing without locking anyone out and survives a
-//! restart, sign-ups are throttled per address, password hashing refuses work it cannot queue, and a
-//! sign-up flood from a real distributor process leaves honest logins fast and memory bounded.
+//! restart, sign-ups are throttled per address, and password hashing refuses work it cannot queue.
+//! The sign-up flood against a real distributor process is in `flood.rs`, alone in its binary so
+//! that these tests do not compete with it for the CPU.
 
 use protocol::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-const ENTRY: &str = "child_distributor_for_logins";
 const PASSWORD: &str = "the right password";
-
-/// Not a test: the body of the child distributor the flood test floods.
-#[test]
-#[ignore = "entry point for the child distributor spawned by the flood test"]
-fn child_distributor_for_logins() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
-}
 
 fn code(result: &Result<Reply, ClientError>) -> Result<(), ErrorCode> {
     match result {
@@ -203,12 +189,17 @@ async fn repeated_wrong_passwords_get_a_delay_and_the_right_password_works_once_
         let reply = client.call(log_in("slow@example.com", "guess guess")).await;
         assert_eq!(code(&reply), Err(ErrorCode::BadCredentials));
     }
+    // The sixth attempt is held for the one-second delay, then refused; the seventh is past it.
+    let start = Instant::now();
     let refused = client.call(log_in("slow@example.com", PASSWORD)).await;
     assert_eq!(code(&refused), Err(ErrorCode::Throttled));
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
     let message = refused.unwrap_err().server_error().unwrap().message.clone();
-    assert!(message.contains("try again in 1 s"), "{message}");
-    // The delay is one second: waiting it out is the point of this test, not a race.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(message.contains("try again now"), "{message}");
     assert_eq!(
         code(&client.call(log_in("slow@example.com", PASSWORD)).await),
         Ok(())
@@ -328,100 +319,4 @@ async fn sign_ups_beyond_the_hashing_queue_are_refused_as_busy_and_nothing_is_ha
         accounts, accepted,
         "a refused sign-up leaves no account behind"
     );
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// The flood of issue 10, against a real distributor process with default settings: 32
-/// connections, each from its own address (a botnet, so the per-address limit alone cannot stop
-/// it), sign up as fast as they can for 20 s, while one honest customer logs in every 250 ms.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_20_second_sign_up_flood_leaves_honest_logins_under_1_s_and_memory_bounded() {
-    const FLOOD: Duration = Duration::from_secs(20);
-    const RSS_BOUND_KIB: u64 = 160 * 1024;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("distributor.db");
-    let log = dir.path().join("distributor.log");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let args: Vec<String> = ["--listen", &addr, "--db", db.to_str().unwrap()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut child = ChildProcess::spawn_self(ENTRY, &args, &log).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(Instant::now() < deadline, "distributor did not start");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let honest = connect_from(&addr, "127.0.0.1").await;
-    honest
-        .call(sign_up_body("honest@example.com"))
-        .await
-        .unwrap();
-    let rss_before = status_kib(child.id(), "VmRSS:");
-
-    let end = Instant::now() + FLOOD;
-    let mut flooders = Vec::new();
-    for i in 0..32u32 {
-        let addr = addr.clone();
-        flooders.push(tokio::spawn(async move {
-            let client = connect_from(&addr, &format!("127.0.2.{}", i + 1)).await;
-            let (mut accepted, mut refused, mut n) = (0u32, 0u32, 0u32);
-            while Instant::now() < end {
-                n += 1;
-                let email = format!("flood-{i}-{n}@example.com");
-                match code(&client.call(sign_up_body(&email)).await) {
-                    Ok(()) => accepted += 1,
-                    Err(ErrorCode::Throttled | ErrorCode::Busy) => refused += 1,
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            (accepted, refused)
-        }));
-    }
-    let mut worst = Duration::ZERO;
-    let mut logins = 0;
-    while Instant::now() < end {
-        let client = connect_from(&addr, "127.0.0.1").await;
-        let start = Instant::now();
-        client
-            .call(log_in("honest@example.com", PASSWORD))
-            .await
-            .unwrap();
-        worst = worst.max(start.elapsed());
-        logins += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let (mut accepted, mut refused) = (0, 0);
-    for f in flooders {
-        let (a, r) = f.await.unwrap();
-        accepted += a;
-        refused += r;
-    }
-    let peak = status_kib(child.id(), "VmHWM:");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = status_kib(child.id(), "VmRSS:");
-    println!(
-        "flood: {accepted} sign-ups accepted ({:.1}/s), {refused} refused; {logins} honest logins, slowest {} ms; RSS {} MiB before, peak {} MiB, idle after {} MiB",
-        f64::from(accepted) / FLOOD.as_secs_f64(),
-        worst.as_millis(),
-        rss_before / 1024,
-        peak / 1024,
-        idle / 1024
-    );
-    assert!(child.terminate(WAIT).is_some_and(|s| s.success()));
-    assert!(accepted > 0, "the flood was refused entirely");
-    assert!(refused > 0, "the flood was never throttled");
-    assert!(
-        worst < Duration::from_secs(1),
-        "an honest login took {worst:?}"
-    );
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
 }
