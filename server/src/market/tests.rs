@@ -28,8 +28,20 @@ fn market(lines: &[(&str, u32, u64)]) -> (Market, ManufacturerId, Vec<ListingId>
 
 fn buyer(m: &mut Market, n: u64) -> AccountId {
     let account = AccountId(n);
-    m.set_card(account, true);
+    m.set_card(account, Some((2099, 12)));
     account
+}
+
+/// A checkout that confirms the total the market quotes right now, as a client that just reviewed it.
+fn buy(
+    m: &mut Market,
+    account: AccountId,
+    id: CheckoutId,
+    lines: Option<Vec<CartItem>>,
+    now: u64,
+) -> Result<CheckoutPlan, CheckoutError> {
+    let total = m.quote(account, lines.as_deref()).total;
+    m.checkout(account, id, lines, total, now)
 }
 
 #[test]
@@ -44,7 +56,7 @@ fn same_product_lines_are_merged_before_they_are_checked() {
         2
     ];
     let Err(CheckoutError::OutOfStock { error, .. }) =
-        m.checkout(a, CheckoutId(1), Some(two_of_one), NOW)
+        buy(&mut m, a, CheckoutId(1), Some(two_of_one), NOW)
     else {
         panic!("two lines of 1 took the last unit twice");
     };
@@ -58,7 +70,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     let a = buyer(&mut m, 1);
     m.add_to_cart(a, l[0], 2).unwrap();
     m.add_to_cart(a, l[1], 1).unwrap();
-    let plan = m.checkout(a, CheckoutId(7), None, NOW).unwrap();
+    let plan = buy(&mut m, a, CheckoutId(7), None, NOW).unwrap();
     assert_eq!(plan.order.total, Cents(550));
     assert_eq!(plan.notices.len(), 1);
     assert_eq!(plan.notices[0].0, id);
@@ -68,7 +80,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     assert!(m.cart_view(a, vec![]).lines.is_empty());
     // A retry with the same id is a duplicate, not a second order.
     assert!(matches!(
-        m.checkout(a, CheckoutId(7), None, NOW),
+        buy(&mut m, a, CheckoutId(7), None, NOW),
         Err(CheckoutError::Duplicate {
             committed: false,
             ..
@@ -76,7 +88,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     ));
     m.committed(&[CheckoutId(7)]);
     assert!(matches!(
-        m.checkout(a, CheckoutId(7), None, NOW),
+        buy(&mut m, a, CheckoutId(7), None, NOW),
         Err(CheckoutError::Duplicate {
             committed: true,
             ..
@@ -85,7 +97,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     // The same id from another account is refused.
     let b = buyer(&mut m, 2);
     assert!(matches!(
-        m.checkout(b, CheckoutId(7), None, NOW),
+        buy(&mut m, b, CheckoutId(7), None, NOW),
         Err(CheckoutError::Rejected(_))
     ));
     m.check_invariants().unwrap();
@@ -97,7 +109,8 @@ fn viewing_a_cart_cuts_lines_that_can_no_longer_be_filled_and_reports_them() {
     let a = buyer(&mut m, 1);
     let b = buyer(&mut m, 2);
     m.add_to_cart(a, l[0], 4).unwrap();
-    m.checkout(
+    buy(
+        &mut m,
         b,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -147,7 +160,8 @@ fn the_month_closes_when_sold_out_and_settles_sold_and_unsold() {
     let (mut m, id, l) = market(&[("apple", 2, 100), ("pear", 1, 100)]);
     let a = buyer(&mut m, 1);
     assert_eq!(m.close_reason(NOW), None);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -158,7 +172,8 @@ fn the_month_closes_when_sold_out_and_settles_sold_and_unsold() {
     )
     .unwrap();
     assert_eq!(m.close_reason(NOW), None);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(2),
         Some(vec![CartItem {
@@ -192,9 +207,9 @@ fn the_month_closes_when_every_active_customer_checked_out_with_an_empty_cart() 
     let b = buyer(&mut m, 2);
     m.add_to_cart(a, l[0], 1).unwrap();
     m.add_to_cart(b, l[0], 1).unwrap();
-    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    buy(&mut m, a, CheckoutId(1), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW), None, "b still has a cart");
-    m.checkout(b, CheckoutId(2), None, NOW).unwrap();
+    buy(&mut m, b, CheckoutId(2), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW), Some(CloseReason::AllCustomersDone));
 }
 

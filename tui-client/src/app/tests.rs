@@ -658,10 +658,15 @@ fn checkout_until_sent(app: &mut App) -> (Tag, CheckoutId) {
     let RequestBody::Checkout {
         checkout_id,
         lines: None,
+        confirmed_total,
     } = body
     else {
         panic!("{body:?}")
     };
+    assert_eq!(
+        confirmed_total, app.cart.view.total,
+        "confirms the total it showed"
+    );
     assert_eq!(app.checkout.stage, Stage::Placing);
     (tag, checkout_id)
 }
