@@ -290,3 +290,61 @@ fn an_ack_beyond_the_last_notice_is_refused() {
     );
     assert_eq!(m.ack(id, NoticeSeq(0)), Ok(false));
 }
+
+#[test]
+fn a_checkout_for_another_total_than_the_market_quotes_takes_nothing_and_carries_the_quote() {
+    let (mut m, _, l) = market(&[("apple", 10, 125)]);
+    let a = buyer(&mut m, 1);
+    m.add_to_cart(a, l[0], 2).unwrap();
+    let Err(CheckoutError::Rejected(e)) = m.checkout(a, CheckoutId(1), None, Cents(200), NOW)
+    else {
+        panic!("bought at a total the customer never saw");
+    };
+    assert_eq!(e.code, ErrorCode::PriceChanged);
+    assert_eq!(e.repriced.map(|v| v.total), Some(Cents(250)));
+    assert_eq!(m.available(l[0]), 10);
+    assert_eq!(m.customers[&a].cart.len(), 1, "the cart is kept");
+    // The refused id is not remembered: it can carry the confirmed new total.
+    assert!(m.checkout(a, CheckoutId(1), None, Cents(250), NOW).is_ok());
+}
+
+#[test]
+fn a_card_is_good_through_its_expiry_month_and_refused_on_the_expiry_after_it() {
+    let (mut m, _, l) = market(&[("apple", 10, 100)]);
+    let a = AccountId(1);
+    // NOW is in January 1970; a card that ran to December 1969 has expired.
+    m.set_card(a, Some((1969, 12)));
+    let one = || {
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }])
+    };
+    let Err(CheckoutError::Rejected(e)) = m.checkout(a, CheckoutId(1), one(), Cents(100), NOW)
+    else {
+        panic!("an expired card paid");
+    };
+    assert_eq!(
+        (e.code, e.field),
+        (ErrorCode::CardInvalid, Some(Field::CardExpiry))
+    );
+    m.set_card(a, Some((1970, 1)));
+    assert!(m.checkout(a, CheckoutId(2), one(), Cents(100), NOW).is_ok());
+}
+
+#[test]
+fn a_cart_holds_as_many_lines_as_one_checkout_can_buy() {
+    let skus: Vec<String> = (0..=MAX_CART_LINES).map(|i| format!("sku{i}")).collect();
+    let offer: Vec<(&str, u32, u64)> = skus.iter().map(|s| (s.as_str(), 5, 10)).collect();
+    let (mut m, _, l) = market(&offer);
+    let a = buyer(&mut m, 1);
+    for listing in &l[..MAX_CART_LINES] {
+        m.add_to_cart(a, *listing, 1).unwrap();
+    }
+    let e = m.add_to_cart(a, l[MAX_CART_LINES], 1).unwrap_err();
+    assert!(e.message.contains("at most 100 lines"), "{}", e.message);
+    let e = m.set_cart_quantity(a, l[MAX_CART_LINES], 1).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    m.add_to_cart(a, l[0], 1).unwrap();
+    assert!(buy(&mut m, a, CheckoutId(1), None, NOW).is_ok());
+}
