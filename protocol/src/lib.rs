@@ -6,6 +6,7 @@
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines).
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
+//! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod limits;
+pub mod logging;
 pub mod message;
 pub mod operator_key;
 pub mod types;

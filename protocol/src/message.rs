@@ -316,13 +316,13 @@ pub enum Reply {
 /// Sign-up details. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignUp {
-    /// 1–100 characters.
+    /// 1 to [`crate::limits::MAX_NAME_CHARS`] characters.
     pub first_name: String,
-    /// 1–100 characters.
+    /// 1 to [`crate::limits::MAX_NAME_CHARS`] characters.
     pub last_name: String,
     /// Unique, compared case-insensitively.
     pub email: String,
-    /// At least 8 characters.
+    /// [`crate::limits::MIN_PASSWORD_CHARS`] to [`crate::limits::MAX_PASSWORD_CHARS`] characters.
     pub password: String,
 }
 

@@ -120,6 +120,14 @@ impl Market {
             *q = q.saturating_add(line.quantity);
         }
         check_line_quantities(&merged).map_err(CheckoutError::Rejected)?;
+        // A listing that never existed is not "sold out": say what adding it to a cart says.
+        if let Some(unknown) = merged.keys().find(|l| !self.listings.contains_key(l)) {
+            return Err(CheckoutError::Rejected(WireError::field(
+                ErrorCode::NotFound,
+                Field::Listing,
+                format!("listing {} not found", unknown.0),
+            )));
+        }
         let shortages: Vec<Shortage> = merged
             .iter()
             .filter_map(|(listing, quantity)| {
@@ -140,6 +148,12 @@ impl Market {
             let names: Vec<String> = shortages
                 .iter()
                 .map(|s| match s.available {
+                    0 if self.stock(s.listing).is_none() => {
+                        format!(
+                            "{} from {} is not on sale this month",
+                            s.product, s.manufacturer
+                        )
+                    }
                     0 => format!("{} from {} is sold out", s.product, s.manufacturer),
                     n => format!("only {} {} from {} left", n, s.product, s.manufacturer),
                 })
