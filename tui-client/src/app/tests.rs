@@ -1149,3 +1149,29 @@ fn adding_a_new_line_to_a_full_cart_says_the_limit_and_sends_nothing() {
     app.cart.view.lines[0].listing = app.catalog.current().unwrap().listing;
     one(&app.update(ch('a')), ReqKind::AddToCart);
 }
+
+#[test]
+fn a_new_months_catalog_reprices_the_cart_so_the_review_shows_what_will_be_charged() {
+    let mut app = shopping(true);
+    let mut next = catalog();
+    next.items[0].unit_price = Cents(125); // apples, 3 in the cart
+    next.version += 1;
+    app.update(Msg::Net(NetEvent::Push(Event::Catalog(next))));
+    assert_eq!(app.cart.view.total, Cents(3 * 125 + 2 * 129));
+    // To the cart (its refetch still on the way), review, confirm, pay: the new total is confirmed.
+    one(&app.update(key(KeyCode::Tab)), ReqKind::Cart);
+    assert_eq!(app.screen, Screen::Cart);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (_, body) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    assert!(
+        matches!(
+            body,
+            RequestBody::Checkout {
+                confirmed_total: Cents(633),
+                ..
+            }
+        ),
+        "{body:?}"
+    );
+}
