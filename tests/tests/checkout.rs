@@ -8,13 +8,12 @@ use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A server whose open month holds `lines` from the manufacturer "orchard" (it joined after month 1
-/// opened, so month 1 is closed as an operator to have it offer).
+/// A server whose open month holds `lines` from the manufacturer "orchard" (a manufacturer that
+/// connects mid-month offers into that month at once).
 async fn offered_server(lines: Vec<OfferLine>) -> (TestServer, TestManufacturer) {
     let server = TestServer::start().await;
     let m =
         TestManufacturer::connect(&server.addr, "orchard", script(lines), Default::default()).await;
-    close_month(&server.addr).await;
     (server, m)
 }
 
