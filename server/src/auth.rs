@@ -28,10 +28,7 @@ pub fn token_hash(token: &SessionToken) -> [u8; 32] {
     Sha256::digest(token.0.as_bytes()).into()
 }
 
-/// The fewest characters a password may have.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// The most characters a password may have, to bound hashing cost.
-pub const MAX_PASSWORD_CHARS: usize = 1024;
+pub use protocol::limits::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
 /// Passwords need 8 to 1024 characters; the message names the limit that was missed.
 pub fn validate_password(password: &str) -> Result<(), WireError> {

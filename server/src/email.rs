@@ -12,8 +12,8 @@ use protocol::*;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-/// The longest address (RFC 5321's path limit less the angle brackets).
-pub const EMAIL_MAX: usize = 254;
+/// The longest address in bytes (RFC 5321's path limit less the angle brackets).
+pub use protocol::limits::MAX_EMAIL_BYTES as EMAIL_MAX;
 
 fn invalid(message: &str) -> WireError {
     WireError::field(ErrorCode::InvalidInput, Field::Email, message)
@@ -23,7 +23,7 @@ fn invalid(message: &str) -> WireError {
 pub fn validate(email: &str) -> Result<String, WireError> {
     let email = email.trim();
     if email.len() > EMAIL_MAX {
-        return Err(invalid("an email has at most 254 characters"));
+        return Err(invalid(&format!("an email has at most {EMAIL_MAX} bytes")));
     }
     if email.chars().any(|c| {
         c.is_whitespace() || c.is_control() || c.general_category() == GeneralCategory::Format

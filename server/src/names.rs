@@ -13,8 +13,8 @@ use protocol::*;
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 use unicode_security::skeleton;
 
-/// The longest first or last name, in characters.
-pub const PERSON_NAME_MAX: usize = 100;
+/// The longest first or last name, in characters (the limit the shop shows too).
+pub use protocol::limits::MAX_NAME_CHARS as PERSON_NAME_MAX;
 
 /// Characters that change the display order of text (Unicode `Bidi_Control`).
 fn is_bidi_control(c: char) -> bool {

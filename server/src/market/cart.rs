@@ -14,16 +14,12 @@ pub struct CartOutcome {
     pub view: CartView,
 }
 
-/// The largest total an order can hold: SQLite stores integers as signed 64-bit.
-pub const MAX_ORDER_TOTAL: u64 = i64::MAX as u64;
-
-fn total_too_large() -> WireError {
-    WireError::field(
-        ErrorCode::InvalidInput,
-        Field::Quantity,
-        "that would make the cart's total larger than one order can be; buy fewer, or split the order",
-    )
-}
+// Totals are plain sums because the limits keep every cart and order far inside what an order
+// row can hold (SQLite's i64): lines × units per line × the largest unit price an offer may have
+// (2^40 cents, see `submit_offer`) stays below 2^63.
+const _: () = assert!(
+    (MAX_CART_LINES as u128) * (MAX_LINE_QUANTITY as u128) * (1u128 << 40) <= i64::MAX as u128
+);
 
 impl Market {
     /// Adds `quantity` to a line. The new total must be between 1 and what is available.
@@ -34,9 +30,11 @@ impl Market {
         quantity: u32,
     ) -> Result<CartOutcome, WireError> {
         let current = self.cart_quantity(account, listing);
-        let wanted = current.checked_add(quantity).ok_or_else(total_too_large)?;
+        let wanted = current.saturating_add(quantity);
         self.check_quantity(listing, quantity, wanted)?;
-        self.check_cart_total(account, listing, wanted)?;
+        if current == 0 {
+            self.check_room_for_a_line(account)?;
+        }
         self.set_line(account, listing, wanted);
         Ok(self.cart_outcome(
             account,
@@ -57,7 +55,9 @@ impl Market {
     ) -> Result<CartOutcome, WireError> {
         if quantity > 0 {
             self.check_quantity(listing, quantity, quantity)?;
-            self.check_cart_total(account, listing, quantity)?;
+            if self.cart_quantity(account, listing) == 0 {
+                self.check_room_for_a_line(account)?;
+            }
         }
         self.set_line(account, listing, quantity);
         Ok(self.cart_outcome(account, vec![CartItem { listing, quantity }], Vec::new()))
@@ -129,6 +129,23 @@ impl Market {
             .map_or(0, |l| l.quantity)
     }
 
+    /// A new line fits only while the cart holds fewer than [`MAX_CART_LINES`]: what one checkout
+    /// can buy, so every cart can be checked out.
+    fn check_room_for_a_line(&self, account: AccountId) -> Result<(), WireError> {
+        let lines = self.customers.get(&account).map_or(0, |c| c.cart.len());
+        if lines < MAX_CART_LINES {
+            return Ok(());
+        }
+        Err(WireError::field(
+            ErrorCode::InvalidInput,
+            Field::Listing,
+            format!(
+                "your cart is full: it holds at most {MAX_CART_LINES} lines, as many as one \
+                 checkout can buy; check out or remove a line first"
+            ),
+        ))
+    }
+
     fn check_quantity(&self, listing: ListingId, asked: u32, total: u32) -> Result<(), WireError> {
         if asked == 0 {
             return Err(WireError::field(
@@ -144,6 +161,9 @@ impl Market {
                 "this item is not on sale this month",
             ));
         };
+        if total > MAX_LINE_QUANTITY {
+            return Err(super::confirm::too_many_units());
+        }
         if total > stock.remaining {
             let (product, _) = self.names(listing);
             return Err(WireError::field(
@@ -172,42 +192,24 @@ impl Market {
         self.customer_seen(account);
     }
 
-    /// Refuses a change that would make the cart's total more than an order can hold (SQLite's
-    /// largest integer), rather than showing a saturated total the checkout would then refuse.
-    fn check_cart_total(
-        &self,
-        account: AccountId,
-        listing: ListingId,
-        quantity: u32,
-    ) -> Result<(), WireError> {
-        let others = self
-            .customers
-            .get(&account)
-            .map(|c| c.cart.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .filter(|l| l.listing != listing)
-            .map(|l| (l.listing, l.quantity));
-        let mut total = Cents(0);
-        for (id, q) in others.chain(std::iter::once((listing, quantity))) {
-            let price = self.stock(id).map_or(Cents(0), |s| s.unit_price);
-            total = price
-                .times(q)
-                .and_then(|t| total.plus(t))
-                .filter(|t| t.0 <= MAX_ORDER_TOTAL)
-                .ok_or_else(total_too_large)?;
-        }
-        Ok(())
-    }
-
     /// The cart view: every line with this month's price and availability.
     pub fn cart_view(&self, account: AccountId, adjustments: Vec<CartAdjustment>) -> CartView {
-        let mut total = Cents(0);
-        let lines = self
+        let cart = self
             .customers
             .get(&account)
             .map(|c| c.cart.as_slice())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.lines_view(cart, adjustments)
+    }
+
+    /// Any lines priced as the cart is: this month's price and availability, and their total.
+    pub(crate) fn lines_view(
+        &self,
+        items: &[CartItem],
+        adjustments: Vec<CartAdjustment>,
+    ) -> CartView {
+        let mut total = Cents(0);
+        let lines = items
             .iter()
             .map(|line| {
                 let (product, manufacturer_name) = self.names(line.listing);
