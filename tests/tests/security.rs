@@ -1,4 +1,4 @@
-//! Security promises: password hashing, session tokens, login throttling, authorization by role and
+//! Security promises: password hashing, session tokens, authorization by role and
 //! owner, card data never stored or logged, parameters-only SQL, durability settings, and TLS.
 
 use protocol::*;
