@@ -1,6 +1,7 @@
 //! The argon2 pool: a fixed set of hashing threads, at most one per core, fed by a bounded queue.
 //!
-//! - Each thread allocates its argon2 memory (19 MiB) once and reuses it for every hash. Memory is
+//! - Each thread allocates its argon2 memory (19 MiB) at its first hash and reuses it for every
+//!   later one. Memory is
 //!   therefore bounded by the thread count, and nothing is handed back to the allocator between
 //!   hashes, so the allocator cannot keep freed blocks around either (glibc raises its mmap threshold
 //!   after the first free of a big block and then keeps later ones in its heap: that is how a burst of
@@ -153,7 +154,8 @@ impl Drop for HashPool {
 
 /// One hashing thread: takes logins first, and reuses one block of argon2 memory for every job.
 fn work(inner: &Inner) {
-    let mut memory = vec![Block::default(); params().block_count()];
+    // Allocated at the first job, so an idle server does not hold it.
+    let mut memory: Vec<Block> = Vec::new();
     loop {
         let job = {
             let mut queue = inner.lock();
@@ -171,6 +173,9 @@ fn work(inner: &Inner) {
                 queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
         };
+        if memory.is_empty() {
+            memory = vec![Block::default(); params().block_count()];
+        }
         match job {
             Work::Hash(password, reply) => {
                 let _ = reply.send(hash_with(&password, &mut memory));
