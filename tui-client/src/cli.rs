@@ -123,16 +123,13 @@ async fn app_main(
             shoppers: args.shoppers,
         };
         let system = demo::start(config, shutdown.child_token()).await?;
-        let target = net::Target {
-            addr: system.addr.clone(),
-            tls: None,
-        };
+        let target = net::Target::customer(system.addr.clone());
         (target, Some(system), Some("demo".to_string()))
     } else {
         (
             net::Target {
-                addr: args.server,
                 tls,
+                ..net::Target::customer(args.server)
             },
             None,
             None,
