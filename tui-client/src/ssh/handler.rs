@@ -29,8 +29,9 @@ pub struct Connection {
     /// The SHA-256 fingerprint of the key the client proved, if any.
     fingerprint: Option<String>,
     channel: Option<SessionChannel>,
-    /// Cancelled when the connection ends, which stops the app.
-    stop: CancellationToken,
+    /// Stops the app: cancelled when the channel closes or the connection ends (a child of the
+    /// server's shutdown token, so a shutdown stops it too).
+    app_stop: CancellationToken,
 }
 
 /// The one session channel, from open to shell.
@@ -53,7 +54,7 @@ impl Connection {
             authenticated: Arc::new(AtomicBool::new(false)),
             fingerprint: None,
             channel: None,
-            stop,
+            app_stop: stop.child_token(),
         }
     }
 
@@ -89,14 +90,14 @@ impl Connection {
             size,
         };
         let handle = session.handle();
-        tokio::spawn(shell::run(shell, rx, write, handle, self.stop.clone()));
+        tokio::spawn(shell::run(shell, rx, write, handle, self.app_stop.clone()));
         Ok(())
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.app_stop.cancel();
     }
 }
 
@@ -298,15 +299,17 @@ impl russh::server::Handler for Connection {
     }
 
     async fn channel_eof(&mut self, id: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
-        if self.channel_mut(id).is_some() {
-            self.stop.cancel();
+        // The client's input ended: the app's event stream ends with it, and the app quits as if
+        // the customer had pressed q.
+        if let Some(ch) = self.channel_mut(id) {
+            ch.events = None;
         }
         Ok(())
     }
 
     async fn channel_close(&mut self, id: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
         if self.channel_mut(id).is_some() {
-            self.stop.cancel();
+            self.app_stop.cancel();
         }
         Ok(())
     }
