@@ -94,10 +94,11 @@ impl App {
             Some(Nav::Down) => self.account.menu = (self.account.menu + 1).min(n - 1),
             Some(Nav::Top | Nav::PageUp) => self.account.menu = 0,
             Some(Nav::Bottom | Nav::PageDown) => self.account.menu = n - 1,
-            Some(Nav::Enter) => match menu.get(self.account.menu) {
-                Some(action) => return self.account_choose(*action),
-                None => {}
-            },
+            Some(Nav::Enter) => {
+                if let Some(action) = menu.get(self.account.menu) {
+                    return self.account_choose(*action);
+                }
+            }
             _ => {}
         }
         Vec::new()
