@@ -98,6 +98,7 @@ where
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(protocol::logging::colour_on_stderr())
         .try_init();
     match cli.command {
         Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
