@@ -82,6 +82,7 @@ where
         // A server: its logs go to stderr.
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(protocol::logging::colour_on_stderr())
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| "info".into()),
