@@ -882,6 +882,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             self.shared.registry.detach_customer(old.account, self.id);
         }
         let pushes = self.shared.registry.attach_customer(account, self.id);
+        // Best effort: an engine that has stopped has no month to count this login in.
+        let _ = self.shared.engine.send(Command::CustomerLoggedIn(account));
         self.login = Some(Login {
             account,
             token_hash,

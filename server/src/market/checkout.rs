@@ -241,9 +241,8 @@ impl Market {
             self.customer_mut(account).cart.clear();
         }
         if let Some(month) = self.month.as_mut() {
-            if from_cart || month.active.contains_key(&account) {
-                month.active.insert(account, true);
-            }
+            month.seen.insert(account);
+            month.bought.insert(account);
         }
         self.checkouts.insert(
             checkout_id,
