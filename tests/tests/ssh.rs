@@ -70,12 +70,7 @@ impl Rig {
         };
         let maker =
             TestManufacturer::connect(&server.addr, "ssh-maker", script, Default::default()).await;
-        // The first month opened before the maker connected; the next one asks it for its offer.
-        harness::connect_operator(&server.addr)
-            .await
-            .call(RequestBody::CloseMonth)
-            .await
-            .unwrap();
+        // A manufacturer that joins an open month offers into it at once.
         let watcher = harness::customer(&server.addr).await;
         harness::wait_for_catalog(&watcher.client, 1, STEP).await;
 
