@@ -658,3 +658,76 @@ async fn a_client_that_stops_reading_leaves_server_memory_bounded_and_others_una
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_a_visitor_is_let_in_anonymously_to_log_in_by_hand() {
+    if skip() {
+        return;
+    }
+    let rig = Rig::start(40, &[]).await;
+    let key = rig.key("unused");
+    let pane = rig.open(
+        "visitor",
+        &key,
+        "-o PubkeyAuthentication=no -o PreferredAuthentications=keyboard-interactive",
+    );
+    let screen = pane.wait_for(&["Log in", "online"], STEP).await;
+    assert!(!screen.contains("Logged in with your SSH key"), "{screen}");
+    sign_up(&pane, "Anon", "Visitor").await;
+    // No key, so nothing to remember: straight to the catalog.
+    let screen = pane.wait_for(&["Anon Visitor", "Product TMX"], STEP).await;
+    assert!(!screen.contains("Remember this key?"), "{screen}");
+    pane.keys(&["q"]);
+    assert_exits_cleanly(&pane).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_address_cap_are_refused_and_others_keep_theirs() {
+    if skip() {
+        return;
+    }
+    let rig = Rig::start(40, &["--max-per-address", "1"]).await;
+    let key = rig.key("capped");
+    let first = rig.open("first", &key, "");
+    first.wait_for(&["Log in", "online"], STEP).await;
+    // The same command that opened the first shop: past the cap it is closed at once.
+    let second = rig.open("second", &key, "");
+    let screen = second.wait_for(&["EXIT=255"], STEP).await;
+    assert!(!screen.contains("Log in"), "{screen}");
+    // The first session is untouched.
+    first.keys(&["C-n"]);
+    first.wait_for(&["Create an account"], STEP).await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn serve_ssh_refuses_a_non_loopback_address_without_public() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve-ssh.log");
+    let args: Vec<String> = [
+        "--listen",
+        "0.0.0.0:0",
+        "--host-key",
+        &dir.path().join("host_key").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut child = ChildProcess::spawn_self("child_serve_ssh", &args, &log).unwrap();
+    let deadline = Instant::now() + STEP;
+    let status = loop {
+        if let Some(status) = child.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve-ssh kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("--public"), "{text}");
+    assert!(
+        !dir.path().join("host_key").exists(),
+        "nothing was created before refusing"
+    );
+}
