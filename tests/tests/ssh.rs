@@ -588,6 +588,8 @@ async fn a_client_that_stops_reading_leaves_server_memory_bounded_and_others_una
                             listing,
                             quantity: 1,
                         }]),
+                        // The rig's maker sells TMX at $2.50.
+                        confirmed_total: Cents(250),
                     })
                     .await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
