@@ -166,10 +166,14 @@ async fn accounts_stored_before_case_folding_are_rekeyed_and_their_owners_log_in
     {
         // Put the file back as the first schema left it.
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(&format!(
             "DROP TABLE login_failures; DROP TABLE login_addresses;
-             UPDATE accounts SET email_key = lower(email); PRAGMA user_version = 1;",
-        )
+             UPDATE accounts SET email_key = lower(email); PRAGMA user_version = {};",
+            version - 1
+        ))
         .unwrap();
         let old: String = conn
             .query_row("SELECT email_key FROM accounts WHERE id = 1", [], |r| {

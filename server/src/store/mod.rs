@@ -6,12 +6,14 @@
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
 //! - [`logins`]: session tokens with their cap, the login throttle's state, the email key function.
+//! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
 
 pub mod audit;
 pub mod load;
 pub mod logins;
 pub mod read;
 pub mod schema;
+pub mod ssh_keys;
 pub mod writer;
 
 /// What can go wrong in the store.

@@ -99,7 +99,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, listing_id)
     ) WITHOUT ROWID;
     "#,
-    // 2: login throttling that survives restarts, and email keys under full Unicode case folding.
+    // 2: SSH keys that log straight in (`shop serve-ssh`). Only the fingerprint is kept, never the
+    // key; a key belongs to one account at most.
+    r#"
+    CREATE TABLE ssh_keys (
+        fingerprint   TEXT PRIMARY KEY,              -- SHA256:... as `ssh-keygen -lf` prints it
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ssh_keys_by_account ON ssh_keys(account_id);
+    "#,
+    // 3: login throttling that survives restarts, and email keys under full Unicode case folding.
     // Old keys were `lower()`-ed, which folds only ASCII: `ÖZIL@x` was keyed `Özil@x` and could not be
     // found. Every key is recomputed; should two accounts now fold to one key, the older keeps it and
     // the newer gets a key no login can type (`#` cannot stand in a domain), for the operator to sort out.
