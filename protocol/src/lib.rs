@@ -6,6 +6,7 @@
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
+//! - [`status`]: the operator's snapshot of the system and the deltas that keep it live.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
 //!
@@ -27,12 +28,14 @@ pub mod codec;
 pub mod error;
 pub mod message;
 pub mod operator_key;
+pub mod status;
 pub mod types;
 
 pub use client::{Client, ClientError, Events};
 pub use codec::{ClientCodec, CodecError, ServerCodec};
 pub use error::{ErrorCode, Field, Shortage, WireError};
 pub use message::*;
+pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.

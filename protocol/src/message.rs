@@ -1,6 +1,7 @@
 //! Every message of the protocol: the handshake, requests and replies, and server pushes.
 
 use crate::error::WireError;
+use crate::status::{StatusDelta, SystemStatus};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 
@@ -187,8 +188,15 @@ pub enum RequestBody {
     // ---- Operators ----
     /// Close the open month now. Answered with [`Reply::Done`].
     CloseMonth,
-    /// A summary of the system. Answered with [`Reply::Status`].
+    /// A summary of the system. Answered with [`Reply::Status`]. Also subscribes this connection to
+    /// [`Event::Operator`] pushes.
     Status,
+    /// Months that open from now on last `secs` seconds (within [`crate::MONTH_SECS_RANGE`]); the
+    /// open month keeps its end. Answered with [`Reply::Done`].
+    SetMonthLength {
+        /// The new length in seconds.
+        secs: u64,
+    },
 }
 
 const REDACTED: &str = "<redacted>";
@@ -253,6 +261,10 @@ impl std::fmt::Debug for RequestBody {
                 .finish(),
             CloseMonth => f.write_str("CloseMonth"),
             Status => f.write_str("Status"),
+            SetMonthLength { secs } => f
+                .debug_struct("SetMonthLength")
+                .field("secs", secs)
+                .finish(),
         }
     }
 }
@@ -698,38 +710,6 @@ pub struct SettlementLine {
     pub unsold: u32,
 }
 
-/// One manufacturer in a [`SystemStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManufacturerStatus {
-    /// Its id.
-    pub id: ManufacturerId,
-    /// Its name.
-    pub name: String,
-    /// Whether it is connected now.
-    pub connected: bool,
-    /// The last notice written to its outbox.
-    pub last_seq: NoticeSeq,
-    /// The last notice it acked.
-    pub acked_seq: NoticeSeq,
-    /// Whether it has offered in the open month.
-    pub offered_this_month: bool,
-}
-
-/// A summary of the system, for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SystemStatus {
-    /// The current month.
-    pub month: Option<MonthView>,
-    /// Every manufacturer ever seen.
-    pub manufacturers: Vec<ManufacturerStatus>,
-    /// Orders ever placed.
-    pub orders: u64,
-    /// Units ever sold.
-    pub sold_units: u64,
-    /// Units still for sale this month.
-    pub remaining_units: u64,
-}
-
 /// A push from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -762,4 +742,7 @@ pub enum Event {
     },
     /// To manufacturers: a durable notice. Apply it once, then ack with [`RequestBody::AckNotices`].
     Notice(Notice),
+    /// To operators that asked [`RequestBody::Status`]: what changed since the last push, at most one
+    /// every [`crate::STATUS_PUSH_INTERVAL_MS`].
+    Operator(StatusDelta),
 }

@@ -69,8 +69,10 @@ pub enum Command {
     ),
     /// An operator closes the month.
     CloseMonth(ReplyTx),
-    /// An operator asks for the market's status.
+    /// An operator asks for the system's status.
     Status(oneshot::Sender<SystemStatus>),
+    /// An operator sets the length of the months that open from now on, in seconds.
+    SetMonthLength(u64, ReplyTx),
 }
 
 /// The sending side, cloned into every session.
@@ -112,6 +114,8 @@ pub struct Engine {
     waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
     published_version: u64,
     published_epoch: u64,
+    /// What only operators need remembered.
+    ops: crate::operator::Tracker,
 }
 
 impl Engine {
@@ -136,7 +140,14 @@ impl Engine {
             waiting: HashMap::new(),
             published_version: u64::MAX,
             published_epoch: u64::MAX,
+            ops: Default::default(),
         }
+    }
+
+    /// Starts the operator's history and totals from what the store remembers.
+    pub fn with_past(mut self, past: crate::store::history::Past) -> Self {
+        self.ops = crate::operator::Tracker::new(past);
+        self
     }
 
     /// Runs until `shutdown` is cancelled or every handle is dropped.
@@ -171,6 +182,7 @@ impl Engine {
             }
             self.check_month();
             self.publish();
+            self.publish_status();
             debug_assert_eq!(self.market.check_invariants(), Ok(()));
         }
     }
@@ -193,6 +205,7 @@ impl Engine {
                 // sender tells the old session to close.
                 self.manufacturers.insert(id, events);
                 self.market.set_connected(id, true);
+                self.ops.link_changed(id, now_ms());
                 self.market.reset_offer_request(id);
                 let acked = self
                     .market
@@ -231,12 +244,14 @@ impl Engine {
                 if current {
                     self.manufacturers.remove(&id);
                     self.market.set_connected(id, false);
+                    self.ops.link_changed(id, now_ms());
                     tracing::info!(id = id.0, "manufacturer disconnected");
                 }
             }
             Command::SubmitOffer(id, month, lines, reply) => {
                 match self.market.submit_offer(id, month, &lines) {
                     Ok(plan) => {
+                        self.ops.offered(id, month);
                         let answer = Reply::OfferAccepted {
                             month,
                             listings: plan.reply.clone(),
@@ -313,6 +328,7 @@ impl Engine {
             Command::Checkout(account, checkout_id, lines, reply) => {
                 match self.market.checkout(account, checkout_id, lines, now_ms()) {
                     Ok(plan) => {
+                        self.ops.sale(now_ms(), plan.order.units());
                         let answer = Reply::Order(plan.order.clone());
                         self.submit(Op::Checkout(Box::new(plan)), Done::Reply(reply, Ok(answer)));
                     }
@@ -356,8 +372,10 @@ impl Engine {
                 }
             }
             Command::Status(reply) => {
-                let _ = reply.send(self.market.status(0, 0));
+                self.ops.observe(&self.market, now_ms());
+                let _ = reply.send(self.status(now_ms()));
             }
+            Command::SetMonthLength(secs, reply) => self.set_month_length(secs, reply),
         }
     }
 
@@ -407,6 +425,7 @@ impl Engine {
             .map(|m| m.expected.iter().copied().collect())
             .unwrap_or_default();
         tracing::info!(month = view.id.0, "month opened");
+        self.ops.month_opened();
         self.submit(Op::OpenMonth(view.clone(), expected), Done::Nothing);
         self.registry.broadcast(Event::MonthOpened(view));
         self.request_offers();
@@ -417,7 +436,18 @@ impl Engine {
             return;
         };
         let at = now_ms();
+        let sales = self.market.status().month_sales;
         let settlements = self.market.close_month(reason, at);
+        if let Some(opened_at_ms) = self.market.month_view().map(|m| m.opened_at_ms) {
+            self.ops.month_closed(MonthRecord {
+                id: month,
+                opened_at_ms,
+                closed_at_ms: at,
+                reason,
+                units: sales.units,
+                revenue: sales.revenue,
+            });
+        }
         tracing::info!(
             month = month.0,
             ?reason,
@@ -446,6 +476,39 @@ impl Engine {
             self.close_month(reason);
             self.open_month();
         }
+    }
+
+    fn status(&self, now: u64) -> SystemStatus {
+        crate::operator::snapshot(&self.market, &self.ops, &self.registry, self.month_ms, now)
+    }
+
+    /// While an operator watches, publishes a fresh status every [`crate::operator::PUBLISH_EVERY_MS`].
+    fn publish_status(&mut self) {
+        let now = now_ms();
+        self.ops.observe(&self.market, now);
+        if self.registry.status_watched()
+            && now.saturating_sub(self.ops.published_at_ms) >= crate::operator::PUBLISH_EVERY_MS
+        {
+            self.registry.publish_status(self.status(now));
+            self.ops.published_at_ms = now;
+        }
+    }
+
+    fn set_month_length(&mut self, secs: u64, reply: ReplyTx) {
+        if !MONTH_SECS_RANGE.contains(&secs) {
+            let _ = reply.send(Err(WireError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a month lasts {} to {} seconds",
+                    MONTH_SECS_RANGE.start(),
+                    MONTH_SECS_RANGE.end()
+                ),
+            )));
+            return;
+        }
+        self.month_ms = secs * 1000;
+        tracing::info!(secs, "month length set for the next months");
+        let _ = reply.send(Ok(Reply::Done));
     }
 
     fn publish(&mut self) {

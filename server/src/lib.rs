@@ -5,6 +5,7 @@
 //! - [`session`]: one connection: handshake, timeouts, role checks, requests and pushes.
 //! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
+//! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod engine;
 pub mod listener;
 pub mod market;
+pub mod operator;
 pub mod push;
 pub mod session;
 pub mod store;
@@ -100,6 +102,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
+    let past = store::history::load(&conn, protocol::HISTORY_MONTHS)?;
     let market = market::Market::restore(snapshot);
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -123,7 +126,8 @@ pub async fn run(
         board,
         registry.clone(),
         Duration::from_secs(config.month_secs.max(1)),
-    );
+    )
+    .with_past(past);
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
     tracing::info!(

@@ -4,9 +4,11 @@
 //! - [`writer`]: the one thread that owns the write connection and commits in groups.
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
+//! - [`history`]: the past months and totals the operator's status starts from.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
 
 pub mod audit;
+pub mod history;
 pub mod load;
 pub mod read;
 pub mod schema;
