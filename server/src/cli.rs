@@ -1,7 +1,12 @@
-//! The `distributor` command line: serve customers and manufacturers, or audit a database.
+//! The `distributor` command line: serve customers and manufacturers, audit a database, or act as
+//! the operator of a running distributor (`status`, `close-month`; one module each).
 //!
 //! It lives in the library so that tests can run the very same entry point in a child process
 //! (see [`main_from`]) and kill it with `kill -9`.
+
+mod close_month;
+mod operator;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -33,6 +38,21 @@ enum Cmd {
         /// every listed checkout must exist with exactly those units.
         #[arg(long)]
         acked: Option<PathBuf>,
+    },
+    /// Print a running distributor's status as one JSON line: the month, the manufacturers (with
+    /// their pending notices), customers, sales and the last months.
+    Status {
+        #[command(flatten)]
+        operator: operator::OperatorArgs,
+    },
+    /// Close the open month of a running distributor now; the next month opens at once. Asks first
+    /// on a terminal.
+    CloseMonth {
+        #[command(flatten)]
+        operator: operator::OperatorArgs,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -101,6 +121,8 @@ where
         .try_init();
     match cli.command {
         Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
+        Some(Cmd::Status { operator }) => status::run(&operator),
+        Some(Cmd::CloseMonth { operator, yes }) => close_month::run(&operator, yes),
         None => serve(cli.serve),
     }
 }
