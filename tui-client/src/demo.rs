@@ -49,6 +49,8 @@ pub enum DemoError {
 pub struct DemoSystem {
     /// Where the distributor listens.
     pub addr: String,
+    /// The operator key from the distributor's key file, if it wrote one.
+    pub operator_key: Option<String>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
     /// Kept so the temp dir lives as long as the system.
@@ -89,7 +91,8 @@ pub async fn start(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let mut server_config = server::Config::new(dir.join("distributor.db"));
+    let db = dir.join("distributor.db");
+    let mut server_config = server::Config::new(&db);
     server_config.month_secs = config.month_secs;
     let server_stop = stop.clone();
     tasks.spawn(async move {
@@ -99,6 +102,8 @@ pub async fn start(
         }
     });
     wait_until_up(&addr).await?;
+    let key_file = protocol::operator_key::path_for_db(&db);
+    let operator_key = protocol::operator_key::resolve(None, &key_file)?;
 
     for name in MAKERS {
         let catalog = manufacturer_sim::preset(name).ok_or(DemoError::Preset(name))?;
@@ -126,6 +131,7 @@ pub async fn start(
     }
     Ok(DemoSystem {
         addr,
+        operator_key,
         stop,
         tasks,
         _tmp: tmp,

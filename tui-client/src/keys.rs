@@ -76,6 +76,7 @@ pub enum Context {
     AccountForm,
     Dialog,
     Help,
+    Operator,
 }
 
 /// `(key, what it does)` pairs for the footer.
@@ -152,6 +153,14 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
         ],
         Context::Dialog => &[("Enter", "confirm"), ("Esc", "cancel")],
         Context::Help => &[("Esc", "close help")],
+        Context::Operator => &[
+            ("c", "close month"),
+            ("l", "month length"),
+            ("r", "refresh"),
+            ("Tab", "next"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
     }
 }
 
@@ -161,7 +170,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         "Everywhere",
         &[
             ("Tab S-Tab", "next / previous screen"),
-            ("1 2 3 4", "jump to a screen"),
+            ("1 2 3 4 5", "jump to a screen"),
             ("?", "this help"),
             ("q", "quit (not while typing)"),
             ("Ctrl-C", "quit, always"),
@@ -185,6 +194,15 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("/", "search; Esc clears"),
             ("m c", "filter maker, category"),
             ("s x", "sort, clear filters"),
+        ],
+    ),
+    (
+        "Operator",
+        &[
+            ("c", "close the month now"),
+            ("l", "set the month length"),
+            ("r", "fetch a fresh status"),
+            ("Enter / Esc", "confirm / cancel"),
         ],
     ),
     (

@@ -74,15 +74,25 @@ pub fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Starts the connection task. It stops when `shutdown` is cancelled or the command sender is
-/// dropped.
+/// Starts the customer's connection task. It stops when `shutdown` is cancelled or the command
+/// sender is dropped.
 pub fn spawn(
     target: Target,
     events: mpsc::UnboundedSender<NetEvent>,
     shutdown: CancellationToken,
 ) -> (mpsc::UnboundedSender<NetCmd>, tokio::task::JoinHandle<()>) {
+    spawn_as(target, hello(), events, shutdown)
+}
+
+/// Starts a connection task that shakes hands with `hello` (for example as the operator).
+pub fn spawn_as(
+    target: Target,
+    hello: Hello,
+    events: mpsc::UnboundedSender<NetEvent>,
+    shutdown: CancellationToken,
+) -> (mpsc::UnboundedSender<NetCmd>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let handle = tokio::spawn(run(target, rx, events, shutdown));
+    let handle = tokio::spawn(run(target, hello, rx, events, shutdown));
     (tx, handle)
 }
 
@@ -93,6 +103,16 @@ fn hello() -> Hello {
         client: format!("shop/{}", env!("CARGO_PKG_VERSION")),
         name: None,
         key: None,
+    }
+}
+
+/// The handshake of the operator's console, with the operator key if there is one.
+pub fn operator_hello(key: Option<String>) -> Hello {
+    Hello {
+        role: Role::Operator,
+        client: format!("shop-operator/{}", env!("CARGO_PKG_VERSION")),
+        key,
+        ..hello()
     }
 }
 
@@ -108,9 +128,9 @@ fn client_error(e: ClientError) -> String {
     }
 }
 
-async fn connect(target: &Target) -> Result<(Client, Events), String> {
+async fn connect(target: &Target, hello: &Hello) -> Result<(Client, Events), String> {
     let Some(tls) = &target.tls else {
-        return Client::connect(&target.addr, hello())
+        return Client::connect(&target.addr, hello.clone())
             .await
             .map_err(client_error);
     };
@@ -129,7 +149,7 @@ async fn connect(target: &Target) -> Result<(Client, Events), String> {
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    Client::handshake(stream, hello())
+    Client::handshake(stream, hello.clone())
         .await
         .map_err(client_error)
 }
@@ -158,6 +178,7 @@ enum Ended {
 
 async fn run(
     target: Target,
+    hello: Hello,
     mut cmds: mpsc::UnboundedReceiver<NetCmd>,
     events: mpsc::UnboundedSender<NetEvent>,
     shutdown: CancellationToken,
@@ -169,7 +190,7 @@ async fn run(
         let _ = events.send(NetEvent::Connecting { attempt });
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target, &hello)) => r,
         };
         let reason = match connected {
             Ok(Ok((client, pushes))) => {

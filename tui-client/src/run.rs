@@ -23,18 +23,49 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The operator console's connection: `shop --operator`, or the demo's fifth tab.
+pub struct OperatorLink {
+    /// Where the distributor is.
+    pub target: Target,
+    /// The operator key, if the distributor has one.
+    pub key: Option<String>,
+    /// The console is the whole app: no customer connection, no login.
+    pub only: bool,
+}
+
 /// Runs the app in the terminal until the customer quits or `shutdown` is cancelled.
 pub async fn run(
     target: Target,
     label: Option<String>,
     mouse: bool,
+    operator: Option<OperatorLink>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut app = App::new(Theme::from_env(), now_ms());
     app.label = label;
+    if let Some(link) = &operator {
+        app = app.with_operator(link.only);
+    }
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let net_stop = shutdown.child_token();
-    let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
+    let only = operator.as_ref().is_some_and(|o| o.only);
+    let (ops_tx, mut ops_rx) = mpsc::unbounded_channel();
+    let ops = operator.map(|link| {
+        let hello = net::operator_hello(link.key);
+        net::spawn_as(link.target, hello, ops_tx, net_stop.clone())
+    });
+    let (net, net_task) = if only {
+        // The console alone: a customer channel that goes nowhere.
+        (mpsc::unbounded_channel().0, None)
+    } else {
+        let (net, task) = net::spawn(target, events_tx, net_stop.clone());
+        (net, Some(task))
+    };
+    let links = Links {
+        net,
+        customer: !only,
+        ops: ops.as_ref().map(|(tx, _)| tx.clone()),
+    };
 
     // Runs after ratatui's own hook (installed below), which restores the terminal first. A panic
     // anywhere (also in a background task: the connection, or the demo's servers) ends the app, so
@@ -53,21 +84,40 @@ pub async fn run(
     if mouse {
         crossterm::execute!(std::io::stdout(), EnableMouseCapture)?;
     }
-    let result = event_loop(&mut terminal, &mut app, &mut events_rx, &net, &shutdown).await;
+    let result = event_loop(
+        &mut terminal,
+        &mut app,
+        &mut events_rx,
+        &mut ops_rx,
+        &links,
+        &shutdown,
+    )
+    .await;
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     }
     ratatui::restore();
     net_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), net_task).await;
+    for task in net_task.into_iter().chain(ops.map(|(_, task)| task)) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     result
+}
+
+/// Where commands go: the customer's connection and the operator's.
+struct Links {
+    net: mpsc::UnboundedSender<NetCmd>,
+    /// Whether the customer connection runs (not in `shop --operator`).
+    customer: bool,
+    ops: Option<mpsc::UnboundedSender<NetCmd>>,
 }
 
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     net_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
-    net: &mpsc::UnboundedSender<NetCmd>,
+    ops_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
+    links: &Links,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut keys = EventStream::new();
@@ -93,9 +143,13 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
-            event = net_events.recv() => match event {
+            event = net_events.recv(), if links.customer => match event {
                 Some(event) => Msg::Net(event),
                 None => return Err(std::io::Error::other("the connection task stopped")),
+            },
+            event = ops_events.recv(), if links.ops.is_some() => match event {
+                Some(event) => Msg::Operator(event),
+                None => return Err(std::io::Error::other("the operator connection task stopped")),
             },
             _ = tick.tick() => Msg::Tick { now_ms: now_ms() },
         };
@@ -104,10 +158,15 @@ async fn event_loop(
         for cmd in app.update(msg) {
             match cmd {
                 Cmd::Send { tag, body } => {
-                    let _ = net.send(NetCmd::Send { tag, body });
+                    let _ = links.net.send(NetCmd::Send { tag, body });
+                }
+                Cmd::SendOperator { tag, body } => {
+                    if let Some(ops) = &links.ops {
+                        let _ = ops.send(NetCmd::Send { tag, body });
+                    }
                 }
                 Cmd::Session(token) => {
-                    let _ = net.send(NetCmd::Session(token));
+                    let _ = links.net.send(NetCmd::Session(token));
                 }
                 Cmd::Quit => return Ok(()),
             }

@@ -13,6 +13,7 @@ pub mod cart;
 pub mod catalog;
 pub mod checkout;
 pub mod login;
+pub mod operator;
 pub mod orders;
 
 use crate::keys;
@@ -33,6 +34,7 @@ pub use cart::CartState;
 pub use catalog::{CatalogState, Sort};
 pub use checkout::{CheckoutState, Stage};
 pub use login::{LoginMode, LoginState};
+pub use operator::{NearestRule, OpReq, OperatorState, OpsDialog};
 pub use orders::OrdersState;
 
 /// How long a changed number stays highlighted.
@@ -49,9 +51,11 @@ pub enum Screen {
     Checkout,
     Orders,
     Account,
+    /// The operator's console (`shop --operator`, or the fifth tab of `shop --demo`).
+    Operator,
 }
 
-/// The screens reachable with Tab, in order.
+/// The customer's screens reachable with Tab, in order.
 pub const TABS: [Screen; 4] = [
     Screen::Catalog,
     Screen::Cart,
@@ -63,11 +67,28 @@ pub const TAB_NAMES: [&str; 4] = ["Catalog", "Cart", "Orders", "Account"];
 /// The row of the tab bar.
 pub const TAB_ROW: u16 = 1;
 
-/// The tab drawn at column `x` of the tab bar: " 1 Catalog  2 Cart  ..." (the view draws exactly
-/// this layout).
+/// The name of the operator's tab.
+pub const OPERATOR_TAB_NAME: &str = "Operator";
+
+/// A tab's name on the tab bar.
+pub fn tab_name(screen: Screen) -> &'static str {
+    match TABS.iter().position(|s| *s == screen) {
+        Some(i) => TAB_NAMES[i],
+        None => OPERATOR_TAB_NAME,
+    }
+}
+
+/// The customer's tab drawn at column `x` of the tab bar.
 pub fn tab_at(x: u16) -> Option<Screen> {
+    tab_at_in(&TABS, x)
+}
+
+/// The tab of `tabs` drawn at column `x` of the tab bar: " 1 Catalog  2 Cart  ..." (the view draws
+/// exactly this layout).
+pub fn tab_at_in(tabs: &[Screen], x: u16) -> Option<Screen> {
     let mut start = 1u16;
-    for (screen, name) in TABS.iter().zip(TAB_NAMES) {
+    for screen in tabs {
+        let name = tab_name(*screen);
         let end = start + 2 + name.len() as u16;
         if (start..end).contains(&x) {
             return Some(*screen);
@@ -88,6 +109,8 @@ pub enum Msg {
     Tick { now_ms: u64 },
     /// The connection task reported something.
     Net(NetEvent),
+    /// The operator connection's task reported something.
+    Operator(NetEvent),
 }
 
 /// What the connection task reports.
@@ -138,6 +161,8 @@ pub enum ReqKind {
     AddToCart,
     Checkout,
     Orders,
+    /// A request on the operator connection.
+    Operator(OpReq),
 }
 
 impl ReqKind {
@@ -171,6 +196,8 @@ pub struct Tag {
 pub enum Cmd {
     /// Send a request.
     Send { tag: Tag, body: RequestBody },
+    /// Send a request on the operator connection.
+    SendOperator { tag: Tag, body: RequestBody },
     /// Remember (or forget) the session token for resuming after a reconnect.
     Session(Option<SessionToken>),
     /// Stop everything and restore the terminal.
@@ -207,6 +234,8 @@ pub enum Overlay {
     Help,
     /// Delete the account: asks for the password.
     ConfirmDelete(Form),
+    /// One of the operator console's confirmations.
+    Operator(OpsDialog),
 }
 
 /// A logged-in customer.
@@ -245,6 +274,10 @@ pub struct App {
     pub checkout: CheckoutState,
     pub orders: OrdersState,
     pub account: AccountState,
+    /// The operator's console, when this app has one.
+    pub operator: Option<OperatorState>,
+    /// `shop --operator`: the console is the whole app, there is no customer connection.
+    pub console_only: bool,
     pub quit: bool,
 }
 
@@ -272,8 +305,38 @@ impl App {
             checkout: CheckoutState::default(),
             orders: OrdersState::default(),
             account: AccountState::default(),
+            operator: None,
+            console_only: false,
             quit: false,
         }
+    }
+
+    /// Adds the operator's console: as the only screen (`shop --operator`) or as a fifth tab.
+    pub fn with_operator(mut self, console_only: bool) -> Self {
+        self.operator = Some(OperatorState::default());
+        self.console_only = console_only;
+        if console_only {
+            self.screen = Screen::Operator;
+            self.label.get_or_insert_with(|| "operator".into());
+        }
+        self
+    }
+
+    /// The screens on the tab bar, in order.
+    pub fn tabs(&self) -> Vec<Screen> {
+        if self.console_only {
+            return vec![Screen::Operator];
+        }
+        let mut tabs = TABS.to_vec();
+        if self.operator.is_some() {
+            tabs.push(Screen::Operator);
+        }
+        tabs
+    }
+
+    /// Whether the tabs can be used: after logging in, or always in the console.
+    pub fn tabs_open(&self) -> bool {
+        self.console_only || (self.logged_in() && self.screen != Screen::Login)
     }
 
     /// Applies one message. The only function that changes the model.
@@ -288,6 +351,7 @@ impl App {
             Msg::Key(_) => Vec::new(),
             Msg::Mouse(mouse) => self.on_mouse(mouse),
             Msg::Net(event) => self.on_net(event),
+            Msg::Operator(event) => self.on_operator_net(event),
         }
     }
 
@@ -302,7 +366,10 @@ impl App {
 
     /// Whether the keyboard goes to a text field (then `q`, `?` and digits are typed, not commands).
     pub fn typing(&self) -> bool {
-        if matches!(self.overlay, Some(Overlay::ConfirmDelete(_))) {
+        if matches!(
+            self.overlay,
+            Some(Overlay::ConfirmDelete(_)) | Some(Overlay::Operator(OpsDialog::MonthLength(_)))
+        ) {
             return true;
         }
         match self.screen {
@@ -319,7 +386,7 @@ impl App {
         use keys::Context as C;
         match &self.overlay {
             Some(Overlay::Help) => return C::Help,
-            Some(Overlay::ConfirmDelete(_)) => return C::Dialog,
+            Some(Overlay::ConfirmDelete(_)) | Some(Overlay::Operator(_)) => return C::Dialog,
             None => {}
         }
         match self.screen {
@@ -339,6 +406,7 @@ impl App {
             Screen::Orders => C::Orders,
             Screen::Account if self.account.form.is_some() => C::AccountForm,
             Screen::Account => C::AccountMenu,
+            Screen::Operator => C::Operator,
         }
     }
 
@@ -473,9 +541,9 @@ impl App {
             MouseEventKind::ScrollDown if self.overlay.is_none() => self.on_key(key(KeyCode::Down)),
             MouseEventKind::ScrollUp if self.overlay.is_none() => self.on_key(key(KeyCode::Up)),
             MouseEventKind::Down(MouseButton::Left)
-                if mouse.row == TAB_ROW && self.logged_in() && self.overlay.is_none() =>
+                if mouse.row == TAB_ROW && self.tabs_open() && self.overlay.is_none() =>
             {
-                match tab_at(mouse.column) {
+                match tab_at_in(&self.tabs(), mouse.column) {
                     Some(target) if target != self.screen => self.go(target),
                     _ => Vec::new(),
                 }
@@ -503,7 +571,7 @@ impl App {
                 self.overlay = Some(Overlay::Help);
                 return Vec::new();
             }
-            if self.logged_in() && self.screen != Screen::Login {
+            if self.tabs_open() {
                 if let Some(target) = self.tab_target(&key) {
                     if target != self.screen {
                         return self.go(target);
@@ -519,6 +587,7 @@ impl App {
             Screen::Checkout => self.checkout_key(key),
             Screen::Orders => self.orders_key(key),
             Screen::Account => self.account_key(key),
+            Screen::Operator => self.operator_key(key),
         }
     }
 
@@ -528,12 +597,13 @@ impl App {
             Screen::Checkout => Screen::Cart,
             s => s,
         };
-        let i = TABS.iter().position(|s| *s == current).unwrap_or(0);
+        let tabs = self.tabs();
+        let i = tabs.iter().position(|s| *s == current).unwrap_or(0);
         match key.code {
-            KeyCode::Tab => Some(TABS[(i + 1) % TABS.len()]),
-            KeyCode::BackTab => Some(TABS[(i + TABS.len() - 1) % TABS.len()]),
-            KeyCode::Char(c @ '1'..='4') if key.modifiers.is_empty() => {
-                Some(TABS[(c as u8 - b'1') as usize])
+            KeyCode::Tab => Some(tabs[(i + 1) % tabs.len()]),
+            KeyCode::BackTab => Some(tabs[(i + tabs.len() - 1) % tabs.len()]),
+            KeyCode::Char(c @ '1'..='9') if key.modifiers.is_empty() => {
+                tabs.get((c as u8 - b'1') as usize).copied()
             }
             _ => None,
         }
@@ -552,6 +622,7 @@ impl App {
                 Vec::new()
             }
             Overlay::ConfirmDelete(form) => self.delete_dialog_key(form, key),
+            Overlay::Operator(dialog) => self.operator_dialog_key(dialog, key),
         }
     }
 
@@ -644,6 +715,8 @@ impl App {
             | ReqKind::SetCard
             | ReqKind::RemoveCard
             | ReqKind::DeleteAccount => self.account_reply(tag.kind, result),
+            // Operator replies come back on the operator connection (`Msg::Operator`).
+            ReqKind::Operator(_) => Vec::new(),
         }
     }
 
@@ -709,7 +782,7 @@ impl App {
                 );
                 Vec::new()
             }
-            Event::OfferRequested { .. } | Event::Notice(_) => Vec::new(),
+            Event::OfferRequested { .. } | Event::Notice(_) | Event::Operator(_) => Vec::new(),
         }
     }
 }
