@@ -170,7 +170,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         "Everywhere",
         &[
             ("Tab S-Tab", "next / previous screen"),
-            ("1 2 3 4 5", "jump to a screen"),
+            ("1 2 3 4", "jump to a screen"),
             ("?", "this help"),
             ("q", "quit (not while typing)"),
             ("Ctrl-C", "quit, always"),
@@ -197,15 +197,6 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
-        "Operator",
-        &[
-            ("c", "close the month now"),
-            ("l", "set the month length"),
-            ("r", "fetch a fresh status"),
-            ("Enter / Esc", "confirm / cancel"),
-        ],
-    ),
-    (
         "Forms",
         &[
             ("Tab Enter", "next field / save"),
@@ -214,3 +205,14 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
 ];
+
+/// The help overlay's section for the operator's console, shown when the app has one.
+pub const OPERATOR_HELP: (&str, &[(&str, &str)]) = (
+    "Operator (tab 5 in the demo)",
+    &[
+        ("c", "close the month now"),
+        ("l", "set the month length"),
+        ("r", "fetch a fresh status"),
+        ("Enter Esc", "confirm / cancel"),
+    ],
+);
