@@ -215,7 +215,8 @@ impl SystemStatus {
             .filter(|s| !self.sales_seconds.contains(s))
             .copied()
             .collect();
-        let top_products = (self.top_products != newer.top_products).then(|| newer.top_products.clone());
+        let top_products =
+            (self.top_products != newer.top_products).then(|| newer.top_products.clone());
         let history = (self.history != newer.history).then(|| newer.history.clone());
         let counters_same = self.month == newer.month
             && self.orders == newer.orders

@@ -123,10 +123,14 @@ pub async fn connect_customer(addr: &str) -> (Client, Events) {
 
 /// Connects an operator.
 pub async fn connect_operator(addr: &str) -> Client {
+    connect_operator_events(addr).await.0
+}
+
+/// Connects an operator and keeps its pushed events (the live status after a `Status` request).
+pub async fn connect_operator_events(addr: &str) -> (Client, Events) {
     Client::connect(addr, hello(Role::Operator, None))
         .await
         .expect("connect operator")
-        .0
 }
 
 /// Signs up a new customer and attaches the test card.

@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(m["name"], "dairy");
         assert_eq!(m["connected"], false);
         assert_eq!(m["notices_pending"], 3);
-        assert_eq!(m["oldest_pending_ms"], 3_000, "an age, measured on the server's clock");
+        assert_eq!(
+            m["oldest_pending_ms"], 3_000,
+            "an age, measured on the server's clock"
+        );
         assert_eq!(json["customers_connected"], 2);
         assert_eq!(json["checkouts_total"], 12);
     }

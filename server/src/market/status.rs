@@ -112,7 +112,11 @@ mod tests {
             unit_price: Cents(cents),
         };
         let plan = m
-            .submit_offer(id, month.id, &[line("apple", 10, 150), line("pear", 5, 200)])
+            .submit_offer(
+                id,
+                month.id,
+                &[line("apple", 10, 150), line("pear", 5, 200)],
+            )
             .expect("offer");
         let (apple, pear) = (plan.reply[0].1, plan.reply[1].1);
         for (n, listing, quantity) in [(1, apple, 3), (2, pear, 5)] {

@@ -180,8 +180,16 @@ mod tests {
         assert_eq!(
             status.sales_seconds,
             vec![
-                SalesSecond { at_s: 10, checkouts: 2, units: 5 },
-                SalesSecond { at_s: 11, checkouts: 1, units: 1 },
+                SalesSecond {
+                    at_s: 10,
+                    checkouts: 2,
+                    units: 5
+                },
+                SalesSecond {
+                    at_s: 11,
+                    checkouts: 1,
+                    units: 1
+                },
             ]
         );
         tracker.fill(&mut status, (11 + SALES_WINDOW_SECS) * 1000);

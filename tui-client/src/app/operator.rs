@@ -99,7 +99,10 @@ impl OperatorState {
         let now = self.server_now(local_ms);
         let len = month.ends_at_ms.saturating_sub(month.opened_at_ms).max(1);
         let done = now.saturating_sub(month.opened_at_ms).min(len);
-        Some((done as f64 / len as f64, month.ends_at_ms.saturating_sub(now)))
+        Some((
+            done as f64 / len as f64,
+            month.ends_at_ms.saturating_sub(now),
+        ))
     }
 
     /// The share of this month's offered stock still for sale, 0 to 1.
@@ -173,6 +176,20 @@ impl OperatorState {
 }
 
 impl App {
+    /// `shop --operator` showing `status`, as if it had just arrived: for rendering a console
+    /// outside the terminal (tests, the README's capture).
+    pub fn console_showing(status: SystemStatus, theme: crate::theme::Theme) -> App {
+        let now = status.now_ms;
+        let mut app = App::new(theme, now).with_operator(true);
+        app.conn = ConnState::Online;
+        app.month = status.month.clone();
+        if let Some(ops) = app.operator.as_mut() {
+            ops.conn = ConnState::Online;
+            ops.set_status(status, now);
+        }
+        app
+    }
+
     /// Builds a request for the operator connection.
     fn operator_request(&mut self, req: OpReq, body: RequestBody) -> Cmd {
         let Cmd::Send { tag, body } = self.request(ReqKind::Operator(req), body) else {
@@ -333,10 +350,8 @@ impl App {
                 }
             },
             OpsDialog::ConfirmLength(secs) => match key.code {
-                KeyCode::Enter | KeyCode::Char('y') => vec![self.operator_request(
-                    OpReq::SetMonthLength,
-                    RequestBody::SetMonthLength { secs },
-                )],
+                KeyCode::Enter | KeyCode::Char('y') => vec![self
+                    .operator_request(OpReq::SetMonthLength, RequestBody::SetMonthLength { secs })],
                 KeyCode::Esc | KeyCode::Char('n') => Vec::new(),
                 _ => {
                     self.overlay = Some(Overlay::Operator(OpsDialog::ConfirmLength(secs)));

@@ -100,6 +100,15 @@ pub(crate) fn popup<'a>(
     (r, block)
 }
 
+/// The app drawn into a `w` x `h` text buffer, one quoted line per row (as the snapshots show it).
+pub fn render_text(app: &App, w: u16, h: u16) -> String {
+    let backend = ratatui::backend::TestBackend::new(w, h);
+    // The test backend cannot fail: its error type is `Infallible`.
+    let Ok(mut terminal) = ratatui::Terminal::new(backend);
+    let Ok(_) = terminal.draw(|f| draw(f, app));
+    terminal.backend().to_string()
+}
+
 /// Rendering helpers for tests: the app drawn into a text buffer.
 #[cfg(test)]
 pub(crate) fn render_to_string(app: &App, w: u16, h: u16) -> String {

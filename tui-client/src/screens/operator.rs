@@ -174,7 +174,10 @@ fn gauge_row(frame: &mut Frame, area: Rect, g: LineGauge, text: String, style: S
     let w = text.chars().count() as u16 + 1;
     let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(w)]).areas(area);
     frame.render_widget(g, left);
-    frame.render_widget(Paragraph::new(Span::styled(format!(" {text}"), style)), right);
+    frame.render_widget(
+        Paragraph::new(Span::styled(format!(" {text}"), style)),
+        right,
+    );
 }
 
 fn draw_sales(frame: &mut Frame, area: Rect, app: &App, ops: &OperatorState, s: &SystemStatus) {
@@ -261,9 +264,9 @@ fn draw_manufacturers(
                 at => format!(" {}", strings::duration(now.saturating_sub(at))),
             };
             let link = if m.connected { "up" } else { "DOWN" };
-            let oldest = m
-                .oldest_pending_at_ms
-                .map_or("-".to_string(), |at| strings::duration(now.saturating_sub(at)));
+            let oldest = m.oldest_pending_at_ms.map_or("-".to_string(), |at| {
+                strings::duration(now.saturating_sub(at))
+            });
             Row::new(vec![
                 Cell::from(symbol),
                 Cell::from(m.name.clone()),
@@ -398,7 +401,10 @@ pub fn dialog(frame: &mut Frame, area: Rect, app: &App, dialog: &OpsDialog) {
             strings::OPS_LENGTH_TITLE,
             vec![
                 Line::styled(
-                    format!("Months opening from now on last {}?", strings::duration(secs * 1000)),
+                    format!(
+                        "Months opening from now on last {}?",
+                        strings::duration(secs * 1000)
+                    ),
                     t.warn(),
                 ),
                 Line::raw(format!("Month {month} keeps its end.")),

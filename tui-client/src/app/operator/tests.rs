@@ -239,7 +239,10 @@ fn the_month_length_is_typed_checked_and_confirmed_before_it_is_sent() {
     let mut app = console(Theme::plain());
     app.update(ch('l'));
     // The field starts with the current length; clear it and type a bad one.
-    app.update(Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
     app.update(ch('0'));
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     match &app.overlay {
@@ -252,7 +255,10 @@ fn the_month_length_is_typed_checked_and_confirmed_before_it_is_sent() {
     app.update(ch('9'));
     app.update(ch('0'));
     assert!(app.update(key(KeyCode::Enter)).is_empty());
-    assert_eq!(app.overlay, Some(Overlay::Operator(OpsDialog::ConfirmLength(90))));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Operator(OpsDialog::ConfirmLength(90)))
+    );
     let cmds = app.update(key(KeyCode::Enter));
     assert_eq!(
         operator_sends(&cmds),
