@@ -307,8 +307,9 @@ pub enum Reply {
         /// SKU → listing.
         listings: Vec<(String, ListingId)>,
     },
-    /// A summary of the system.
-    Status(SystemStatus),
+    /// A summary of the system. Boxed: it is by far the largest reply, and every other reply would
+    /// otherwise be as big.
+    Status(Box<SystemStatus>),
 }
 
 /// Sign-up details. `Debug` hides the password.
@@ -744,5 +745,6 @@ pub enum Event {
     Notice(Notice),
     /// To operators that asked [`RequestBody::Status`]: what changed since the last push, at most one
     /// every [`crate::STATUS_PUSH_INTERVAL_MS`].
-    Operator(StatusDelta),
+    /// Boxed, so that the small events that every connection gets stay small.
+    Operator(Box<StatusDelta>),
 }

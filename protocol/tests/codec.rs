@@ -316,7 +316,7 @@ fn any_reply() -> impl Strategy<Value = Reply> {
             listings: vec![(sku, ListingId(m))]
         }),
         (proptest::option::of(any_month()), any::<u64>()).prop_map(|(month, n)| {
-            Reply::Status(SystemStatus {
+            Reply::Status(Box::new(SystemStatus {
                 month,
                 manufacturers: vec![ManufacturerStatus {
                     id: ManufacturerId(1),
@@ -340,7 +340,7 @@ fn any_reply() -> impl Strategy<Value = Reply> {
                     revenue: Cents(n),
                 }],
                 ..Default::default()
-            })
+            }))
         }),
     ]
 }
@@ -375,7 +375,7 @@ fn any_event() -> impl Strategy<Value = Event> {
             reason: CloseReason::TimeUp
         }),
         any::<u32>().prop_map(|m| Event::OfferRequested { month: MonthId(m) }),
-        (any::<u64>(), any::<u32>()).prop_map(|(n, q)| Event::Operator(StatusDelta {
+        (any::<u64>(), any::<u32>()).prop_map(|(n, q)| Event::Operator(Box::new(StatusDelta {
             now_ms: n,
             orders: n,
             sales_seconds: vec![SalesSecond {
@@ -385,7 +385,7 @@ fn any_event() -> impl Strategy<Value = Event> {
             }],
             top_products: Some(vec![]),
             ..Default::default()
-        })),
+        }))),
         (any::<u64>(), any_string(), any::<u32>()).prop_map(|(seq, sku, q)| {
             Event::Notice(Notice {
                 seq: NoticeSeq(seq),

@@ -383,7 +383,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     }
                 }
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
-                delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(delta))).await?,
+                delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(Box::new(delta)))).await?,
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
             }
         }
@@ -721,7 +721,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             .await
             .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
         self.status_watch = Some(StatusWatch::new(newest, status.clone()));
-        Ok(Reply::Status(status))
+        Ok(Reply::Status(Box::new(status)))
     }
 
     async fn cart(&mut self, op: CartOp) -> Answer {

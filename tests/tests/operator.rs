@@ -301,7 +301,7 @@ async fn a_stopped_manufacturer_shows_as_disconnected_with_notices_pending_until
         panic!("Status answers with a status");
     };
     let console =
-        tui_client::app::App::console_showing(snapshot, tui_client::theme::Theme::plain());
+        tui_client::app::App::console_showing(*snapshot, tui_client::theme::Theme::plain());
     let screen = tui_client::screens::render_text(&console, 100, 30);
     // The history's row for month 2 (the manufacturers' table shows months as "#2" too, but never
     // a close reason).
@@ -393,7 +393,7 @@ async fn an_operator_gets_coalesced_deltas_after_one_status_and_they_add_up_to_t
             .expect("connection open");
         if let Event::Operator(delta) = event {
             pushes += 1;
-            mirror.apply(delta);
+            mirror.apply(*delta);
         }
     }
     let elapsed = started.elapsed().as_millis() as u64;

@@ -51,7 +51,7 @@ impl Operator {
     /// The current status.
     pub async fn status(&self) -> Result<protocol::SystemStatus, String> {
         match self.call(RequestBody::Status).await? {
-            Reply::Status(status) => Ok(status),
+            Reply::Status(status) => Ok(*status),
             other => Err(format!("unexpected answer to Status: {other:?}")),
         }
     }

@@ -18,6 +18,9 @@ use protocol::{
     SALES_WINDOW_SECS,
 };
 
+/// Chart points: `(x, y)`.
+pub type Series = Vec<(f64, f64)>;
+
 /// The chart's resolution: one point per this many seconds.
 pub const RATE_BUCKET_SECS: u64 = 5;
 
@@ -147,7 +150,7 @@ impl OperatorState {
     /// before now (-300 to 0). Each point is the average over [`RATE_BUCKET_SECS`] seconds, so the
     /// line stays readable at any width; the buckets count back from now, so the chart moves every
     /// second.
-    pub fn rate_series(&self, local_ms: u64) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    pub fn rate_series(&self, local_ms: u64) -> (Series, Series) {
         let now_s = self.server_now(local_ms) / 1000;
         let seconds: &[SalesSecond] = self
             .status
@@ -228,7 +231,7 @@ impl App {
             NetEvent::Reply { tag, result } => self.operator_reply(tag, result),
             NetEvent::Push(Event::Operator(delta)) => {
                 if let Some(mut status) = ops.status.take() {
-                    status.apply(delta);
+                    status.apply(*delta);
                     ops.set_status(status, now);
                 }
                 Vec::new()
@@ -267,7 +270,7 @@ impl App {
             (OpReq::Status, Ok(Reply::Status(status))) => {
                 if let Some(ops) = self.operator.as_mut() {
                     ops.error = None;
-                    ops.set_status(status, now);
+                    ops.set_status(*status, now);
                 }
             }
             (OpReq::CloseMonth, Ok(_)) => self.flash(FlashKind::Success, strings::OPS_CLOSED),

@@ -125,7 +125,7 @@ fn console(theme: Theme) -> App {
     let tag = status_request(&cmds);
     app.update(Msg::Operator(NetEvent::Reply {
         tag,
-        result: Ok(Reply::Status(fixed_status())),
+        result: Ok(Reply::Status(Box::new(fixed_status()))),
     }));
     app
 }
@@ -207,7 +207,9 @@ fn a_pushed_delta_updates_the_console_without_a_request() {
     newer.manufacturers[1].oldest_pending_at_ms = None;
     newer.orders += 1;
     let delta = fixed_status().delta_to(&newer).expect("a change");
-    let cmds = app.update(Msg::Operator(NetEvent::Push(Event::Operator(delta))));
+    let cmds = app.update(Msg::Operator(NetEvent::Push(Event::Operator(Box::new(
+        delta,
+    )))));
     assert!(cmds.is_empty(), "a push needs no request: {cmds:?}");
     let status = app
         .operator
