@@ -5,6 +5,7 @@
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
+//! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`status`]: the operator's snapshot of the system and the deltas that keep it live.
 //! - [`types`]: ids, money and quantities as newtypes.
@@ -26,6 +27,7 @@ pub mod card;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod logging;
 pub mod message;
 pub mod operator_key;
 pub mod status;

@@ -81,9 +81,9 @@ pub struct CustomerCounts {
     pub connected: u64,
     /// Of those, connections with a logged-in customer.
     pub logged_in: u64,
-    /// Customers active in the open month.
+    /// Customers active in the open month: logged in while it was open, or using a cart in it.
     pub active: u64,
-    /// Of those, customers who have checked out and have an empty cart.
+    /// Of those, customers who have checked out in it.
     pub done: u64,
 }
 

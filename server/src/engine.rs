@@ -73,6 +73,8 @@ pub enum Command {
     Status(oneshot::Sender<SystemStatus>),
     /// An operator sets the length of the months that open from now on, in seconds.
     SetMonthLength(u64, ReplyTx),
+    /// A customer logged in or resumed a session: they are active in the open month.
+    CustomerLoggedIn(AccountId),
 }
 
 /// The sending side, cloned into every session.
@@ -376,6 +378,8 @@ impl Engine {
                 let _ = reply.send(self.status(now_ms()));
             }
             Command::SetMonthLength(secs, reply) => self.set_month_length(secs, reply),
+            Command::CustomerLoggedIn(account) if self.deleted.contains(&account) => {}
+            Command::CustomerLoggedIn(account) => self.market.customer_seen(account),
         }
     }
 
@@ -406,6 +410,11 @@ impl Engine {
 
     fn request_offers(&mut self) {
         for (id, month) in self.market.due_offer_requests() {
+            let expect = Op::ExpectOffer {
+                month,
+                manufacturer: id,
+            };
+            self.submit(expect, Done::Nothing);
             if let Some(tx) = self.manufacturers.get(&id) {
                 tracing::info!(
                     manufacturer = self.market.manufacturer_name(id),
@@ -426,6 +435,12 @@ impl Engine {
             .unwrap_or_default();
         tracing::info!(month = view.id.0, "month opened");
         self.ops.month_opened();
+        // Customers logged in now are active in the new month, like those who log in during it.
+        for account in self.registry.logged_in_accounts() {
+            if !self.deleted.contains(&account) {
+                self.market.customer_seen(account);
+            }
+        }
         self.submit(Op::OpenMonth(view.clone(), expected), Done::Nothing);
         self.registry.broadcast(Event::MonthOpened(view));
         self.request_offers();

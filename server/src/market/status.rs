@@ -69,24 +69,13 @@ impl Market {
         }
     }
 
-    /// Customers active in the open month, and of those the ones who checked out and have an
-    /// empty cart: the close rule "every active customer bought" fires when the two are equal.
+    /// Customers active in the open month, and of those the ones who have checked out in it: the
+    /// close rule "every customer bought" fires when the two are equal (and no cart holds goods).
     fn active_customers(&self) -> (u64, u64) {
-        let Some(month) = self.open_month() else {
-            return (0, 0);
-        };
-        let done = month
-            .active
-            .iter()
-            .filter(|(account, checked_out)| {
-                **checked_out
-                    && self
-                        .customers
-                        .get(account)
-                        .is_none_or(|c| c.cart.is_empty())
-            })
-            .count();
-        (month.active.len() as u64, done as u64)
+        match self.open_month() {
+            Some(month) => (month.seen.len() as u64, month.bought.len() as u64),
+            None => (0, 0),
+        }
     }
 }
 
