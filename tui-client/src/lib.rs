@@ -10,7 +10,10 @@
 //! - [`run`]: the event loop: one `tokio::select!` over keys, the network and a tick.
 //! - [`demo`]: `shop --demo`, a whole system in one process: distributor, manufacturers and
 //!   simulated shoppers.
-//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`).
+//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop --operator`).
+//!
+//! The operator's console (`app::operator`, `screens::operator`) is one more screen of the same app,
+//! fed by a second connection in the operator role.
 //! - [`keys`], [`theme`], [`strings`]: key bindings, colours, and every user-facing text.
 
 pub mod app;
