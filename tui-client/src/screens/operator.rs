@@ -74,6 +74,14 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// `1 unit`, `1,200 units`.
+fn counted(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{} {what}s", thousands(n)),
+    }
+}
+
 fn gauge<'a>(label: &'a str, ratio: f64, t: &Theme) -> LineGauge<'a> {
     LineGauge::default()
         .ratio(ratio.clamp(0.0, 1.0))
@@ -198,9 +206,9 @@ fn draw_sales(frame: &mut Frame, area: Rect, app: &App, ops: &OperatorState, s: 
     let line = Line::from(vec![
         Span::styled(strings::money(m.revenue), t.money()),
         Span::styled(" · ", t.dim()),
-        Span::raw(format!("{} checkouts", thousands(m.checkouts))),
+        Span::raw(counted(m.checkouts, "checkout")),
         Span::styled(" · ", t.dim()),
-        Span::raw(format!("{} units", thousands(m.units))),
+        Span::raw(counted(m.units, "unit")),
     ]);
     frame.render_widget(Paragraph::new(line), totals);
 }
