@@ -199,6 +199,7 @@ async fn buy_from(customer: &harness::Customer, maker: &str) -> bool {
                 listing: item.listing,
                 quantity: 1,
             }]),
+            confirmed_total: item.unit_price,
         })
         .await
         .is_ok()
@@ -360,10 +361,11 @@ async fn an_operator_gets_coalesced_deltas_after_one_status_and_they_add_up_to_t
         panic!("Status answers with a status");
     };
     let buyer = harness::customer(&server.addr).await;
-    let listing = harness::wait_for_catalog(&buyer.client, 1, WAIT)
+    let item = harness::wait_for_catalog(&buyer.client, 1, WAIT)
         .await
         .items[0]
-        .listing;
+        .clone();
+    let (listing, price) = (item.listing, item.unit_price);
     // Buy for two seconds as fast as one customer can.
     let started = tokio::time::Instant::now();
     let mut bought = 0u64;
@@ -376,6 +378,7 @@ async fn an_operator_gets_coalesced_deltas_after_one_status_and_they_add_up_to_t
                     listing,
                     quantity: 1,
                 }]),
+                confirmed_total: price,
             })
             .await;
         if done.is_ok() {

@@ -368,6 +368,7 @@ async fn the_operator_console_in_tmux_shows_sales_live_and_closes_the_month_afte
                 listing,
                 quantity: 3,
             }]),
+            confirmed_total: protocol::Cents(750),
         })
         .await
         .expect("checkout");

@@ -108,11 +108,12 @@ mod tests {
             )
             .expect("offer");
         let (apple, pear) = (plan.reply[0].1, plan.reply[1].1);
-        for (n, listing, quantity) in [(1, apple, 3), (2, pear, 5)] {
+        for (n, listing, quantity, cents) in [(1, apple, 3, 150), (2, pear, 5, 200)] {
             let account = AccountId(n);
-            m.set_card(account, true);
+            m.set_card(account, Some((2099, 12)));
             m.add_to_cart(account, listing, quantity).expect("add");
-            m.checkout(account, CheckoutId(u128::from(n)), None, NOW)
+            let total = Cents(cents * u64::from(quantity));
+            m.checkout(account, CheckoutId(u128::from(n)), None, total, NOW)
                 .expect("checkout");
         }
         m.add_to_cart(AccountId(3), apple, 1).expect("add");
