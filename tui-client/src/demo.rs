@@ -49,6 +49,8 @@ pub enum DemoError {
 pub struct DemoSystem {
     /// Where the distributor listens.
     pub addr: String,
+    /// Where the databases (and key files) live.
+    pub data_dir: PathBuf,
     /// The operator key from the distributor's key file, if it wrote one.
     pub operator_key: Option<String>,
     stop: CancellationToken,
@@ -130,6 +132,7 @@ pub async fn start(
     }
     Ok(DemoSystem {
         addr,
+        data_dir: dir,
         operator_key,
         stop,
         tasks,

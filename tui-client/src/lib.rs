@@ -10,7 +10,9 @@
 //! - [`run`]: the event loop: one `tokio::select!` over keys, the network and a tick.
 //! - [`demo`]: `shop --demo`, a whole system in one process: distributor, manufacturers and
 //!   simulated shoppers.
-//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop --operator`).
+//! - [`serve_ssh`]: the command line of `shop serve-ssh`.
+//! - [`ssh`]: `shop serve-ssh`, the shop over SSH: one app per SSH session on the same driver.
+//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop serve-ssh`, `shop --operator`).
 //!
 //! The operator's console (`app::operator`, `screens::operator`) is one more screen of the same app,
 //! fed by a second connection in the operator role.
@@ -23,6 +25,8 @@ pub mod keys;
 pub mod net;
 pub mod run;
 pub mod screens;
+pub mod serve_ssh;
+pub mod ssh;
 pub mod strings;
 pub mod theme;
 pub mod widgets;

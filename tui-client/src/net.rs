@@ -50,6 +50,23 @@ pub struct Target {
     pub addr: String,
     /// TLS settings, when `--tls-ca` was given.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// [`Role::Customer`] for the shop; [`Role::Gateway`] for `shop serve-ssh`, which carries one
+    /// customer per connection and may vouch for the customer's SSH key.
+    pub role: Role,
+    /// The gateway's credential (the operator key), if the distributor has one.
+    pub key: Option<String>,
+}
+
+impl Target {
+    /// A plain customer connection over TCP.
+    pub fn customer(addr: impl Into<String>) -> Self {
+        Target {
+            addr: addr.into(),
+            tls: None,
+            role: Role::Customer,
+            key: None,
+        }
+    }
 }
 
 /// Builds a TLS client configuration trusting the certificates in a PEM file.
@@ -74,45 +91,25 @@ pub fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Starts the customer's connection task. It stops when `shutdown` is cancelled or the command
-/// sender is dropped.
+/// Starts the connection task. It stops when `shutdown` is cancelled or the command sender is
+/// dropped.
 pub fn spawn(
     target: Target,
     events: mpsc::UnboundedSender<NetEvent>,
     shutdown: CancellationToken,
 ) -> (mpsc::UnboundedSender<NetCmd>, tokio::task::JoinHandle<()>) {
-    spawn_as(target, hello(), events, shutdown)
-}
-
-/// Starts a connection task that shakes hands with `hello` (for example as the operator).
-pub fn spawn_as(
-    target: Target,
-    hello: Hello,
-    events: mpsc::UnboundedSender<NetEvent>,
-    shutdown: CancellationToken,
-) -> (mpsc::UnboundedSender<NetCmd>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let handle = tokio::spawn(run(target, hello, rx, events, shutdown));
+    let handle = tokio::spawn(run(target, rx, events, shutdown));
     (tx, handle)
 }
 
-fn hello() -> Hello {
+fn hello(target: &Target) -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
-        role: Role::Customer,
+        role: target.role,
         client: format!("shop/{}", env!("CARGO_PKG_VERSION")),
         name: None,
-        key: None,
-    }
-}
-
-/// The handshake of the operator's console, with the operator key if there is one.
-pub fn operator_hello(key: Option<String>) -> Hello {
-    Hello {
-        role: Role::Operator,
-        client: format!("shop-operator/{}", env!("CARGO_PKG_VERSION")),
-        key,
-        ..hello()
+        key: target.key.clone(),
     }
 }
 
@@ -128,9 +125,9 @@ fn client_error(e: ClientError) -> String {
     }
 }
 
-async fn connect(target: &Target, hello: &Hello) -> Result<(Client, Events), String> {
+async fn connect(target: &Target) -> Result<(Client, Events), String> {
     let Some(tls) = &target.tls else {
-        return Client::connect(&target.addr, hello.clone())
+        return Client::connect(&target.addr, hello(target))
             .await
             .map_err(client_error);
     };
@@ -149,7 +146,7 @@ async fn connect(target: &Target, hello: &Hello) -> Result<(Client, Events), Str
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    Client::handshake(stream, hello.clone())
+    Client::handshake(stream, hello(target))
         .await
         .map_err(client_error)
 }
@@ -178,7 +175,6 @@ enum Ended {
 
 async fn run(
     target: Target,
-    hello: Hello,
     mut cmds: mpsc::UnboundedReceiver<NetCmd>,
     events: mpsc::UnboundedSender<NetEvent>,
     shutdown: CancellationToken,
@@ -190,7 +186,7 @@ async fn run(
         let _ = events.send(NetEvent::Connecting { attempt });
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target, &hello)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target)) => r,
         };
         let reason = match connected {
             Ok(Ok((client, pushes))) => {

@@ -1,13 +1,17 @@
 //! The event loop: one `tokio::select!` over the terminal's key events, the connection task's
 //! events and a tick. It feeds [`Msg`]s to [`App::update`], carries out the [`Cmd`]s, and redraws
-//! only when something changed.
+//! only when something changed. One driver ([`drive`]) for every terminal: the local one ([`run`])
+//! and each SSH session ([`crate::ssh`]).
 
 use crate::app::{App, Cmd, Msg};
 use crate::net::{self, NetCmd, Target};
 use crate::screens;
 use crate::theme::Theme;
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use ratatui::backend::Backend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,15 +29,14 @@ pub fn now_ms() -> u64 {
 
 /// The operator console's connection: `shop --operator`, or the demo's fifth tab.
 pub struct OperatorLink {
-    /// Where the distributor is.
+    /// Where the distributor is, in the operator role, with the operator key if it has one.
     pub target: Target,
-    /// The operator key, if the distributor has one.
-    pub key: Option<String>,
     /// The console is the whole app: no customer connection, no login.
     pub only: bool,
 }
 
-/// Runs the app in the terminal until the customer quits or `shutdown` is cancelled.
+/// Runs the app in the local terminal until the customer quits, a SIGHUP or SIGTERM arrives, or
+/// `shutdown` is cancelled.
 pub async fn run(
     target: Target,
     label: Option<String>,
@@ -46,26 +49,6 @@ pub async fn run(
     if let Some(link) = &operator {
         app = app.with_operator(link.only);
     }
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let net_stop = shutdown.child_token();
-    let only = operator.as_ref().is_some_and(|o| o.only);
-    let (ops_tx, mut ops_rx) = mpsc::unbounded_channel();
-    let ops = operator.map(|link| {
-        let hello = net::operator_hello(link.key);
-        net::spawn_as(link.target, hello, ops_tx, net_stop.clone())
-    });
-    let (net, net_task) = if only {
-        // The console alone: a customer channel that goes nowhere.
-        (mpsc::unbounded_channel().0, None)
-    } else {
-        let (net, task) = net::spawn(target, events_tx, net_stop.clone());
-        (net, Some(task))
-    };
-    let links = Links {
-        net,
-        customer: !only,
-        ops: ops.as_ref().map(|(tx, _)| tx.clone()),
-    };
 
     // Runs after ratatui's own hook (installed below), which restores the terminal first. A panic
     // anywhere (also in a background task: the connection, or the demo's servers) ends the app, so
@@ -84,19 +67,69 @@ pub async fn run(
     if mouse {
         crossterm::execute!(std::io::stdout(), EnableMouseCapture)?;
     }
-    let result = event_loop(
+    let stop = shutdown.child_token();
+    let signals = tokio::spawn(stop_on_signals(stop.clone()));
+    let result = drive(
         &mut terminal,
-        &mut app,
-        &mut events_rx,
-        &mut ops_rx,
-        &links,
-        &shutdown,
+        EventStream::new(),
+        app,
+        target,
+        operator,
+        &stop,
     )
     .await;
+    signals.abort();
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     }
     ratatui::restore();
+    result
+}
+
+/// The app's loop on any terminal: locally crossterm's `EventStream` and stdout, over SSH the parsed
+/// channel bytes and a backend that writes to the channel (see [`crate::ssh`]). It starts the
+/// connection task for `target` (and for `operator`'s console, if any; alone in `shop --operator`),
+/// and stops them on the way out. Returns when the customer quits, the events end, or `shutdown` is
+/// cancelled.
+pub async fn drive<B, E>(
+    terminal: &mut Terminal<B>,
+    events: E,
+    mut app: App,
+    target: Target,
+    operator: Option<OperatorLink>,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()>
+where
+    B: Backend<Error = std::io::Error>,
+    E: Stream<Item = std::io::Result<TermEvent>> + Unpin,
+{
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (ops_tx, mut ops_rx) = mpsc::unbounded_channel();
+    let net_stop = shutdown.child_token();
+    let only = operator.as_ref().is_some_and(|o| o.only);
+    let ops = operator.map(|link| net::spawn(link.target, ops_tx, net_stop.clone()));
+    let (net, net_task) = if only {
+        // The console alone: a customer channel that goes nowhere.
+        (mpsc::unbounded_channel().0, None)
+    } else {
+        let (net, task) = net::spawn(target, events_tx, net_stop.clone());
+        (net, Some(task))
+    };
+    let links = Links {
+        net,
+        customer: !only,
+        ops: ops.as_ref().map(|(tx, _)| tx.clone()),
+    };
+    let result = event_loop(
+        terminal,
+        &mut app,
+        events,
+        &mut events_rx,
+        &mut ops_rx,
+        &links,
+        shutdown,
+    )
+    .await;
     net_stop.cancel();
     for task in net_task.into_iter().chain(ops.map(|(_, task)| task)) {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
@@ -112,19 +145,21 @@ struct Links {
     ops: Option<mpsc::UnboundedSender<NetCmd>>,
 }
 
-async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
+async fn event_loop<B, E>(
+    terminal: &mut Terminal<B>,
     app: &mut App,
+    mut keys: E,
     net_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
     ops_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
     links: &Links,
     shutdown: &CancellationToken,
-) -> std::io::Result<()> {
-    let mut keys = EventStream::new();
+) -> std::io::Result<()>
+where
+    B: Backend<Error = std::io::Error>,
+    E: Stream<Item = std::io::Result<TermEvent>> + Unpin,
+{
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
-    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut dirty = true;
     loop {
         if dirty {
@@ -133,12 +168,15 @@ async fn event_loop(
         }
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = recv_signal(&mut hangup) => return Ok(()),
-            _ = recv_signal(&mut terminate) => return Ok(()),
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) => Msg::Key(k),
                 Some(Ok(TermEvent::Mouse(m))) => Msg::Mouse(m),
-                Some(Ok(TermEvent::Resize(..))) => { dirty = true; continue; }
+                Some(Ok(TermEvent::Resize(width, height))) => {
+                    // Also what makes a fixed viewport (over SSH) follow the window.
+                    terminal.resize(Rect::new(0, 0, width, height))?;
+                    dirty = true;
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
@@ -172,6 +210,16 @@ async fn event_loop(
             }
         }
         dirty = !is_tick || app.tick_changes_view(before);
+    }
+}
+
+/// Cancels `stop` on SIGHUP (the terminal went away) or SIGTERM.
+async fn stop_on_signals(stop: CancellationToken) {
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
+    tokio::select! {
+        _ = recv_signal(&mut hangup) => stop.cancel(),
+        _ = recv_signal(&mut terminate) => stop.cancel(),
     }
 }
 

@@ -6,12 +6,14 @@
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`history`]: the past months and totals the operator's status starts from.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
+//! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
 
 pub mod audit;
 pub mod history;
 pub mod load;
 pub mod read;
 pub mod schema;
+pub mod ssh_keys;
 pub mod writer;
 
 /// What can go wrong in the store.

@@ -15,6 +15,7 @@ pub mod checkout;
 pub mod login;
 pub mod operator;
 pub mod orders;
+pub mod ssh_key;
 
 use crate::keys;
 use crate::strings;
@@ -36,6 +37,7 @@ pub use checkout::{CheckoutState, Stage};
 pub use login::{LoginMode, LoginState};
 pub use operator::{NearestRule, OpReq, OperatorState, OpsDialog};
 pub use orders::OrdersState;
+pub use ssh_key::SshKeyState;
 
 /// How long a changed number stays highlighted.
 pub const HIGHLIGHT_MS: u64 = 1_500;
@@ -161,6 +163,9 @@ pub enum ReqKind {
     AddToCart,
     Checkout,
     Orders,
+    KeyLogIn,
+    RememberKey,
+    ForgetKey,
     /// A request on the operator connection.
     Operator(OpReq),
 }
@@ -234,6 +239,8 @@ pub enum Overlay {
     Help,
     /// Delete the account: asks for the password.
     ConfirmDelete(Form),
+    /// Over SSH, after a login by hand: remember this key?
+    RememberKey,
     /// One of the operator console's confirmations.
     Operator(OpsDialog),
 }
@@ -276,6 +283,8 @@ pub struct App {
     pub checkout: CheckoutState,
     pub orders: OrdersState,
     pub account: AccountState,
+    /// The SSH key this session came with (only over `shop serve-ssh`).
+    pub ssh_key: SshKeyState,
     /// The operator's console, when this app has one.
     pub operator: Option<OperatorState>,
     /// `shop --operator`: the console is the whole app, there is no customer connection.
@@ -308,6 +317,7 @@ impl App {
             checkout: CheckoutState::default(),
             orders: OrdersState::default(),
             account: AccountState::default(),
+            ssh_key: SshKeyState::default(),
             operator: None,
             console_only: false,
             quit: false,
@@ -389,7 +399,9 @@ impl App {
         use keys::Context as C;
         match &self.overlay {
             Some(Overlay::Help) => return C::Help,
-            Some(Overlay::ConfirmDelete(_)) | Some(Overlay::Operator(_)) => return C::Dialog,
+            Some(Overlay::ConfirmDelete(_) | Overlay::RememberKey | Overlay::Operator(_)) => {
+                return C::Dialog
+            }
             None => {}
         }
         match self.screen {
@@ -625,6 +637,7 @@ impl App {
                 Vec::new()
             }
             Overlay::ConfirmDelete(form) => self.delete_dialog_key(form, key),
+            Overlay::RememberKey => self.remember_key_dialog(key),
             Overlay::Operator(dialog) => self.operator_dialog_key(dialog, key),
         }
     }
@@ -660,7 +673,7 @@ impl App {
                         self.login.form.error = Some(e.message);
                         cmds
                     }
-                    _ => Vec::new(),
+                    _ => self.try_key_login(),
                 }
             }
             NetEvent::Disconnected {
@@ -693,7 +706,14 @@ impl App {
 
     fn on_reply(&mut self, tag: Tag, result: Result<Reply, RequestError>) -> Vec<Cmd> {
         match tag.kind {
-            ReqKind::LogIn | ReqKind::SignUp => self.login_reply(result),
+            ReqKind::LogIn | ReqKind::SignUp => {
+                let cmds = self.login_reply(result);
+                self.offer_remember_key();
+                cmds
+            }
+            ReqKind::KeyLogIn | ReqKind::RememberKey | ReqKind::ForgetKey => {
+                self.ssh_key_reply(tag.kind, result)
+            }
             ReqKind::LogOut => Vec::new(),
             ReqKind::Catalog => {
                 if let Ok(Reply::Catalog(snapshot)) = result {
