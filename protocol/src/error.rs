@@ -50,6 +50,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong inside the server. Nothing was changed.
     Internal,
+    /// The credential is missing or wrong: a manufacturer name that is registered to another
+    /// credential, or an operator request without the operator key. Retrying cannot fix it.
+    WrongCredential,
 }
 
 /// The form field an [`ErrorCode::InvalidInput`] or [`ErrorCode::CardInvalid`] belongs to, so a client

@@ -5,6 +5,7 @@
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
+//! - [`lock_file`]: the exclusive lock beside a SQLite file that keeps a second process out.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
@@ -25,6 +26,7 @@ pub mod card;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod lock_file;
 pub mod message;
 pub mod operator_key;
 pub mod types;

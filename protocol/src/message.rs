@@ -26,7 +26,8 @@ pub struct Hello {
     pub client: String,
     /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
     pub name: Option<String>,
-    /// For manufacturers and operators: the shared key, if the distributor was started with one.
+    /// The role's secret. Manufacturers: the credential the distributor issued to this name (`None`
+    /// the first time, to register). Operators: the operator key (see [`crate::operator_key`]).
     pub key: Option<String>,
 }
 
@@ -65,6 +66,9 @@ pub struct Welcome {
     pub manufacturer: Option<ManufacturerId>,
     /// The current month, if one is open.
     pub month: Option<MonthView>,
+    /// For a manufacturer that just registered its name: its credential, a random 256-bit token in
+    /// hex. The distributor keeps only its hash; the manufacturer must keep it to connect again.
+    pub credential: Option<String>,
 }
 
 /// A request from a client.
@@ -189,6 +193,14 @@ pub enum RequestBody {
     CloseMonth,
     /// A summary of the system. Answered with [`Reply::Status`].
     Status,
+    /// Operators: forget the credential of the manufacturer registered as `name`, and end its link,
+    /// so that the next manufacturer to connect under the name registers it again (for example after
+    /// its books were lost). Answered with [`Reply::Done`]; an unknown name is
+    /// [`crate::ErrorCode::NotFound`].
+    RevokeManufacturer {
+        /// The manufacturer's name.
+        name: String,
+    },
 }
 
 const REDACTED: &str = "<redacted>";
@@ -253,6 +265,10 @@ impl std::fmt::Debug for RequestBody {
                 .finish(),
             CloseMonth => f.write_str("CloseMonth"),
             Status => f.write_str("Status"),
+            RevokeManufacturer { name } => f
+                .debug_struct("RevokeManufacturer")
+                .field("name", name)
+                .finish(),
         }
     }
 }

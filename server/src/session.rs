@@ -52,6 +52,8 @@ pub struct Shared {
     pub hashing: Semaphore,
     /// Session ids for the registry.
     pub next_session: AtomicU64,
+    /// What operator-grade roles must present.
+    pub operator_key: crate::identity::operator::OperatorKey,
 }
 
 /// Why a session ended.
@@ -264,13 +266,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         self.role = hello.role;
         let mut manufacturer = None;
-        if hello.role != Role::Customer {
-            if let Some(expected) = &self.shared.config.peer_key {
-                if hello.key.as_deref() != Some(expected.as_str()) {
-                    let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
-                    let _ = self.send(&ServerMessage::Refused(reason)).await;
-                    return Err(End::Gone);
-                }
+        let mut credential = None;
+        if hello.role == Role::Operator {
+            if let Err(reason) = self.shared.operator_key.check(hello.key.as_deref()) {
+                tracing::warn!(peer = %self.peer, "refused an operator without the operator key");
+                let _ = self.send(&ServerMessage::Refused(reason)).await;
+                return Err(End::Gone);
             }
         }
         if hello.role == Role::Manufacturer {
@@ -289,14 +290,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 .engine
                 .send(Command::ManufacturerHello {
                     name,
+                    key: hello.key,
                     events: events_tx.clone(),
                     reply: tx,
                 })
                 .map_err(End::Close)?;
-            let (id, acked) = rx
+            let admitted = rx
                 .await
-                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?
-                .map_err(End::Close)?;
+                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?;
+            let (id, acked, issued) = match admitted {
+                Ok(admitted) => admitted,
+                Err(reason) => {
+                    let _ = self.send(&ServerMessage::Refused(reason)).await;
+                    return Err(End::Gone);
+                }
+            };
             let durable = self.shared.registry.watch_outbox(id, acked);
             self.link = Some(Link {
                 id,
@@ -307,12 +315,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 acked,
             });
             manufacturer = Some(id);
+            credential = issued;
         }
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             server: format!("distributor/{}", env!("CARGO_PKG_VERSION")),
             manufacturer,
             month: self.shared.board.catalog.borrow().snapshot.month.clone(),
+            credential,
         };
         self.send(&ServerMessage::Welcome(welcome)).await?;
         if self.link.is_some() {
@@ -365,7 +375,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     match event {
                         LinkEvent::Push(event) => self.send(&ServerMessage::Event(event)).await?,
                         LinkEvent::Durable => self.relay().await?,
-                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "another connection took over this manufacturer name"))),
+                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "this link was ended: a connection with this name's credential took over, or an operator revoked the credential"))),
                     }
                 }
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
@@ -704,6 +714,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 status.sold_units = sold;
                 Ok(Reply::Status(status))
             }
+            RequestBody::RevokeManufacturer { name } => {
+                self.operator()?;
+                engine
+                    .ask(|tx| Command::RevokeManufacturer(name, tx))
+                    .await
+            }
         }
     }
 
@@ -967,7 +983,8 @@ enum LinkEvent {
     Push(Event),
     /// More notices are durable in the outbox.
     Durable,
-    /// The engine dropped this link: a newer connection took the name.
+    /// The engine dropped this link: a newer connection with the credential took the name, or an
+    /// operator revoked it.
     Replaced,
 }
 

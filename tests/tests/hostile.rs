@@ -746,6 +746,7 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
             server: "distributor/0.1.0".into(),
             manufacturer: Some(ManufacturerId(1)),
             month: None,
+            credential: None,
         }),
         ServerMessage::Response(Response {
             id: RequestId(2),

@@ -5,8 +5,10 @@
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
+//! - [`lifecycle`]: checkpoints, the running/stopped mark, and refusing a file that lost its `-wal`.
 
 pub mod audit;
+pub mod lifecycle;
 pub mod load;
 pub mod read;
 pub mod schema;

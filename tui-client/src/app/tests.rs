@@ -40,6 +40,7 @@ fn welcome() -> Welcome {
         server: "distributor/test".into(),
         manufacturer: None,
         month: Some(month()),
+        credential: None,
     }
 }
 
