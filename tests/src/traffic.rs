@@ -90,7 +90,8 @@ pub struct Config {
     /// next month asks the manufacturers connected now for offers. (A manufacturer that connects
     /// mid-month is only asked at the next month, and a fresh distributor opens month 1 at once.)
     pub close_empty_month: bool,
-    /// The distributor's peer key, for the operator connection of `close_empty_month`.
+    /// The operator key, for the operator connection of `close_empty_month` (`loadgen` reads it from
+    /// `operator.key` beside `--db` unless `--peer-key` is given).
     pub peer_key: Option<String>,
     /// Connect over TLS, trusting this CA certificate (PEM).
     pub tls_ca: Option<PathBuf>,

@@ -37,6 +37,7 @@ async fn run_against_fresh_server(
         // A fresh distributor opens month 1 before the manufacturer connects; close it so that
         // month 2 asks the manufacturer for its offer.
         close_empty_month: true,
+        peer_key: Some(tests::harness::operator_key().to_string()),
         ..Config::new(server.addr.clone())
     };
     let summary = traffic::run(config).await.expect("the run was made");

@@ -446,7 +446,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         &addr,
         Hello {
             version: PROTOCOL_VERSION,
-            role: Role::Operator,
+            role: Role::Customer,
             client: "t".into(),
             name: None,
             key: None,
@@ -458,6 +458,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         assert!(Instant::now() < deadline, "distributor did not start");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let operator_key = operator_key_beside(&db).await;
     let _m = TestManufacturer::connect(
         &addr,
         "orchard",
@@ -465,7 +466,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         Default::default(),
     )
     .await;
-    connect_operator(&addr)
+    connect_operator_with(&addr, &operator_key)
         .await
         .call(RequestBody::CloseMonth)
         .await

@@ -89,7 +89,8 @@ pub async fn start(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let mut server_config = server::Config::new(dir.join("distributor.db"));
+    let db = dir.join("distributor.db");
+    let mut server_config = server::Config::new(&db);
     server_config.month_secs = config.month_secs;
     let server_stop = stop.clone();
     tasks.spawn(async move {
@@ -120,7 +121,7 @@ pub async fn start(
     // The distributor opened month 1 before the makers connected, and asks a maker to offer only
     // when a month opens: start a fresh month as soon as they are all here, so the shelves fill now
     // rather than after a whole empty month.
-    kick_first_month(&addr).await;
+    kick_first_month(&addr, &db).await;
     for i in 0..config.shoppers {
         tasks.spawn(shopper(i, addr.clone(), stop.clone()));
     }
@@ -143,11 +144,17 @@ fn hello(client: &str) -> Hello {
 }
 
 /// Waits (up to 10 s) until every demo maker is connected, then closes the empty first month as an
-/// operator, which opens the next one and asks the makers for offers. Best effort: if anything
-/// fails the demo still runs and the first month simply passes empty.
-async fn kick_first_month(addr: &str) {
+/// operator (with the operator key the distributor wrote beside `db`), which opens the next one and
+/// asks the makers for offers. Best effort: if anything fails the demo still runs and the first
+/// month simply passes empty.
+async fn kick_first_month(addr: &str, db: &std::path::Path) {
+    let Ok(key) = protocol::operator_key::read(&protocol::operator_key::path_for_db(db)) else {
+        tracing::warn!("demo: no operator key beside {}; month 1 stays empty", db.display());
+        return;
+    };
     let operator = Hello {
         role: Role::Operator,
+        key: Some(key),
         ..hello("shop-demo-operator")
     };
     let Ok((client, _events)) = Client::connect(addr, operator).await else {
