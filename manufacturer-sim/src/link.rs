@@ -63,7 +63,8 @@ pub(crate) async fn serve(link: Link, shutdown: CancellationToken) -> Result<(),
     let mut failures = 0u32;
     loop {
         let books = link.books.clone();
-        let stored = tokio::task::spawn_blocking(move || crate::lock(&books).credential()).await??;
+        let stored =
+            tokio::task::spawn_blocking(move || crate::lock(&books).credential()).await??;
         let hello = Hello {
             version: PROTOCOL_VERSION,
             role: Role::Manufacturer,
@@ -100,7 +101,9 @@ pub(crate) async fn serve(link: Link, shutdown: CancellationToken) -> Result<(),
             Ok(Err(ClientError::Refused(e)))
                 if matches!(
                     e.code,
-                    ErrorCode::VersionMismatch | ErrorCode::BadHandshake | ErrorCode::WrongCredential
+                    ErrorCode::VersionMismatch
+                        | ErrorCode::BadHandshake
+                        | ErrorCode::WrongCredential
                 ) =>
             {
                 return Err(SimError::Refused(format!("{name}: {e}")));

@@ -186,12 +186,18 @@ fn audit(db: &std::path::Path, acked: Option<&std::path::Path>) -> ExitCode {
 fn backup(db: &std::path::Path, to: &std::path::Path) -> ExitCode {
     match crate::backup::backup(db, to) {
         Ok(report) => {
-            println!("{}", serde_json::json!({"ok": true, "to": report.to, "pages": report.pages, "bytes": report.bytes}));
+            println!(
+                "{}",
+                serde_json::json!({"ok": true, "to": report.to, "pages": report.pages, "bytes": report.bytes})
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");
-            println!("{}", serde_json::json!({"ok": false, "error": e.to_string()}));
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
             ExitCode::FAILURE
         }
     }
@@ -222,7 +228,11 @@ fn revoke(
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    if args.peer_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+    if args
+        .peer_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
         eprintln!("error: the operator key (--peer-key / DISTRIBUTOR_PEER_KEY) is empty; set a real key, or unset it to use operator.key beside the database");
         return ExitCode::from(2);
     }

@@ -153,7 +153,10 @@ impl Engine {
     }
 
     /// The manufacturers' credentials, as loaded from the database.
-    pub fn with_credentials(mut self, credentials: crate::identity::credentials::Credentials) -> Self {
+    pub fn with_credentials(
+        mut self,
+        credentials: crate::identity::credentials::Credentials,
+    ) -> Self {
         self.credentials = credentials;
         self
     }

@@ -716,9 +716,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             RequestBody::RevokeManufacturer { name } => {
                 self.operator()?;
-                engine
-                    .ask(|tx| Command::RevokeManufacturer(name, tx))
-                    .await
+                engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
             }
         }
     }

@@ -47,7 +47,7 @@ fn hello(version: u16, role: Role) -> ClientMessage {
         role,
         client: "hostile".into(),
         name: (role == Role::Manufacturer).then(|| "hostile-maker".to_string()),
-        key: None,
+        key: (role == Role::Operator).then(|| operator_key().to_string()),
     })
 }
 

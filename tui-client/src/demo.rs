@@ -149,7 +149,10 @@ fn hello(client: &str) -> Hello {
 /// month simply passes empty.
 async fn kick_first_month(addr: &str, db: &std::path::Path) {
     let Ok(key) = protocol::operator_key::read(&protocol::operator_key::path_for_db(db)) else {
-        tracing::warn!("demo: no operator key beside {}; month 1 stays empty", db.display());
+        tracing::warn!(
+            "demo: no operator key beside {}; month 1 stays empty",
+            db.display()
+        );
         return;
     };
     let operator = Hello {

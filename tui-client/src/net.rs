@@ -239,7 +239,7 @@ async fn serve(
         None => None,
     };
     let _ = events.send(NetEvent::Connected {
-        welcome: client.welcome().clone(),
+        welcome: Box::new(client.welcome().clone()),
         session,
     });
 

@@ -69,14 +69,14 @@ impl Credentials {
         let mut stmt = conn.prepare(
             "SELECT id, credential_hash FROM manufacturers WHERE credential_hash IS NOT NULL",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
         let mut hashes = HashMap::new();
         for row in rows {
             let (id, bytes) = row?;
             let hash: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                StoreError::Corrupt(format!("manufacturer {id}: credential hash is not 32 bytes"))
+                StoreError::Corrupt(format!(
+                    "manufacturer {id}: credential hash is not 32 bytes"
+                ))
             })?;
             hashes.insert(ManufacturerId(id), hash);
         }
@@ -104,7 +104,11 @@ impl Credentials {
 }
 
 /// The writer's part: store or clear a hash.
-pub fn write(conn: &Connection, id: ManufacturerId, hash: Option<&[u8; 32]>) -> Result<(), StoreError> {
+pub fn write(
+    conn: &Connection,
+    id: ManufacturerId,
+    hash: Option<&[u8; 32]>,
+) -> Result<(), StoreError> {
     let changed = conn
         .prepare_cached("UPDATE manufacturers SET credential_hash = ?2 WHERE id = ?1")?
         .execute(params![id.0, hash.map(|h| h.as_slice())])?;
@@ -131,6 +135,9 @@ mod tests {
         assert_eq!(c.admit(Some(id), None), Admission::Refused);
         assert_eq!(c.admit(Some(id), Some(&issue().token)), Admission::Refused);
         assert!(c.revoke(id));
-        assert!(matches!(c.admit(Some(id), Some(&issued.token)), Admission::Issue(_)));
+        assert!(matches!(
+            c.admit(Some(id), Some(&issued.token)),
+            Admission::Issue(_)
+        ));
     }
 }

@@ -154,9 +154,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("operator.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("operator.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(OperatorKey::establish(&db, Some(" ")), Err(KeyError::Empty(_))));
+        assert!(matches!(
+            OperatorKey::establish(&db, Some(" ")),
+            Err(KeyError::Empty(_))
+        ));
     }
 }

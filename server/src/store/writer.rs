@@ -373,7 +373,9 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 after.outbox.push((*manufacturer, notice.seq));
             }
         }
-        Op::SetCredential(id, hash) => crate::identity::credentials::write(conn, *id, hash.as_ref())?,
+        Op::SetCredential(id, hash) => {
+            crate::identity::credentials::write(conn, *id, hash.as_ref())?
+        }
         Op::RegisterManufacturer(id, name) => {
             conn.prepare_cached("INSERT INTO manufacturers (id, name) VALUES (?1, ?2)")?
                 .execute(params![id.0, name])
