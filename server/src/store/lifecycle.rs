@@ -5,10 +5,13 @@
 //! older or empty database on the next start without a word. So:
 //! - a fresh file gets its schema (and `application_id`) in rollback-journal mode, before WAL is
 //!   switched on, so the main file holds the schema from its first moment;
-//! - every start marks the database running and checkpoints (`TRUNCATE`), and a clean stop marks it
-//!   stopped and checkpoints again, so after a clean stop the main file holds everything;
-//! - at start, a file marked running (its last run did not stop cleanly) with no `-wal` beside it, or a
-//!   WAL-mode file with no schema and no `-wal`, has lost commits: it is refused, never reset.
+//! - every start marks the database running and checkpoints (`RESTART`: the main file then holds
+//!   the schema and every earlier commit, and the `-wal` keeps its frames), so a run that does not
+//!   stop cleanly always leaves a `-wal` with frames; a clean stop marks it stopped and checkpoints
+//!   with `TRUNCATE`, leaving everything in the main file and an empty `-wal`;
+//! - at start, a file marked running (its last run did not stop cleanly) whose `-wal` is missing or
+//!   empty, or a WAL-mode file with no schema and no frames in a `-wal`, has lost commits: it is
+//!   refused, never reset. (Empty, because any reader, `audit` included, creates an empty `-wal`.)
 //!
 //! `distributor backup` (see [`crate::backup`]) is the supported way to copy a live database.
 
@@ -26,7 +29,7 @@ pub fn wal_path(db: &Path) -> PathBuf {
 /// What the files looked like before SQLite touched them.
 #[derive(Debug, Clone, Copy)]
 pub struct OnDisk {
-    /// `<db>-wal` exists.
+    /// `<db>-wal` exists and holds frames.
     pub wal: bool,
     /// The main file is in WAL mode (header bytes 18 and 19 are 2).
     pub wal_mode_header: bool,
@@ -41,7 +44,7 @@ impl OnDisk {
             .map(|()| header[18] == 2 && header[19] == 2)
             .unwrap_or(false);
         OnDisk {
-            wal: wal_path(db).exists(),
+            wal: std::fs::metadata(wal_path(db)).is_ok_and(|m| m.len() > 0),
             wal_mode_header,
         }
     }
@@ -62,8 +65,8 @@ pub fn refuse_if_lost(
     let wal = wal_path(db);
     if tables == 0 && on_disk.wal_mode_header {
         return Err(StoreError::Foreign(format!(
-            "{}: this WAL-mode database has no schema and its {} file is missing: everything it held \
-             was in that file. Refusing to start on an empty database; put the -wal file back beside \
+            "{}: this WAL-mode database has no schema and its {} file is missing or empty: everything \
+             it held was in that file. Refusing to start on an empty database; put the -wal file back beside \
              it, or restore a copy made with `distributor backup`",
             db.display(),
             wal.display()
@@ -77,8 +80,8 @@ pub fn refuse_if_lost(
     })?;
     if running != 0 {
         return Err(StoreError::Foreign(format!(
-            "{}: the last run did not stop cleanly and its {} file is missing, so the commits it \
-             held are lost from this copy. Refusing to start on it; put the -wal file back beside \
+            "{}: the last run did not stop cleanly and its {} file is missing or empty, so the \
+             commits it held are lost from this copy. Refusing to start on it; put the -wal file back beside \
              it, or restore a copy made with `distributor backup`",
             db.display(),
             wal.display()
@@ -97,20 +100,24 @@ fn has_lifecycle(conn: &Connection) -> Result<bool, StoreError> {
 
 /// Marks the database running (or stopped) and checkpoints, so the main file holds the mark and
 /// every commit before it.
+///
+/// Running: `RESTART`, which copies everything into the main file but leaves the `-wal` file its
+/// length, so there is no moment at which the main file says "running" and the `-wal` is empty: a
+/// crash at any point leaves a start that is accepted. Stopped: `TRUNCATE`, which empties it.
 pub fn mark(conn: &Connection, running: bool) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE lifecycle SET running = ?1 WHERE id = 1",
         [i64::from(running)],
     )?;
-    checkpoint(conn)
+    checkpoint(conn, if running { "RESTART" } else { "TRUNCATE" })
 }
 
-/// `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the main file and empties it. A reader
-/// in the middle of a query can keep it from finishing; that is logged, not an error, because the
-/// WAL still holds every commit.
-pub fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+/// `PRAGMA wal_checkpoint(MODE)`: copies the WAL into the main file (`TRUNCATE` also empties it). A
+/// reader in the middle of a query can keep it from finishing; that is logged, not an error, because
+/// the WAL still holds every commit.
+fn checkpoint(conn: &Connection, mode: &str) -> Result<(), StoreError> {
     let (busy, log, done): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     if busy != 0 {
