@@ -31,7 +31,7 @@ pub enum LockError {
         pid: Option<u32>,
     },
     /// The lock file could not be created or read.
-    #[error("cannot use the lock file {}: {source}", .path.display())]
+    #[error("cannot write the lock file {}: {source}", .path.display())]
     Io {
         /// The lock file.
         path: PathBuf,

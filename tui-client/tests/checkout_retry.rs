@@ -162,7 +162,7 @@ async fn a_checkout_whose_answer_is_lost_is_resent_with_its_id_and_buys_exactly_
         ..hello(Role::Operator, None)
     };
     let (operator, _) = Client::connect(&server_addr, operator_hello).await.unwrap();
-    operator.call(RequestBody::CloseMonth).await.unwrap(); // the next month asks the maker to offer
+    // The maker offers into the open month as it connects: no operator step.
 
     let cut = Arc::new(AtomicBool::new(false));
     let addr = proxy(server_addr.clone(), cut.clone()).await;
