@@ -28,9 +28,9 @@ pub enum BooksError {
     /// SQLite failed (disk, lock, corruption).
     #[error("books database: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// Another process has these books open.
-    #[error("{0}; refusing to run a second manufacturer-sim on the same books")]
-    InUse(#[from] protocol::lock_file::LockError),
+    /// Another process has these books open, or their lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] protocol::lock_file::LockError),
 }
 
 const SCHEMA: &str = "

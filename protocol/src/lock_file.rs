@@ -21,7 +21,7 @@ pub struct LockFile {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("{data} is in use by {}; lock file {}", holder_text(*.pid), .path.display())]
+    #[error("{data} is in use by {} (lock file {}); only one process may use it at a time", holder_text(*.pid), .path.display())]
     Held {
         /// The file the lock protects.
         data: String,
@@ -66,13 +66,21 @@ impl LockFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let mut file = OpenOptions::new()
+        let opened = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
+            .open(&path);
+        // A lock file left by another user can still be locked through a read-only handle (the
+        // pid then stays unwritten); the data file's own permissions decide the rest.
+        let (mut file, writable) = match opened {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && path.exists() => {
+                (File::open(&path).map_err(io_err)?, false)
+            }
+            Err(e) => return Err(io_err(e)),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -92,7 +100,9 @@ impl LockFile {
             writeln!(file, "{}", std::process::id())?;
             file.sync_all()
         };
-        write_pid(&mut file).map_err(io_err)?;
+        if writable {
+            write_pid(&mut file).map_err(io_err)?;
+        }
         Ok(LockFile { _file: file, path })
     }
 

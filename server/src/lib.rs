@@ -112,9 +112,9 @@ pub enum ServerError {
     /// The writer hit an error and stopped the server to keep memory and disk in step.
     #[error("stopped after a fatal storage error; see the log")]
     Fatal,
-    /// Another process holds the database.
-    #[error("{0}; refusing to start a second distributor on it")]
-    InUse(#[from] protocol::lock_file::LockError),
+    /// Another process holds the database, or its lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] protocol::lock_file::LockError),
     /// No usable operator key.
     #[error(transparent)]
     OperatorKey(#[from] identity::operator::KeyError),
