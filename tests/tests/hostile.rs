@@ -720,6 +720,12 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
                 through: NoticeSeq(9),
             },
         ),
+        request(
+            6,
+            RequestBody::RevokeManufacturer {
+                name: "orchard".into(),
+            },
+        ),
     ];
     let item = CatalogItem {
         listing: ListingId(7),
@@ -746,7 +752,7 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
             server: "distributor/0.1.0".into(),
             manufacturer: Some(ManufacturerId(1)),
             month: None,
-            credential: None,
+            credential: Some("ab".repeat(32)),
         }),
         ServerMessage::Response(Response {
             id: RequestId(2),
