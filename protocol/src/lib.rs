@@ -4,6 +4,7 @@
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
+//! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines).
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`lock_file`]: the exclusive lock beside a SQLite file that keeps a second process out.
 //! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
@@ -27,6 +28,7 @@ pub mod card;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod limits;
 pub mod lock_file;
 pub mod logging;
 pub mod message;
@@ -36,6 +38,7 @@ pub mod types;
 pub use client::{Client, ClientError, Events};
 pub use codec::{ClientCodec, CodecError, ServerCodec};
 pub use error::{ErrorCode, Field, Shortage, WireError};
+pub use limits::*;
 pub use message::*;
 pub use types::*;
 

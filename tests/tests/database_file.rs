@@ -318,6 +318,7 @@ async fn distributor_backup_copies_a_running_database_consistently_while_it_sell
                             listing,
                             quantity: 1,
                         }]),
+                        confirmed_total: Cents(100),
                     })
                     .await
                     .unwrap();

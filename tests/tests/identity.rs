@@ -87,10 +87,12 @@ fn connected(status: &SystemStatus, name: &str) -> bool {
         .any(|m| m.name == name && m.connected)
 }
 
+/// Buys `quantity` of a listing priced 100 cents.
 fn buy(listing: ListingId, quantity: u32) -> RequestBody {
     RequestBody::Checkout {
         checkout_id: CheckoutId::generate(),
         lines: Some(vec![CartItem { listing, quantity }]),
+        confirmed_total: Cents(100 * u64::from(quantity)),
     }
 }
 

@@ -283,6 +283,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
                 listing,
                 quantity: 1,
             }]),
+            confirmed_total: Cents(100),
         })
         .await
         .unwrap()
@@ -297,6 +298,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
             listing,
             quantity: 1,
         }]),
+        confirmed_total: Cents(100),
     };
     let customer_requests = || {
         vec![
@@ -572,6 +574,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
                     listing,
                     quantity: 1,
                 }]),
+                confirmed_total: Cents(100),
             })
             .await
             .unwrap();

@@ -2,9 +2,13 @@
 
 use super::{App, Cmd, FlashKind, ReqKind, HIGHLIGHT_MS};
 use crate::keys::{self, Nav};
+use crate::strings;
 use crate::widgets::text_input::{InputKind, TextInput};
 use crossterm::event::{KeyCode, KeyEvent};
-use protocol::{CatalogItem, CatalogSnapshot, ListingId, RequestBody, StockDelta};
+use protocol::{
+    CatalogItem, CatalogSnapshot, ListingId, RequestBody, StockDelta, MAX_CART_LINES,
+    MAX_LINE_QUANTITY,
+};
 use std::collections::HashMap;
 
 /// Samples kept per listing for its sparkline.
@@ -316,7 +320,7 @@ impl App {
             return self.add_selected();
         }
         if keys::is_char(&key, 'L') {
-            cat.qty = cat.current().map_or(1, |i| i.remaining.max(1));
+            cat.qty = cat.current().map_or(1, most_per_line);
             return Vec::new();
         }
         if keys::is_char(&key, 'H') {
@@ -333,7 +337,7 @@ impl App {
             Some(Nav::Bottom) => cat.select(rows.saturating_sub(1)),
             Some(Nav::Left) => cat.qty = cat.qty.saturating_sub(1).max(1),
             Some(Nav::Right) => {
-                let max = cat.current().map_or(1, |i| i.remaining.max(1));
+                let max = cat.current().map_or(1, most_per_line);
                 cat.qty = (cat.qty + 1).min(max);
             }
             Some(Nav::Enter) => return self.add_selected(),
@@ -347,11 +351,14 @@ impl App {
         let Some(item) = self.catalog.current() else {
             return Vec::new();
         };
-        let (listing, quantity) = (
-            item.listing,
-            self.catalog.qty.clamp(1, item.remaining.max(1)),
-        );
+        let (listing, quantity) = (item.listing, self.catalog.qty.clamp(1, most_per_line(item)));
         let text = format!("Adding {} x {}...", quantity, item.product);
+        // A new line beyond what one checkout can buy: say the limit instead of asking the server.
+        let lines = &self.cart.view.lines;
+        if lines.len() >= MAX_CART_LINES && !lines.iter().any(|l| l.listing == listing) {
+            self.flash(FlashKind::Error, strings::cart_full());
+            return Vec::new();
+        }
         self.flash(FlashKind::Info, text);
         self.catalog.qty = 1;
         vec![self.request(
@@ -359,4 +366,9 @@ impl App {
             RequestBody::AddToCart { listing, quantity },
         )]
     }
+}
+
+/// The most units of `item` one cart line can take: what is left, within [`MAX_LINE_QUANTITY`].
+fn most_per_line(item: &CatalogItem) -> u32 {
+    item.remaining.clamp(1, MAX_LINE_QUANTITY)
 }

@@ -674,6 +674,7 @@ impl App {
                     })
                     .collect();
                 self.cart.apply_levels(&levels);
+                self.cart.apply_prices(&snapshot.items);
                 if snapshot.month.is_some() {
                     self.month = snapshot.month.clone();
                 }
