@@ -13,6 +13,10 @@ pub enum Role {
     Manufacturer,
     /// An operator tool. It can inspect the system and close the month.
     Operator,
+    /// A front end that serves customers over another transport (`shop serve-ssh`). It presents the
+    /// operator's key in [`Hello::key`], then acts as one customer connection, and it alone may vouch
+    /// for the customer's SSH key ([`RequestBody::KeyLogIn`]).
+    Gateway,
 }
 
 /// The first frame a client sends.
@@ -27,7 +31,8 @@ pub struct Hello {
     /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
     pub name: Option<String>,
     /// The role's secret. Manufacturers: the credential the distributor issued to this name (`None`
-    /// the first time, to register). Operators: the operator key (see [`crate::operator_key`]).
+    /// the first time, to register). Operators and gateways: the operator key (see
+    /// [`crate::operator_key`]).
     pub key: Option<String>,
 }
 
@@ -202,6 +207,27 @@ pub enum RequestBody {
     CloseMonth,
     /// A summary of the system. Answered with [`Reply::Status`].
     Status,
+
+    // ---- Gateways (for the one customer they carry) ----
+    /// Anonymous: start a session as the account this SSH key is linked to. The gateway vouches that
+    /// the customer holds the key. Answered with [`Reply::Session`], or
+    /// [`crate::ErrorCode::BadCredentials`] when no account is linked to it.
+    KeyLogIn {
+        /// The key's SHA-256 fingerprint, as `ssh-keygen -lf` prints it (`SHA256:...`).
+        fingerprint: String,
+    },
+    /// Logged in: link this SSH key to the account, so that it logs straight in next time. A key
+    /// belongs to one account at most ([`crate::ErrorCode::Conflict`] if another has it). Answered
+    /// with [`Reply::Done`].
+    RememberKey {
+        /// As in [`RequestBody::KeyLogIn`].
+        fingerprint: String,
+    },
+    /// Logged in: unlink this SSH key from the account. Answered with [`Reply::Done`].
+    ForgetKey {
+        /// As in [`RequestBody::KeyLogIn`].
+        fingerprint: String,
+    },
     /// Operators: forget the credential of the manufacturer registered as `name`, and end its link,
     /// so that the next manufacturer to connect under the name registers it again (for example after
     /// its books were lost). Answered with [`Reply::Done`]; an unknown name is
@@ -279,6 +305,18 @@ impl std::fmt::Debug for RequestBody {
                 .finish(),
             CloseMonth => f.write_str("CloseMonth"),
             Status => f.write_str("Status"),
+            KeyLogIn { fingerprint } => f
+                .debug_struct("KeyLogIn")
+                .field("fingerprint", fingerprint)
+                .finish(),
+            RememberKey { fingerprint } => f
+                .debug_struct("RememberKey")
+                .field("fingerprint", fingerprint)
+                .finish(),
+            ForgetKey { fingerprint } => f
+                .debug_struct("ForgetKey")
+                .field("fingerprint", fingerprint)
+                .finish(),
             RevokeManufacturer { name } => f
                 .debug_struct("RevokeManufacturer")
                 .field("name", name)

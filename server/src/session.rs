@@ -25,6 +25,8 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+mod key_login;
+
 /// How many notices may be in flight to a manufacturer before the relay waits for acks.
 const RELAY_WINDOW: u64 = 512;
 /// How many notices the relay reads from the outbox at a time.
@@ -267,12 +269,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         self.role = hello.role;
         let mut manufacturer = None;
         let mut credential = None;
-        if hello.role == Role::Operator {
-            if let Err(reason) = self.shared.operator_key.check(hello.key.as_deref()) {
-                tracing::warn!(peer = %self.peer, "refused an operator without the operator key");
-                let _ = self.send(&ServerMessage::Refused(reason)).await;
-                return Err(End::Gone);
-            }
+        if let Err(reason) = self.operator_grade(&hello) {
+            tracing::warn!(peer = %self.peer, role = ?hello.role, "refused: missing or wrong operator key");
+            let _ = self.send(&ServerMessage::Refused(reason)).await;
+            return Err(End::Gone);
         }
         if hello.role == Role::Manufacturer {
             let name = hello.name.unwrap_or_default();
@@ -514,14 +514,33 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Whether the Hello carries the credential its role needs. Customers need none; every other
+    /// role (manufacturers, operators, gateways) presents the peer key when the distributor has one.
+    /// The one place that decides it.
+    /// Operator-grade roles (operators, and gateways that vouch for the customers they carry) must
+    /// present the operator key: the one check, [`crate::identity::operator::OperatorKey::check`].
+    /// Manufacturers are checked by the engine against their own name's credential.
+    fn operator_grade(&self, hello: &Hello) -> Result<(), WireError> {
+        match hello.role {
+            Role::Operator | Role::Gateway => self.shared.operator_key.check(hello.key.as_deref()),
+            Role::Customer | Role::Manufacturer => Ok(()),
+        }
+    }
+
+    /// Whether this connection carries a customer: a shop, or a gateway on behalf of one.
+    fn carries_customer(&self) -> bool {
+        matches!(self.role, Role::Customer | Role::Gateway)
+    }
+
     fn account(&self) -> Result<AccountId, WireError> {
-        match (&self.login, self.role) {
-            (Some(login), Role::Customer) if login.expires_at_ms > now_ms() => Ok(login.account),
-            (Some(_), Role::Customer) => Err(err(
+        let customer = self.carries_customer();
+        match &self.login {
+            Some(login) if customer && login.expires_at_ms > now_ms() => Ok(login.account),
+            Some(_) if customer => Err(err(
                 ErrorCode::SessionExpired,
                 "your session expired; please log in again",
             )),
-            (None, Role::Customer) => Err(err(
+            None if customer => Err(err(
                 ErrorCode::NotAuthenticated,
                 "please sign up or log in first",
             )),
@@ -599,7 +618,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         "manufacturers do not browse the catalog",
                     ));
                 }
-                if self.role == Role::Customer {
+                if self.carries_customer() {
                     self.account()?;
                 }
                 let mut catalog = self.shared.board.catalog.clone();
@@ -724,6 +743,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 status.sold_units = sold;
                 Ok(Reply::Status(status))
             }
+            RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
+            RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
+            RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
             RequestBody::RevokeManufacturer { name } => {
                 self.operator()?;
                 engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
@@ -740,9 +762,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     fn anonymous_only(&self) -> Result<(), WireError> {
-        match self.role {
-            Role::Customer => Ok(()),
-            _ => Err(err(ErrorCode::Forbidden, "only customers have accounts")),
+        match self.carries_customer() {
+            true => Ok(()),
+            false => Err(err(ErrorCode::Forbidden, "only customers have accounts")),
         }
     }
 

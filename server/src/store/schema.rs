@@ -100,7 +100,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, listing_id)
     ) WITHOUT ROWID;
     "#,
-    // 2: manufacturer credentials, and the running/stopped mark (see `lifecycle`).
+    // 2: SSH keys that log straight in (`shop serve-ssh`). Only the fingerprint is kept, never the
+    // key; a key belongs to one account at most.
+    r#"
+    CREATE TABLE ssh_keys (
+        fingerprint   TEXT PRIMARY KEY,              -- SHA256:... as `ssh-keygen -lf` prints it
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ssh_keys_by_account ON ssh_keys(account_id);
+    "#,
+    // 3: manufacturer credentials, and the running/stopped mark (see `lifecycle`).
     r#"
     ALTER TABLE manufacturers ADD COLUMN credential_hash BLOB; -- sha256 of its token; NULL: the next to connect registers
     CREATE TABLE lifecycle (
