@@ -297,7 +297,8 @@ async fn a_stopped_manufacturer_shows_as_disconnected_with_notices_pending_until
         "{status}"
     );
 
-    let operator = harness::connect_operator(&system.addr).await;
+    let key = harness::operator_key_beside(&system.db()).await;
+    let operator = harness::connect_operator_with(&system.addr, &key).await;
     let Reply::Status(snapshot) = operator.call(RequestBody::Status).await.expect("status") else {
         panic!("Status answers with a status");
     };

@@ -344,7 +344,10 @@ async fn the_operator_console_in_tmux_shows_sales_live_and_closes_the_month_afte
         .items[0]
         .listing;
 
-    let key_file = protocol::operator_key::path_for_db(&server.db);
+    // The harness's server runs with an explicit `--peer-key`; the console reads it from a key
+    // file, as it reads the one a distributor writes beside its database.
+    let key_file = server.db.with_file_name("console-operator.key");
+    std::fs::write(&key_file, harness::operator_key()).expect("write the key file");
     let name = format!("shop-ops-{}", std::process::id());
     let tmux = Tmux::start(
         &name,

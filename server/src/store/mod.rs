@@ -7,9 +7,11 @@
 //! - [`history`]: the past months and totals the operator's status starts from.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
 //! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
+//! - [`lifecycle`]: checkpoints, the running/stopped mark, and refusing a file that lost its `-wal`.
 
 pub mod audit;
 pub mod history;
+pub mod lifecycle;
 pub mod load;
 pub mod read;
 pub mod schema;

@@ -114,12 +114,13 @@ pub fn fixed_status() -> SystemStatus {
 fn console(theme: Theme) -> App {
     let mut app = App::new(theme, NOW).with_operator(true);
     let cmds = app.update(Msg::Operator(NetEvent::Connected {
-        welcome: Welcome {
+        welcome: Box::new(Welcome {
             version: PROTOCOL_VERSION,
             server: "distributor/test".into(),
             manufacturer: None,
             month: None,
-        },
+            credential: None,
+        }),
         session: None,
     }));
     let tag = status_request(&cmds);
