@@ -1,6 +1,7 @@
 //! Every message of the protocol: the handshake, requests and replies, and server pushes.
 
 use crate::error::WireError;
+use crate::status::{StatusDelta, SystemStatus};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,9 @@ pub struct Hello {
     pub client: String,
     /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
     pub name: Option<String>,
-    /// For manufacturers, operators and gateways: the shared key, if the distributor was started
-    /// with one.
+    /// The role's secret. Manufacturers: the credential the distributor issued to this name (`None`
+    /// the first time, to register). Operators and gateways: the operator key (see
+    /// [`crate::operator_key`]).
     pub key: Option<String>,
 }
 
@@ -70,6 +72,9 @@ pub struct Welcome {
     pub manufacturer: Option<ManufacturerId>,
     /// The current month, if one is open.
     pub month: Option<MonthView>,
+    /// For a manufacturer that just registered its name: its credential, a random 256-bit token in
+    /// hex. The distributor keeps only its hash; the manufacturer must keep it to connect again.
+    pub credential: Option<String>,
 }
 
 /// A request from a client.
@@ -201,7 +206,8 @@ pub enum RequestBody {
     // ---- Operators ----
     /// Close the open month now. Answered with [`Reply::Done`].
     CloseMonth,
-    /// A summary of the system. Answered with [`Reply::Status`].
+    /// A summary of the system. Answered with [`Reply::Status`]. Also subscribes this connection to
+    /// [`Event::Operator`] pushes.
     Status,
 
     // ---- Gateways (for the one customer they carry) ----
@@ -223,6 +229,20 @@ pub enum RequestBody {
     ForgetKey {
         /// As in [`RequestBody::KeyLogIn`].
         fingerprint: String,
+    },
+    /// Operators: forget the credential of the manufacturer registered as `name`, and end its link,
+    /// so that the next manufacturer to connect under the name registers it again (for example after
+    /// its books were lost). Answered with [`Reply::Done`]; an unknown name is
+    /// [`crate::ErrorCode::NotFound`].
+    RevokeManufacturer {
+        /// The manufacturer's name.
+        name: String,
+    },
+    /// Months that open from now on last `secs` seconds (within [`crate::MONTH_SECS_RANGE`]); the
+    /// open month keeps its end. Answered with [`Reply::Done`].
+    SetMonthLength {
+        /// The new length in seconds.
+        secs: u64,
     },
 }
 
@@ -305,6 +325,14 @@ impl std::fmt::Debug for RequestBody {
                 .debug_struct("ForgetKey")
                 .field("fingerprint", fingerprint)
                 .finish(),
+            RevokeManufacturer { name } => f
+                .debug_struct("RevokeManufacturer")
+                .field("name", name)
+                .finish(),
+            SetMonthLength { secs } => f
+                .debug_struct("SetMonthLength")
+                .field("secs", secs)
+                .finish(),
         }
     }
 }
@@ -347,8 +375,9 @@ pub enum Reply {
         /// SKU → listing.
         listings: Vec<(String, ListingId)>,
     },
-    /// A summary of the system.
-    Status(SystemStatus),
+    /// A summary of the system. Boxed: it is by far the largest reply, and every other reply would
+    /// otherwise be as big.
+    Status(Box<SystemStatus>),
 }
 
 /// Sign-up details. `Debug` hides the password.
@@ -750,38 +779,6 @@ pub struct SettlementLine {
     pub unsold: u32,
 }
 
-/// One manufacturer in a [`SystemStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManufacturerStatus {
-    /// Its id.
-    pub id: ManufacturerId,
-    /// Its name.
-    pub name: String,
-    /// Whether it is connected now.
-    pub connected: bool,
-    /// The last notice written to its outbox.
-    pub last_seq: NoticeSeq,
-    /// The last notice it acked.
-    pub acked_seq: NoticeSeq,
-    /// Whether it has offered in the open month.
-    pub offered_this_month: bool,
-}
-
-/// A summary of the system, for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SystemStatus {
-    /// The current month.
-    pub month: Option<MonthView>,
-    /// Every manufacturer ever seen.
-    pub manufacturers: Vec<ManufacturerStatus>,
-    /// Orders ever placed.
-    pub orders: u64,
-    /// Units ever sold.
-    pub sold_units: u64,
-    /// Units still for sale this month.
-    pub remaining_units: u64,
-}
-
 /// A push from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -814,4 +811,8 @@ pub enum Event {
     },
     /// To manufacturers: a durable notice. Apply it once, then ack with [`RequestBody::AckNotices`].
     Notice(Notice),
+    /// To operators that asked [`RequestBody::Status`]: what changed since the last push, at most one
+    /// every [`crate::STATUS_PUSH_INTERVAL_MS`].
+    /// Boxed, so that the small events that every connection gets stay small.
+    Operator(Box<StatusDelta>),
 }

@@ -5,6 +5,7 @@
 //! - [`session`]: one connection: handshake, timeouts, role checks, requests and pushes.
 //! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
+//! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
@@ -15,7 +16,10 @@
 //! - [`names`]: person, manufacturer and product names: cleaned, checked, compared for look-alikes.
 //! - [`email`]: email syntax and the case-folded key accounts are found by.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
-//! - [`cli`]: the `distributor` command line (`serve` and `audit`).
+//! - [`identity`]: manufacturer credentials and the operator key: who may connect as what.
+//! - [`backup`]: `distributor backup`, a consistent copy of a live database (SQLite's backup API).
+//! - [`revoke`]: `distributor revoke-manufacturer`, an operator client that frees a name.
+//! - [`cli`]: the `distributor` command line (`serve`, `audit`, `backup`, `revoke-manufacturer`).
 //!
 //! # How a checkout flows
 //! session → engine (validates against live stock, takes the units, freezes prices) → writer thread
@@ -23,16 +27,20 @@
 //! session directly, and the manufacturer's relay (in its session) sees the new notices.
 
 pub mod auth;
+pub mod backup;
 pub mod board;
 pub mod card;
 pub mod cli;
 pub mod email;
 pub mod engine;
 pub mod hashing;
+pub mod identity;
 pub mod listener;
 pub mod market;
 pub mod names;
+pub mod operator;
 pub mod push;
+pub mod revoke;
 pub mod session;
 pub mod store;
 pub mod throttle;
@@ -63,7 +71,8 @@ pub struct Config {
     pub frame_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// If set, manufacturers and operators must present this key in `Hello`.
+    /// The operator key, overriding `operator.key` beside the database (see [`identity::operator`]).
+    /// Operator-grade roles must present it; it does not make anyone a manufacturer.
     pub peer_key: Option<String>,
     /// The least time between two stock updates to one watcher.
     pub stock_interval: Duration,
@@ -123,6 +132,12 @@ pub enum ServerError {
     /// The writer hit an error and stopped the server to keep memory and disk in step.
     #[error("stopped after a fatal storage error; see the log")]
     Fatal,
+    /// Another process holds the database, or its lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] protocol::lock_file::LockError),
+    /// No usable operator key.
+    #[error(transparent)]
+    OperatorKey(#[from] identity::operator::KeyError),
 }
 
 /// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.
@@ -132,14 +147,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let started = std::time::Instant::now();
+    // Held until `run` returns; the kernel lets go if the process dies.
+    let _lock = protocol::lock_file::LockFile::acquire(&config.db)?;
+    let operator_key =
+        identity::operator::OperatorKey::establish(&config.db, config.peer_key.as_deref())?;
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
+    let past = store::history::load(&conn, protocol::HISTORY_MONTHS)?;
     let mut throttle = throttle::Throttle::new(config.limits);
     store::logins::load_throttle(&conn, &mut throttle, store::now_ms())?;
     let hashing = hashing::HashPool::start(config.hash_threads, config.hash_queue)
         .map_err(ServerError::Start)?;
     let mut market = market::Market::restore(snapshot);
     market.set_min_month_ms(config.min_month_ms());
+    let credentials = identity::credentials::Credentials::load(&conn)?;
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let fatal = CancellationToken::new();
@@ -162,13 +183,16 @@ pub async fn run(
         board,
         registry.clone(),
         Duration::from_secs(config.month_secs.max(1)),
-    );
+    )
+    .with_past(past)
+    .with_credentials(credentials);
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
     tracing::info!(
         db = %config.db.display(),
         addr = ?listener.local_addr().ok(),
         ms = started.elapsed().as_millis() as u64,
+        operator_key = %operator_key.source,
         "distributor ready"
     );
 
@@ -183,6 +207,7 @@ pub async fn run(
         throttle: std::sync::Mutex::new(throttle),
         hashing,
         next_session: AtomicU64::new(1),
+        operator_key,
         config,
     });
     let stop = CancellationToken::new();

@@ -8,6 +8,7 @@ use crate::auth;
 use crate::board::BoardReader;
 use crate::engine::{CartOp, Command, EngineHandle};
 use crate::hashing::{HashPool, Priority};
+use crate::operator::watch::{next_delta, StatusWatch};
 use crate::push::Registry;
 use crate::store::read::{self, Reads};
 use crate::store::writer::{Op, Outcome, Writer};
@@ -54,6 +55,8 @@ pub struct Shared {
     pub hashing: HashPool,
     /// Session ids for the registry.
     pub next_session: AtomicU64,
+    /// What operator-grade roles must present.
+    pub operator_key: crate::identity::operator::OperatorKey,
 }
 
 /// Why a session ended.
@@ -161,6 +164,8 @@ struct Session<R, W> {
     login: Option<Login>,
     link: Option<Link>,
     watch: Option<Watch>,
+    /// The operator's live status, after a `Status` request.
+    status_watch: Option<StatusWatch>,
     everyone: broadcast::Receiver<Event>,
     partial_since: Option<Instant>,
     last_activity: Instant,
@@ -187,12 +192,23 @@ where
         login: None,
         link: None,
         watch: None,
+        status_watch: None,
         everyone,
         partial_since: None,
         last_activity: Instant::now(),
     };
     let end = match session.handshake().await {
-        Ok(()) => session.run(&shutdown).await.err().unwrap_or(End::Gone),
+        Ok(()) => {
+            let customer = session.role == Role::Customer;
+            if customer {
+                session.shared.registry.customer_connected();
+            }
+            let end = session.run(&shutdown).await.err().unwrap_or(End::Gone);
+            if customer {
+                session.shared.registry.customer_disconnected();
+            }
+            end
+        }
         Err(end) => end,
     };
     if let End::Close(reason) = end {
@@ -305,8 +321,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         self.role = hello.role;
         let mut manufacturer = None;
-        if !self.credential_ok(&hello) {
-            let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
+        let mut credential = None;
+        if let Err(reason) = self.operator_grade(&hello) {
+            tracing::warn!(peer = %self.peer, role = ?hello.role, "refused: missing or wrong operator key");
             let _ = self.send(&ServerMessage::Refused(reason)).await;
             return Err(End::Gone);
         }
@@ -329,14 +346,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 .engine
                 .send(Command::ManufacturerHello {
                     name,
+                    key: hello.key,
                     events: events_tx.clone(),
                     reply: tx,
                 })
                 .map_err(End::Close)?;
-            let (id, acked) = rx
+            let admitted = rx
                 .await
-                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?
-                .map_err(End::Close)?;
+                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?;
+            let (id, acked, issued) = match admitted {
+                Ok(admitted) => admitted,
+                Err(reason) => {
+                    let _ = self.send(&ServerMessage::Refused(reason)).await;
+                    return Err(End::Gone);
+                }
+            };
             let durable = self.shared.registry.watch_outbox(id, acked);
             self.link = Some(Link {
                 id,
@@ -347,12 +371,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 acked,
             });
             manufacturer = Some(id);
+            credential = issued;
         }
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             server: format!("distributor/{}", env!("CARGO_PKG_VERSION")),
             manufacturer,
             month: self.shared.board.catalog.borrow().snapshot.month.clone(),
+            credential,
         };
         self.send(&ServerMessage::Welcome(welcome)).await?;
         if self.link.is_some() {
@@ -413,10 +439,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     match event {
                         LinkEvent::Push(event) => self.send(&ServerMessage::Event(event)).await?,
                         LinkEvent::Durable => self.relay().await?,
-                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "another connection took over this manufacturer name"))),
+                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "this link was ended: a connection with this name's credential took over, or an operator revoked the credential"))),
                     }
                 }
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
+                delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(Box::new(delta)))).await?,
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
             }
         }
@@ -550,13 +577,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     /// Whether the Hello carries the credential its role needs. Customers need none; every other
     /// role (manufacturers, operators, gateways) presents the peer key when the distributor has one.
     /// The one place that decides it.
-    fn credential_ok(&self, hello: &Hello) -> bool {
-        if hello.role == Role::Customer {
-            return true;
-        }
-        match &self.shared.config.peer_key {
-            Some(expected) => hello.key.as_deref() == Some(expected.as_str()),
-            None => true,
+    /// Operator-grade roles (operators, and gateways that vouch for the customers they carry) must
+    /// present the operator key: the one check, [`crate::identity::operator::OperatorKey::check`].
+    /// Manufacturers are checked by the engine against their own name's credential.
+    fn operator_grade(&self, hello: &Hello) -> Result<(), WireError> {
+        match hello.role {
+            Role::Operator | Role::Gateway => self.shared.operator_key.check(hello.key.as_deref()),
+            Role::Customer | Role::Manufacturer => Ok(()),
         }
     }
 
@@ -759,27 +786,33 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.operator()?;
                 engine.ask(Command::CloseMonth).await
             }
-            RequestBody::Status => {
+            RequestBody::Status => self.status().await,
+            RequestBody::SetMonthLength { secs } => {
                 self.operator()?;
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                engine.send(Command::Status(tx))?;
-                let mut status = rx
-                    .await
-                    .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
-                let (orders, sold) = self
-                    .shared
-                    .reads
-                    .with(read::totals)
-                    .await
-                    .map_err(internal)?;
-                status.orders = orders;
-                status.sold_units = sold;
-                Ok(Reply::Status(status))
+                engine.ask(|tx| Command::SetMonthLength(secs, tx)).await
             }
             RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
             RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
             RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
+            RequestBody::RevokeManufacturer { name } => {
+                self.operator()?;
+                engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
+            }
         }
+    }
+
+    /// The operator's snapshot; from now on this connection also gets the deltas.
+    async fn status(&mut self) -> Answer {
+        self.operator()?;
+        // Subscribe first, so that no change between the snapshot and the subscription is lost.
+        let newest = self.shared.registry.watch_status();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.engine.send(Command::Status(tx))?;
+        let status = rx
+            .await
+            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
+        self.status_watch = Some(StatusWatch::new(newest, status.clone()));
+        Ok(Reply::Status(Box::new(status)))
     }
 
     async fn cart(&mut self, op: CartOp) -> Answer {
@@ -1105,7 +1138,8 @@ enum LinkEvent {
     Push(Event),
     /// More notices are durable in the outbox.
     Durable,
-    /// The engine dropped this link: a newer connection took the name.
+    /// The engine dropped this link: a newer connection with the credential took the name, or an
+    /// operator revoked it.
     Replaced,
 }
 

@@ -76,6 +76,7 @@ pub enum Context {
     AccountForm,
     Dialog,
     Help,
+    Operator,
 }
 
 /// `(key, what it does)` pairs for the footer.
@@ -152,6 +153,14 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
         ],
         Context::Dialog => &[("Enter", "confirm"), ("Esc", "cancel")],
         Context::Help => &[("Esc", "close help")],
+        Context::Operator => &[
+            ("c", "close month"),
+            ("l", "month length"),
+            ("r", "refresh"),
+            ("Tab", "next"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
     }
 }
 
@@ -196,3 +205,14 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
 ];
+
+/// The help overlay's section for the operator's console, shown when the app has one.
+pub const OPERATOR_HELP: (&str, &[(&str, &str)]) = (
+    "Operator (tab 5 in the demo)",
+    &[
+        ("c", "close the month now"),
+        ("l", "set the month length"),
+        ("r", "fetch a fresh status"),
+        ("Enter Esc", "confirm / cancel"),
+    ],
+);

@@ -103,6 +103,7 @@ impl Driver {
             match cmd {
                 Cmd::Send { tag, body } => self.net.send(NetCmd::Send { tag, body }).unwrap(),
                 Cmd::Session(token) => self.net.send(NetCmd::Session(token)).unwrap(),
+                Cmd::SendOperator { .. } => panic!("a customer app has no operator connection"),
                 Cmd::Quit => {}
             }
         }
@@ -155,9 +156,13 @@ async fn a_checkout_whose_answer_is_lost_is_resent_with_its_id_and_buys_exactly_
         stop_server.clone(),
     ));
     let maker = manufacturer(&server_addr).await;
-    let (operator, _) = Client::connect(&server_addr, hello(Role::Operator, None))
-        .await
-        .unwrap();
+    // The server wrote its operator key beside the database before it served the maker.
+    let key = protocol::operator_key::read(&dir.path().join("operator.key")).unwrap();
+    let operator_hello = Hello {
+        key: Some(key),
+        ..hello(Role::Operator, None)
+    };
+    let (operator, _) = Client::connect(&server_addr, operator_hello).await.unwrap();
     // The maker offers into the open month as it connects: no operator step.
 
     let cut = Arc::new(AtomicBool::new(false));
