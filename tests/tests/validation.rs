@@ -245,14 +245,31 @@ async fn the_security_code_has_four_digits_for_amex_and_three_for_other_brands()
         .unwrap();
 }
 
-async fn connect_manufacturer(addr: &str, name: &str) -> Result<(Client, Events), ClientError> {
-    Client::connect(addr, hello(Role::Manufacturer, Some(name))).await
+/// Connects as manufacturer `name`, presenting the credential in `books` and keeping the one the
+/// distributor issues, as a manufacturer's books do.
+async fn connect_manufacturer(
+    addr: &str,
+    name: &str,
+    books: &mut Option<String>,
+) -> Result<(Client, Events), ClientError> {
+    let hello = Hello {
+        key: books.clone(),
+        ..hello(Role::Manufacturer, Some(name))
+    };
+    let (client, events) = Client::connect(addr, hello).await?;
+    if let Some(issued) = client.welcome().credential.clone() {
+        *books = Some(issued);
+    }
+    Ok((client, events))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manufacturer_name_that_only_looks_like_a_registered_one_is_refused() {
     let server = TestServer::start().await;
-    let (orchard, _) = connect_manufacturer(&server.addr, "orchard").await.unwrap();
+    let mut books = None;
+    let (orchard, _) = connect_manufacturer(&server.addr, "orchard", &mut books)
+        .await
+        .unwrap();
     let id = orchard.welcome().manufacturer;
     for twin in [
         "Orchard",
@@ -261,7 +278,7 @@ async fn a_manufacturer_name_that_only_looks_like_a_registered_one_is_refused() 
         "0rchard",
         "\u{043E}rchard",
     ] {
-        let refused = connect_manufacturer(&server.addr, twin).await;
+        let refused = connect_manufacturer(&server.addr, twin, &mut None).await;
         let err = refused.err().and_then(|e| e.server_error().cloned());
         assert!(
             err.as_ref().is_some_and(
@@ -272,13 +289,15 @@ async fn a_manufacturer_name_that_only_looks_like_a_registered_one_is_refused() 
     }
     for bad in ["orc\u{1b}[2Jhard", "\u{200B}"] {
         assert!(
-            connect_manufacturer(&server.addr, bad).await.is_err(),
+            connect_manufacturer(&server.addr, bad, &mut None)
+                .await
+                .is_err(),
             "{bad:?}"
         );
     }
     drop(orchard);
     // Spaces around a name are trimmed: it is the same manufacturer.
-    let (again, _) = connect_manufacturer(&server.addr, "  orchard ")
+    let (again, _) = connect_manufacturer(&server.addr, "  orchard ", &mut books)
         .await
         .unwrap();
     assert_eq!(again.welcome().manufacturer, id);
@@ -289,9 +308,12 @@ async fn a_manufacturer_name_that_only_looks_like_a_registered_one_is_refused() 
 async fn offer(
     server: &TestServer,
     name: &str,
+    books: &mut Option<String>,
     lines: Vec<OfferLine>,
 ) -> Result<Reply, ClientError> {
-    let (client, mut events) = connect_manufacturer(&server.addr, name).await.unwrap();
+    let (client, mut events) = connect_manufacturer(&server.addr, name, books)
+        .await
+        .unwrap();
     connect_operator(&server.addr)
         .await
         .call(RequestBody::CloseMonth)
@@ -341,12 +363,22 @@ fn line(sku: &str, product: &str) -> OfferLine {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn product_names_with_control_characters_or_lookalikes_of_another_are_refused() {
     let server = TestServer::start().await;
-    let err = refusal(offer(&server, "orchard", vec![line("a1", "Apples\u{1b}[2J")]).await);
+    let mut books = None;
+    let err = refusal(
+        offer(
+            &server,
+            "orchard",
+            &mut books,
+            vec![line("a1", "Apples\u{1b}[2J")],
+        )
+        .await,
+    );
     assert_eq!(err.code, ErrorCode::InvalidInput);
     let err = refusal(
         offer(
             &server,
             "orchard",
+            &mut books,
             vec![line("a1", "Apples"), line("a2", "APPLES")],
         )
         .await,
@@ -355,6 +387,7 @@ async fn product_names_with_control_characters_or_lookalikes_of_another_are_refu
     offer(
         &server,
         "orchard",
+        &mut books,
         vec![line("a1", "  Apples "), line("p1", "Pears")],
     )
     .await
