@@ -180,6 +180,53 @@ async fn a_spray_of_failures_from_one_address_does_not_keep_other_users_there_ou
     );
 }
 
+/// The per-address login bucket (20 a minute here): a sprayer at one address is soon refused, the
+/// owner elsewhere is not slowed at all, and a neighbour at the sprayer's address is only slowed: the
+/// bucket refills, so a few held attempts later the right password logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_limited_per_address_which_slows_a_sprayer_but_shuts_nobody_out() {
+    let server = TestServer::start_with(|c| c.limits.logins_per_minute = 20).await;
+    let owner = connect_from(&server.addr, "127.0.0.6").await;
+    owner.call(sign_up_body("owner@example.com")).await.unwrap();
+    let sprayer = connect_from(&server.addr, "127.0.0.5").await;
+    let mut refusal = None;
+    for i in 0..200 {
+        let reply = sprayer
+            .call(log_in(&format!("victim{i}@example.com"), "guess guess"))
+            .await;
+        match code(&reply) {
+            Err(ErrorCode::BadCredentials) => {}
+            Err(ErrorCode::Throttled) => {
+                refusal = Some((
+                    i,
+                    reply.unwrap_err().server_error().unwrap().message.clone(),
+                ));
+                break;
+            }
+            other => panic!("attempt {i}: {other:?}"),
+        }
+    }
+    let (attempts, message) = refusal.expect("the address was never throttled");
+    assert!(attempts >= 20, "refused after only {attempts} attempts");
+    assert!(message.contains("your address"), "{message}");
+    assert_eq!(
+        code(&owner.call(log_in("owner@example.com", PASSWORD)).await),
+        Ok(())
+    );
+    let neighbour = connect_from(&server.addr, "127.0.0.5").await;
+    let start = Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match code(&neighbour.call(log_in("owner@example.com", PASSWORD)).await) {
+            Ok(()) => break,
+            Err(ErrorCode::Throttled) if tries < 10 => {}
+            other => panic!("try {tries} after {:?}: {other:?}", start.elapsed()),
+        }
+    }
+    assert!(start.elapsed() < WAIT, "{:?}", start.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_wrong_passwords_get_a_delay_and_the_right_password_works_once_it_has_passed() {
     let server = TestServer::start().await;
