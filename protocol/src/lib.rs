@@ -4,6 +4,7 @@
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
+//! - [`limits`]: page and part sizes, and string limits, that keep every message inside its frame.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
@@ -25,6 +26,7 @@ pub mod card;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod limits;
 pub mod message;
 pub mod operator_key;
 pub mod types;
@@ -32,6 +34,7 @@ pub mod types;
 pub use client::{Client, ClientError, Events};
 pub use codec::{ClientCodec, CodecError, ServerCodec};
 pub use error::{ErrorCode, Field, Shortage, WireError};
+pub use limits::*;
 pub use message::*;
 pub use types::*;
 

@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
+//! - [`pages`]: stock updates cut to fit a frame, and multi-part offers put back together.
 //! - [`tls`]: loading the TLS certificate and key.
 //! - [`auth`]: argon2id passwords, session tokens, login throttling.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod engine;
 pub mod listener;
 pub mod market;
+pub mod pages;
 pub mod push;
 pub mod session;
 pub mod store;

@@ -120,6 +120,8 @@ struct Session<R, W> {
     login: Option<Login>,
     link: Option<Link>,
     watch: Option<Watch>,
+    /// The parts of a multi-part offer still arriving.
+    offer_parts: crate::pages::OfferParts,
     everyone: broadcast::Receiver<Event>,
     partial_since: Option<Instant>,
     last_activity: Instant,
@@ -146,6 +148,7 @@ where
         login: None,
         link: None,
         watch: None,
+        offer_parts: Default::default(),
         everyone,
         partial_since: None,
         last_activity: Instant::now(),
@@ -275,7 +278,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         if hello.role == Role::Manufacturer {
             let name = hello.name.unwrap_or_default();
-            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            if name.trim().is_empty() || name.len() > MAX_MANUFACTURER_NAME_BYTES || name.chars().any(char::is_control) {
                 let reason = err(
                     ErrorCode::BadHandshake,
                     "a manufacturer needs a name of 1-64 characters",
@@ -430,18 +433,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         w.last_flush = Instant::now();
         let catalog_epoch = w.catalog.borrow_and_update().epoch;
         let levels = w.levels.borrow_and_update().clone();
-        let event = if catalog_epoch != w.epoch {
-            let snapshot = self.shared.board.snapshot();
+        let events = if catalog_epoch != w.epoch {
+            // Only the first page travels; the client fetches the rest, and `sent` counts every
+            // listing as told because those pages will carry these levels or newer ones.
             w.epoch = catalog_epoch;
-            w.sent = snapshot
-                .items
-                .iter()
-                .map(|i| (i.listing, i.remaining))
-                .collect();
-            Some(Event::Catalog(snapshot))
+            w.sent = self.shared.board.levels_now();
+            vec![Event::Catalog(self.shared.board.page(None))]
         } else {
             if levels.epoch != w.epoch {
-                None // The matching catalog has not been published yet.
+                Vec::new() // The matching catalog has not been published yet.
             } else {
                 let mut changed = Vec::new();
                 for (listing, remaining) in &levels.remaining {
@@ -455,16 +455,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         }
                     }
                 }
-                (!changed.is_empty()).then_some(Event::Stock(StockDelta {
-                    version: levels.version,
-                    levels: changed,
-                }))
+                crate::pages::stock_events(levels.version, changed)
             }
         };
-        match event {
-            Some(event) => self.send(&ServerMessage::Event(event)).await,
-            None => Ok(()),
+        for event in events {
+            self.queue(&ServerMessage::Event(event))?;
         }
+        self.flush().await
     }
 
     /// Sends outbox notices the manufacturer has not seen, up to the window.
@@ -576,35 +573,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 engine.send(Command::CardChanged(account, false))?;
                 Ok(Reply::Account(self.load_account(account).await?))
             }
-            RequestBody::Catalog => {
-                if self.role == Role::Manufacturer {
-                    return Err(err(
-                        ErrorCode::Forbidden,
-                        "manufacturers do not browse the catalog",
-                    ));
-                }
-                if self.role == Role::Customer {
-                    self.account()?;
-                }
-                let mut catalog = self.shared.board.catalog.clone();
-                let mut levels = self.shared.board.levels.clone();
-                let epoch = catalog.borrow_and_update().epoch;
-                levels.borrow_and_update();
-                let snapshot = self.shared.board.snapshot();
-                self.watch = Some(Watch {
-                    catalog,
-                    levels,
-                    epoch,
-                    sent: snapshot
-                        .items
-                        .iter()
-                        .map(|i| (i.listing, i.remaining))
-                        .collect(),
-                    flush_at: None,
-                    last_flush: Instant::now(),
-                });
-                Ok(Reply::Catalog(snapshot))
-            }
+            RequestBody::Catalog => self.catalog_page(None),
+            RequestBody::CatalogPage { after } => self.catalog_page(Some(after)),
             RequestBody::GetCart => self.cart(CartOp::View).await,
             RequestBody::AddToCart { listing, quantity } => {
                 self.cart(CartOp::Add(listing, quantity)).await
@@ -630,6 +600,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     .map_err(internal)?;
                 Ok(Reply::Orders(orders))
             }
+            RequestBody::OrdersPage { before } => self.orders_page(before).await,
             RequestBody::GetOrder { order } => {
                 let account = self.account()?;
                 let found = self
@@ -654,6 +625,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 engine
                     .ask(|tx| Command::SubmitOffer(id, month, lines, tx))
                     .await
+            }
+            RequestBody::SubmitOfferPart { month, lines, last } => {
+                self.offer_part(month, lines, last).await
             }
             RequestBody::AckNotices { through } => {
                 let id = self.manufacturer()?;
@@ -705,6 +679,59 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 Ok(Reply::Status(status))
             }
         }
+    }
+
+    /// A catalog page. The first page (re)subscribes this connection to stock updates; a later page
+    /// subscribes it only if nothing did yet.
+    fn catalog_page(&mut self, after: Option<ListingId>) -> Answer {
+        if self.role == Role::Manufacturer {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "manufacturers do not browse the catalog",
+            ));
+        }
+        if self.role == Role::Customer {
+            self.account()?;
+        }
+        if after.is_none() || self.watch.is_none() {
+            let mut catalog = self.shared.board.catalog.clone();
+            let mut levels = self.shared.board.levels.clone();
+            let epoch = catalog.borrow_and_update().epoch;
+            levels.borrow_and_update();
+            self.watch = Some(Watch {
+                catalog,
+                levels,
+                epoch,
+                sent: self.shared.board.levels_now(),
+                flush_at: None,
+                last_flush: Instant::now(),
+            });
+        }
+        Ok(Reply::Catalog(self.shared.board.page(after)))
+    }
+
+    /// Orders older than `before`, one page.
+    async fn orders_page(&mut self, before: OrderId) -> Answer {
+        let account = self.account()?;
+        let orders = self
+            .shared
+            .reads
+            .with(move |c| read::orders_before(c, account, before, ORDERS_PAGE_LEN))
+            .await
+            .map_err(internal)?;
+        Ok(Reply::Orders(orders))
+    }
+
+    /// One part of a multi-part offer; the last one submits the whole offer.
+    async fn offer_part(&mut self, month: MonthId, lines: Vec<OfferLine>, last: bool) -> Answer {
+        let id = self.manufacturer()?;
+        let Some(lines) = self.offer_parts.add(month, lines, last)? else {
+            return Ok(Reply::Done);
+        };
+        self.shared
+            .engine
+            .ask(|tx| Command::SubmitOffer(id, month, lines, tx))
+            .await
     }
 
     async fn cart(&mut self, op: CartOp) -> Answer {

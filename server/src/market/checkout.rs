@@ -4,8 +4,8 @@ use super::Market;
 use protocol::*;
 use std::collections::BTreeMap;
 
-/// The most lines one checkout may hold.
-pub const MAX_CHECKOUT_LINES: usize = 100;
+/// The most lines one checkout may hold: an order's worth, which the orders pages are sized for.
+pub const MAX_CHECKOUT_LINES: usize = protocol::MAX_ORDER_LINES;
 
 /// What the market remembers of a checkout id.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +192,7 @@ impl Market {
                 quantity: *quantity,
                 line_total,
                 status: LineStatus::Placed,
+                status_at_ms: now_ms,
             });
             line_manufacturers.push(listing.manufacturer);
             sales

@@ -99,6 +99,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, listing_id)
     ) WITHOUT ROWID;
     "#,
+    // 2: when each order line reached its status, for the order detail view. NULL: at checkout
+    // (lines bought before this column, and lines still placed).
+    r#"
+    ALTER TABLE order_lines ADD COLUMN status_at_ms INTEGER;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours.
