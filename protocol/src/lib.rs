@@ -5,6 +5,7 @@
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`limits`]: page and part sizes, and string limits, that keep every message inside its frame.
+//! - [`paging`]: walking catalog and order pages, and cutting a big offer into parts.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod limits;
 pub mod message;
 pub mod operator_key;
+pub mod paging;
 pub mod types;
 
 pub use client::{Client, ClientError, Events};
