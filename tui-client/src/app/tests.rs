@@ -145,6 +145,7 @@ fn order(id: u64, status: LineStatus) -> OrderView {
                 quantity: 3,
                 line_total: Cents(348),
                 status,
+                status_at_ms: NOW - 60_000,
             },
             OrderLine {
                 listing: ListingId(31),
@@ -154,6 +155,7 @@ fn order(id: u64, status: LineStatus) -> OrderView {
                 quantity: 2,
                 line_total: Cents(258),
                 status: LineStatus::Placed,
+                status_at_ms: NOW - 120_000,
             },
         ],
         total: Cents(606),
@@ -1024,3 +1026,5 @@ fn snapshot_terminal_too_small() {
     let app = shopping(true);
     insta::assert_snapshot!("too_small", render_to_string(&app, 50, 14));
 }
+
+mod paging;
