@@ -87,23 +87,29 @@ async fn stocked_server(products: usize, dir: &std::path::Path) -> (TestServer, 
     (server, Manufacturer { stop, task })
 }
 
-/// Places `ORDERS` orders of `LINES_PER_ORDER` lines for `buyer`, many in flight at once.
-async fn seed_orders(buyer: &Client, catalog: &CatalogSnapshot) {
+/// Places `ORDERS` orders of `LINES_PER_ORDER` lines for `buyer`. A connection handles its requests
+/// one at a time, so the orders go over many connections resumed into the buyer's session, and the
+/// writer commits many of them at once.
+async fn seed_orders(addr: &str, buyer: &harness::Customer, catalog: &CatalogSnapshot) {
     let listings: Vec<ListingId> = catalog.items.iter().map(|i| i.listing).collect();
-    let workers = 32;
+    let connections = 32;
     let mut tasks = Vec::new();
-    for w in 0..workers {
-        let buyer = buyer.clone();
+    for c in 0..connections {
+        let (client, _events) = harness::connect_customer(addr).await;
+        let resume = RequestBody::Resume {
+            token: buyer.session.token.clone(),
+        };
+        assert!(matches!(client.call(resume).await, Ok(Reply::Session(_))));
         let listings = listings.clone();
         tasks.push(tokio::spawn(async move {
-            for k in (w..ORDERS).step_by(workers) {
+            for k in (c..ORDERS).step_by(connections) {
                 let lines = (0..LINES_PER_ORDER)
                     .map(|j| CartItem {
                         listing: listings[(k * LINES_PER_ORDER + j) % listings.len()],
                         quantity: 1,
                     })
                     .collect();
-                let placed = buyer
+                let placed = client
                     .call(RequestBody::Checkout {
                         checkout_id: CheckoutId::generate(),
                         lines: Some(lines),
@@ -235,7 +241,7 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
     holder.client.call(add).await.unwrap();
 
     let seeding = std::time::Instant::now();
-    seed_orders(&buyer.client, &catalog).await;
+    seed_orders(&server.addr, &buyer, &catalog).await;
     eprintln!("{ORDERS} checkouts in {:?}", seeding.elapsed());
 
     // Every order comes back, newest first, each with its lines; one page is far over 64 KiB.
@@ -308,6 +314,23 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
 
     assert!(!manufacturer.task.is_finished(), "the manufacturer kept running");
     drop(shop);
+    drop(manufacturer);
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manufacturer_sim_with_1500_products_puts_all_of_them_on_sale_in_one_offer_sent_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    // `stocked_server` waits until all 1,500 listings are on sale.
+    let (server, manufacturer) = stocked_server(1_500, dir.path()).await;
+    let operator = connect_operator(&server.addr).await;
+    let Reply::Status(status) = operator.call(RequestBody::Status).await.unwrap() else {
+        panic!("expected a status");
+    };
+    let warehouse = status.manufacturers.iter().find(|m| m.name == "warehouse");
+    assert!(warehouse.is_some_and(|m| m.connected && m.offered_this_month), "{status:?}");
+    assert_eq!(status.remaining_units, 1_500 * 1_000);
+    assert!(!manufacturer.task.is_finished());
     drop(manufacturer);
     server.stop().await.expect("clean stop");
 }
