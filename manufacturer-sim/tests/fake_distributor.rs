@@ -407,10 +407,7 @@ async fn a_1500_product_offer_is_sent_in_parts_that_join_into_the_whole_catalog(
                 .enumerate()
                 .map(|(i, l)| (l.sku.clone(), ListingId(i as u32)))
                 .collect();
-            let accepted = Reply::OfferAccepted {
-                month,
-                listings,
-            };
+            let accepted = Reply::OfferAccepted { month, listings };
             conn.reply(r.id, Ok(accepted)).await;
             break;
         }
@@ -423,7 +420,12 @@ async fn a_1500_product_offer_is_sent_in_parts_that_join_into_the_whole_catalog(
     // The manufacturer keeps serving after the offer: a sale is applied and acked.
     conn.push(sale(1, 10, "S0001", 1)).await;
     let r = conn.request().await;
-    assert_eq!(r.body, RequestBody::AckNotices { through: NoticeSeq(1) });
+    assert_eq!(
+        r.body,
+        RequestBody::AckNotices {
+            through: NoticeSeq(1)
+        }
+    );
     sim.stop().await;
 }
 

@@ -121,10 +121,12 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
         any::<u32>().prop_map(|l| RequestBody::CatalogPage {
             after: ListingId(l)
         }),
-        any::<u64>().prop_map(|o| RequestBody::OrdersPage {
-            before: OrderId(o)
-        }),
-        (any::<u32>(), proptest::collection::vec(any_offer_line(), 0..4), any::<bool>())
+        any::<u64>().prop_map(|o| RequestBody::OrdersPage { before: OrderId(o) }),
+        (
+            any::<u32>(),
+            proptest::collection::vec(any_offer_line(), 0..4),
+            any::<bool>()
+        )
             .prop_map(|(m, lines, last)| RequestBody::SubmitOfferPart {
                 month: MonthId(m),
                 lines,
@@ -654,6 +656,10 @@ fn a_1500_line_offer_of_about_48_kb_decodes_on_the_server() {
     });
     let mut buf = BytesMut::new();
     ClientCodec::new().encode(&offer, &mut buf).unwrap();
-    assert!((40_000..MAX_CLIENT_FRAME).contains(&buf.len()), "{} bytes", buf.len());
+    assert!(
+        (40_000..MAX_CLIENT_FRAME).contains(&buf.len()),
+        "{} bytes",
+        buf.len()
+    );
     assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(offer));
 }

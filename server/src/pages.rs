@@ -44,9 +44,7 @@ impl OfferParts {
                 format!("offer parts for two months ({month} after another); send the offer again from its first part"),
             ));
         }
-        if lines.len() > MAX_OFFER_PART_LINES
-            || self.lines.len() + lines.len() > MAX_OFFER_LINES
-        {
+        if lines.len() > MAX_OFFER_PART_LINES || self.lines.len() + lines.len() > MAX_OFFER_LINES {
             *self = OfferParts::default();
             return Err(WireError::new(
                 ErrorCode::InvalidInput,

@@ -278,7 +278,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         if hello.role == Role::Manufacturer {
             let name = hello.name.unwrap_or_default();
-            if name.trim().is_empty() || name.len() > MAX_MANUFACTURER_NAME_BYTES || name.chars().any(char::is_control) {
+            if name.trim().is_empty()
+                || name.len() > MAX_MANUFACTURER_NAME_BYTES
+                || name.chars().any(char::is_control)
+            {
                 let reason = err(
                     ErrorCode::BadHandshake,
                     "a manufacturer needs a name of 1-64 characters",

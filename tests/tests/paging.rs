@@ -115,7 +115,10 @@ async fn seed_orders(addr: &str, buyer: &harness::Customer, catalog: &CatalogSna
                         lines: Some(lines),
                     })
                     .await;
-                assert!(matches!(placed, Ok(Reply::Order(_))), "checkout {k}: {placed:?}");
+                assert!(
+                    matches!(placed, Ok(Reply::Order(_))),
+                    "checkout {k}: {placed:?}"
+                );
             }
         }));
     }
@@ -166,7 +169,9 @@ impl Shop {
     }
 
     fn key(&mut self, code: KeyCode) {
-        let cmds = self.app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        let cmds = self
+            .app
+            .update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
         self.carry_out(cmds);
     }
 
@@ -247,7 +252,10 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
     // Every order comes back, newest first, each with its lines; one page is far over 64 KiB.
     let orders = buyer.client.all_orders().await.unwrap();
     assert_eq!(orders.len(), ORDERS);
-    assert!(orders.windows(2).all(|w| w[0].id > w[1].id), "newest first, no repeats");
+    assert!(
+        orders.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first, no repeats"
+    );
     assert!(orders.iter().all(|o| o.lines.len() == LINES_PER_ORDER));
     let newest_page = orders[..ORDERS_PAGE_LEN].to_vec();
     assert!(encoded_len(Reply::Orders(newest_page)) > MAX_CLIENT_FRAME);
@@ -268,7 +276,8 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
     })
     .await;
     shop.key(KeyCode::Char('3'));
-    shop.until("the newest orders", |app| app.orders.loaded).await;
+    shop.until("the newest orders", |app| app.orders.loaded)
+        .await;
     assert_eq!(shop.app.screen, Screen::Orders);
     let mut presses = 0;
     while shop.app.orders.list.len() < ORDERS || shop.app.orders.older.is_some() {
@@ -276,7 +285,11 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
         presses += 1;
         shop.until("the next older page", |app| app.orders.page_seq.is_none())
             .await;
-        assert!(presses <= ORDERS / ORDERS_PAGE_LEN + 1, "stuck at {}", shop.app.orders.list.len());
+        assert!(
+            presses <= ORDERS / ORDERS_PAGE_LEN + 1,
+            "stuck at {}",
+            shop.app.orders.list.len()
+        );
     }
     assert_eq!(shop.app.orders.list.len(), ORDERS);
     shop.key(KeyCode::End);
@@ -287,7 +300,10 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
     shop.key(KeyCode::Enter);
     let screen = shop.screen_text();
     assert!(screen.contains(&format!("Order #{}", oldest.0)), "{screen}");
-    assert!(screen.contains(&format!("{LINES_PER_ORDER} lines")), "{screen}");
+    assert!(
+        screen.contains(&format!("{LINES_PER_ORDER} lines")),
+        "{screen}"
+    );
 
     // loadgen: its customers' views hold every listing, and a short run buys without errors.
     let identity = Identity {
@@ -312,14 +328,18 @@ async fn a_2000_product_offer_goes_in_parts_and_the_shop_loadgen_and_orders_scre
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert!(summary.checkouts_ok > 0, "{summary:?}");
 
-    assert!(!manufacturer.task.is_finished(), "the manufacturer kept running");
+    assert!(
+        !manufacturer.task.is_finished(),
+        "the manufacturer kept running"
+    );
     drop(shop);
     drop(manufacturer);
     server.stop().await.expect("clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manufacturer_sim_with_1500_products_puts_all_of_them_on_sale_in_one_offer_sent_in_parts() {
+async fn a_manufacturer_sim_with_1500_products_puts_all_of_them_on_sale_in_one_offer_sent_in_parts()
+{
     let dir = tempfile::tempdir().unwrap();
     // `stocked_server` waits until all 1,500 listings are on sale.
     let (server, manufacturer) = stocked_server(1_500, dir.path()).await;
@@ -328,7 +348,10 @@ async fn a_manufacturer_sim_with_1500_products_puts_all_of_them_on_sale_in_one_o
         panic!("expected a status");
     };
     let warehouse = status.manufacturers.iter().find(|m| m.name == "warehouse");
-    assert!(warehouse.is_some_and(|m| m.connected && m.offered_this_month), "{status:?}");
+    assert!(
+        warehouse.is_some_and(|m| m.connected && m.offered_this_month),
+        "{status:?}"
+    );
     assert_eq!(status.remaining_units, 1_500 * 1_000);
     assert!(!manufacturer.task.is_finished());
     drop(manufacturer);

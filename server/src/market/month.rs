@@ -180,7 +180,10 @@ impl Market {
                     format!("each line needs a SKU of 1-{MAX_SKU_BYTES} bytes and a product name of up to {MAX_PRODUCT_BYTES}"),
                 ));
             }
-            if line.category.len() > MAX_CATEGORY_BYTES || line.unit_price.0 == 0 || line.unit_price.0 > 1 << 40 {
+            if line.category.len() > MAX_CATEGORY_BYTES
+                || line.unit_price.0 == 0
+                || line.unit_price.0 > 1 << 40
+            {
                 return Err(WireError::new(
                     ErrorCode::InvalidInput,
                     format!("{}: bad category or unit price", line.sku),

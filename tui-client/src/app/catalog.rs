@@ -308,8 +308,8 @@ impl App {
     /// range learn what is left, and the next page is asked for.
     pub(super) fn catalog_first_page(&mut self, snapshot: CatalogSnapshot) -> Vec<Cmd> {
         // A cart listing in the page's range but missing from it is sold out (or not offered).
-        let through = next_catalog_page(&snapshot)
-            .and_then(|_| snapshot.items.last().map(|i| i.listing));
+        let through =
+            next_catalog_page(&snapshot).and_then(|_| snapshot.items.last().map(|i| i.listing));
         let levels: Vec<_> = self
             .cart
             .view

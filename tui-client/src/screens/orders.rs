@@ -3,10 +3,10 @@
 
 use crate::app::App;
 use crate::strings;
+use protocol::OrderView;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use protocol::OrderView;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 

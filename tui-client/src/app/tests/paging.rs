@@ -16,8 +16,15 @@ fn on_orders_with_a_full_first_page(newest: u64) -> App {
     let mut app = shopping(true);
     let cmds = app.update(ch('3'));
     let (tag, _) = one(&cmds, ReqKind::Orders);
-    let cmds = reply(&mut app, tag, Reply::Orders(orders_from(newest, ORDERS_PAGE_LEN)));
-    assert!(sent(&cmds, ReqKind::OrdersPage).is_empty(), "no prefetch at the top");
+    let cmds = reply(
+        &mut app,
+        tag,
+        Reply::Orders(orders_from(newest, ORDERS_PAGE_LEN)),
+    );
+    assert!(
+        sent(&cmds, ReqKind::OrdersPage).is_empty(),
+        "no prefetch at the top"
+    );
     app
 }
 
@@ -25,13 +32,27 @@ fn on_orders_with_a_full_first_page(newest: u64) -> App {
 fn older_orders_load_page_by_page_as_the_selection_reaches_the_end_until_a_short_page() {
     let mut app = on_orders_with_a_full_first_page(250);
     let (tag, body) = one(&app.update(key(KeyCode::End)), ReqKind::OrdersPage);
-    assert_eq!(body, RequestBody::OrdersPage { before: OrderId(151) });
+    assert_eq!(
+        body,
+        RequestBody::OrdersPage {
+            before: OrderId(151)
+        }
+    );
     // While that page is on its way, moving again asks for nothing more.
     assert!(sent(&app.update(key(KeyCode::Down)), ReqKind::OrdersPage).is_empty());
-    reply(&mut app, tag, Reply::Orders(orders_from(150, ORDERS_PAGE_LEN)));
+    reply(
+        &mut app,
+        tag,
+        Reply::Orders(orders_from(150, ORDERS_PAGE_LEN)),
+    );
     assert_eq!(app.orders.list.len(), 200);
     let (tag, body) = one(&app.update(key(KeyCode::End)), ReqKind::OrdersPage);
-    assert_eq!(body, RequestBody::OrdersPage { before: OrderId(51) });
+    assert_eq!(
+        body,
+        RequestBody::OrdersPage {
+            before: OrderId(51)
+        }
+    );
     reply(&mut app, tag, Reply::Orders(orders_from(50, 50)));
     assert_eq!(app.orders.list.len(), 250);
     assert_eq!(app.orders.list.last().map(|o| o.id), Some(OrderId(1)));
@@ -44,12 +65,20 @@ fn older_orders_load_page_by_page_as_the_selection_reaches_the_end_until_a_short
 fn a_fresh_newest_page_keeps_the_older_pages_already_loaded_and_the_selection() {
     let mut app = on_orders_with_a_full_first_page(250);
     let (tag, _) = one(&app.update(key(KeyCode::End)), ReqKind::OrdersPage);
-    reply(&mut app, tag, Reply::Orders(orders_from(150, ORDERS_PAGE_LEN)));
+    reply(
+        &mut app,
+        tag,
+        Reply::Orders(orders_from(150, ORDERS_PAGE_LEN)),
+    );
     app.update(key(KeyCode::End));
     let selected = app.orders.list[app.orders.selected].id;
     // `r` refreshes the newest page; one new order arrived meanwhile.
     let (tag, _) = one(&app.update(ch('r')), ReqKind::Orders);
-    reply(&mut app, tag, Reply::Orders(orders_from(251, ORDERS_PAGE_LEN)));
+    reply(
+        &mut app,
+        tag,
+        Reply::Orders(orders_from(251, ORDERS_PAGE_LEN)),
+    );
     assert_eq!(app.orders.list.len(), 201);
     assert_eq!(app.orders.list[0].id, OrderId(251));
     assert_eq!(app.orders.list[app.orders.selected].id, selected);
@@ -64,7 +93,12 @@ fn a_lost_older_page_is_asked_for_again_on_the_next_move() {
         result: Err(RequestError::Lost),
     }));
     let (_, body) = one(&app.update(key(KeyCode::Down)), ReqKind::OrdersPage);
-    assert_eq!(body, RequestBody::OrdersPage { before: OrderId(151) });
+    assert_eq!(
+        body,
+        RequestBody::OrdersPage {
+            before: OrderId(151)
+        }
+    );
 }
 
 #[test]
@@ -81,7 +115,10 @@ fn enter_opens_the_order_detail_with_live_statuses_and_esc_goes_back_to_the_list
         status: LineStatus::Confirmed,
     })));
     let line = &app.orders.detail_order().map(|o| o.lines[1].clone());
-    assert_eq!(line.as_ref().map(|l| (l.status, l.status_at_ms)), Some((LineStatus::Confirmed, NOW)));
+    assert_eq!(
+        line.as_ref().map(|l| (l.status, l.status_at_ms)),
+        Some((LineStatus::Confirmed, NOW))
+    );
     app.update(key(KeyCode::Esc));
     assert_eq!(app.orders.detail, None);
     assert_eq!(app.screen, Screen::Orders);
@@ -98,10 +135,15 @@ fn snapshot_orders_with_older_pages_to_load() {
 fn snapshot_order_detail() {
     let mut app = shopping(true);
     let (tag, _) = one(&app.update(ch('3')), ReqKind::Orders);
-    let list = vec![order(9, LineStatus::Confirmed), order(8, LineStatus::Dispatched)];
+    let list = vec![
+        order(9, LineStatus::Confirmed),
+        order(8, LineStatus::Dispatched),
+    ];
     reply(&mut app, tag, Reply::Orders(list));
     app.update(key(KeyCode::Enter));
-    app.update(Msg::Tick { now_ms: NOW + 30_000 });
+    app.update(Msg::Tick {
+        now_ms: NOW + 30_000,
+    });
     insta::assert_snapshot!("order_detail", snap(&app));
 }
 
@@ -135,8 +177,15 @@ fn catalog_pages_are_fetched_until_a_short_page_and_stock_events_apply_in_betwee
         version: 21,
         levels: vec![(ListingId(1), 4)],
     }))));
-    let cmds = reply(&mut app, tag, Reply::Catalog(catalog_page(last.0 + 1, 500, 7, 22)));
-    assert!(sent(&cmds, ReqKind::CatalogPage).is_empty(), "a short page is the last");
+    let cmds = reply(
+        &mut app,
+        tag,
+        Reply::Catalog(catalog_page(last.0 + 1, 500, 7, 22)),
+    );
+    assert!(
+        sent(&cmds, ReqKind::CatalogPage).is_empty(),
+        "a short page is the last"
+    );
     assert_eq!(app.catalog.items.len(), CATALOG_PAGE_LEN + 500);
     let left = |app: &App, l: u32| {
         app.catalog
@@ -173,6 +222,10 @@ fn a_page_of_a_chain_started_before_a_newer_first_page_is_dropped() {
         1, 3, 9, 30,
     )))));
     assert!(sent(&cmds, ReqKind::CatalogPage).is_empty());
-    reply(&mut app, old, Reply::Catalog(catalog_page(1_001, 500, 7, 25)));
+    reply(
+        &mut app,
+        old,
+        Reply::Catalog(catalog_page(1_001, 500, 7, 25)),
+    );
     assert_eq!(app.catalog.items.len(), 3);
 }
