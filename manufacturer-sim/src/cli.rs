@@ -105,9 +105,9 @@ where
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        // Seconds since start keep lines short; colours only on a terminal.
+        // Seconds since start keep lines short; colours only on a terminal, never under NO_COLOR.
         .with_timer(tracing_subscriber::fmt::time::uptime())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(protocol::logging::colour_on_stderr())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

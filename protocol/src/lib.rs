@@ -7,6 +7,7 @@
 //! - [`limits`]: page and part sizes, and string limits, that keep every message inside its frame.
 //! - [`paging`]: walking catalog and order pages, and cutting a big offer into parts.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
+//! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
@@ -28,6 +29,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod limits;
+pub mod logging;
 pub mod message;
 pub mod operator_key;
 pub mod paging;

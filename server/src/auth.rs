@@ -99,17 +99,26 @@ pub fn validate_email(email: &str) -> Result<(), WireError> {
     }
 }
 
-/// Passwords need at least 8 characters (and at most 1024, to bound hashing cost).
+/// The fewest characters a password may have.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The most characters a password may have, to bound hashing cost.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Passwords need 8 to 1024 characters; the message names the limit that was missed.
 pub fn validate_password(password: &str) -> Result<(), WireError> {
     let len = password.chars().count();
-    if !(8..=1024).contains(&len) {
-        return Err(WireError::field(
-            ErrorCode::InvalidInput,
-            Field::Password,
-            "use at least 8 characters",
-        ));
-    }
-    Ok(())
+    let problem = if len < MIN_PASSWORD_CHARS {
+        format!("use at least {MIN_PASSWORD_CHARS} characters")
+    } else if len > MAX_PASSWORD_CHARS {
+        format!("use at most {MAX_PASSWORD_CHARS} characters (this one has {len})")
+    } else {
+        return Ok(());
+    };
+    Err(WireError::field(
+        ErrorCode::InvalidInput,
+        Field::Password,
+        problem,
+    ))
 }
 
 /// Counts failed logins per key (an email or an address) in a sliding window.

@@ -44,10 +44,14 @@ struct ServeArgs {
     /// The SQLite database file (created if missing; never overwritten if foreign or corrupt).
     #[arg(long, default_value = "data/distributor.db")]
     db: PathBuf,
-    /// The longest a month lasts, in seconds. It closes earlier when stock runs out or every active
-    /// customer has checked out.
+    /// The longest a month lasts, in seconds. It closes earlier when stock runs out, or when every
+    /// active customer has checked out (see --min-month-secs).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     month_secs: u64,
+    /// The shortest a month lasts before "every customer has bought" may close it, in seconds.
+    /// Default: a quarter of --month-secs, at most 30. Sold out and time up still close at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    min_month_secs: Option<u64>,
     /// The most connections served at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -98,6 +102,7 @@ where
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(protocol::logging::colour_on_stderr())
         .try_init();
     match cli.command {
         Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
@@ -162,6 +167,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut config = crate::Config::new(&args.db);
     config.month_secs = args.month_secs;
+    config.min_month_secs = args.min_month_secs;
     config.max_connections = args.max_connections.max(1);
     config.frame_timeout = Duration::from_secs(args.frame_timeout_secs.max(1));
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));

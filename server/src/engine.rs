@@ -71,6 +71,8 @@ pub enum Command {
     CloseMonth(ReplyTx),
     /// An operator asks for the market's status.
     Status(oneshot::Sender<SystemStatus>),
+    /// A customer logged in or resumed a session: they are active in the open month.
+    CustomerLoggedIn(AccountId),
 }
 
 /// The sending side, cloned into every session.
@@ -358,6 +360,8 @@ impl Engine {
             Command::Status(reply) => {
                 let _ = reply.send(self.market.status(0, 0));
             }
+            Command::CustomerLoggedIn(account) if self.deleted.contains(&account) => {}
+            Command::CustomerLoggedIn(account) => self.market.customer_seen(account),
         }
     }
 
@@ -388,6 +392,11 @@ impl Engine {
 
     fn request_offers(&mut self) {
         for (id, month) in self.market.due_offer_requests() {
+            let expect = Op::ExpectOffer {
+                month,
+                manufacturer: id,
+            };
+            self.submit(expect, Done::Nothing);
             if let Some(tx) = self.manufacturers.get(&id) {
                 tracing::info!(
                     manufacturer = self.market.manufacturer_name(id),
@@ -407,6 +416,12 @@ impl Engine {
             .map(|m| m.expected.iter().copied().collect())
             .unwrap_or_default();
         tracing::info!(month = view.id.0, "month opened");
+        // Customers logged in now are active in the new month, like those who log in during it.
+        for account in self.registry.logged_in_accounts() {
+            if !self.deleted.contains(&account) {
+                self.market.customer_seen(account);
+            }
+        }
         self.submit(Op::OpenMonth(view.clone(), expected), Done::Nothing);
         self.registry.broadcast(Event::MonthOpened(view));
         self.request_offers();

@@ -48,6 +48,9 @@ pub struct Config {
     pub db: PathBuf,
     /// How long a month lasts at most.
     pub month_secs: u64,
+    /// How long a month lasts at least before "every customer has bought" may close it; `None`
+    /// means a quarter of `month_secs`, at most 30 s. Sold out and time up still close at once.
+    pub min_month_secs: Option<u64>,
     /// The most connections served at once; more are refused with `TooManyConnections`.
     pub max_connections: usize,
     /// A started frame (and the handshake) must complete within this.
@@ -63,18 +66,31 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 120 s months, 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at
-    /// most one stock update per watcher every 100 ms.
+    /// Defaults: 120 s months (open at least 30 s before "every customer has bought" may close
+    /// one), 10,000 connections, 10 s frame deadline, 5 min idle timeout, and at most one stock
+    /// update per watcher every 100 ms.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
             month_secs: 120,
+            min_month_secs: None,
             max_connections: 10_000,
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             peer_key: None,
             stock_interval: Duration::from_millis(100),
             tls: None,
+        }
+    }
+}
+
+impl Config {
+    /// The shortest month in ms: `min_month_secs`, or by default a quarter of `month_secs` capped
+    /// at 30 s.
+    pub fn min_month_ms(&self) -> u64 {
+        match self.min_month_secs {
+            Some(secs) => secs.saturating_mul(1000),
+            None => market::default_min_month_ms(self.month_secs.max(1).saturating_mul(1000)),
         }
     }
 }
@@ -102,7 +118,8 @@ pub async fn run(
     let started = std::time::Instant::now();
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
-    let market = market::Market::restore(snapshot);
+    let mut market = market::Market::restore(snapshot);
+    market.set_min_month_ms(config.min_month_ms());
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let fatal = CancellationToken::new();

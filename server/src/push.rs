@@ -61,6 +61,11 @@ impl Registry {
         }
     }
 
+    /// Every account with at least one logged-in session now.
+    pub fn logged_in_accounts(&self) -> Vec<AccountId> {
+        lock(&self.customers).keys().copied().collect()
+    }
+
     /// Pushes an event to every session of one account.
     pub fn push_to_account(&self, account: AccountId, event: Event) {
         if let Some(list) = lock(&self.customers).get(&account) {

@@ -329,6 +329,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), End> {
         let config = self.shared.config.clone();
+        // A client may send requests in the same write as its Hello: answer what is already here
+        // instead of waiting for more bytes that may never come.
+        if !self.rbuf.is_empty() {
+            self.on_bytes().await?;
+        }
         loop {
             let deadline = match self.partial_since {
                 Some(since) => since + config.frame_timeout,
@@ -887,6 +892,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             self.shared.registry.detach_customer(old.account, self.id);
         }
         let pushes = self.shared.registry.attach_customer(account, self.id);
+        // Best effort: an engine that has stopped has no month to count this login in.
+        let _ = self.shared.engine.send(Command::CustomerLoggedIn(account));
         self.login = Some(Login {
             account,
             token_hash,

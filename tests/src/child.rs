@@ -58,6 +58,40 @@ impl ChildProcess {
         Self::spawn(command, log)
     }
 
+    /// As [`ChildProcess::spawn_self`], letting the caller adjust the command first (for example to
+    /// run it as another user).
+    pub fn spawn_self_adjusted(
+        entry: &str,
+        args: &[String],
+        log: &Path,
+        adjust: impl FnOnce(&mut Command),
+    ) -> std::io::Result<ChildProcess> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args([
+                "--ignored",
+                "--exact",
+                entry,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ARGS_ENV, serde_json::to_string(args).unwrap_or_default());
+        adjust(&mut command);
+        Self::spawn(command, log)
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn spawn(mut command: Command, log: &Path) -> std::io::Result<ChildProcess> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)

@@ -86,9 +86,10 @@ pub struct Config {
     pub stock_wait: Duration,
     /// `idle` mode: read this process's VmRSS before and after.
     pub rss_pid: Option<u32>,
-    /// If the catalog is empty at the start, close the open month as an operator once, so that the
-    /// next month asks the manufacturers connected now for offers. (A manufacturer that connects
-    /// mid-month is only asked at the next month, and a fresh distributor opens month 1 at once.)
+    /// If the catalog is still empty [`EMPTY_MONTH_GRACE`] after the start, close the open month as
+    /// an operator once, so that the next month asks every manufacturer connected now for offers.
+    /// A no-op when goods arrived: a manufacturer that connects mid-month offers into that month
+    /// at once, so this only matters for an older distributor.
     pub close_empty_month: bool,
     /// The distributor's peer key, for the operator connection of `close_empty_month`.
     pub peer_key: Option<String>,
@@ -123,6 +124,9 @@ impl Config {
         }
     }
 }
+
+/// How long `close_empty_month` waits for goods to arrive before it closes an empty month.
+pub const EMPTY_MONTH_GRACE: Duration = Duration::from_secs(3);
 
 /// What can stop a run from being made at all. Everything else is counted in the [`Summary`].
 #[derive(Debug, thiserror::Error)]
@@ -399,15 +403,17 @@ async fn wait_for_stock(
     shared: &Shared,
     config: &Config,
 ) -> Result<(), TrafficError> {
-    let until = Instant::now() + config.stock_wait;
-    customer.drain_events();
-    if customer.stock().in_stock() == 0 && config.close_empty_month {
-        close_month(config).await?;
-    }
+    let started = Instant::now();
+    let until = started + config.stock_wait;
+    let mut may_close = config.close_empty_month;
     loop {
         customer.drain_events();
         if customer.stock().in_stock() > 0 {
             return Ok(());
+        }
+        if may_close && started.elapsed() >= EMPTY_MONTH_GRACE.min(config.stock_wait / 2) {
+            may_close = false;
+            close_month(config).await?;
         }
         if Instant::now() >= until {
             return Err(TrafficError::NoStock(config.stock_wait));

@@ -9,16 +9,11 @@ use tests::harness::*;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A server whose open month holds `lines` from the manufacturer "orchard". A manufacturer that
-/// connects mid-month offers at the next month, so the first (empty) month is closed as an operator.
+/// connects mid-month offers into that month at once, so no operator step is needed.
 async fn offered_server(lines: Vec<OfferLine>) -> (TestServer, TestManufacturer) {
     let server = TestServer::start().await;
     let m =
         TestManufacturer::connect(&server.addr, "orchard", script(lines), Default::default()).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     (server, m)
 }
 
@@ -26,7 +21,7 @@ async fn offered_server(lines: Vec<OfferLine>) -> (TestServer, TestManufacturer)
 async fn a_customer_signs_up_fills_a_cart_checks_out_and_sees_the_order_confirmed_then_dispatched()
 {
     let server = TestServer::start().await;
-    // The manufacturer connects first, so the month that opens after this one asks it for an offer.
+    // The manufacturer connects while month 1 is open and offers into it at once.
     let m = TestManufacturer::connect(
         &server.addr,
         "orchard",
@@ -37,9 +32,6 @@ async fn a_customer_signs_up_fills_a_cart_checks_out_and_sees_the_order_confirme
         Default::default(),
     )
     .await;
-    // It joined after month 1 opened, so it is asked at the next month: close this one.
-    let op = connect_operator(&server.addr).await;
-    op.call(RequestBody::CloseMonth).await.unwrap();
     let c = customer(&server.addr).await;
     let cat = wait_for_catalog(&c.client, 2, WAIT).await;
     let apple = cat.items.iter().find(|i| i.sku == "apple").unwrap();
@@ -463,12 +455,8 @@ async fn unacked_notices_are_redelivered_in_order_after_the_manufacturer_reconne
         dispatch: false,
     };
     let books = Arc::new(std::sync::Mutex::new(Books::default()));
+    // It offers into month 1 as it connects.
     let m = TestManufacturer::connect(&server.addr, "orchard", silent, books.clone()).await;
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .unwrap();
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     for q in 1..=3 {
@@ -527,7 +515,7 @@ async fn the_next_offer_is_pulled_only_after_every_earlier_notice_is_acked() {
     )
     .await;
     let op = connect_operator(&server.addr).await;
-    op.call(RequestBody::CloseMonth).await.unwrap(); // month 2 asks the manufacturer
+    // It offered into month 1 as it connected.
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     c.client
@@ -540,17 +528,17 @@ async fn the_next_offer_is_pulled_only_after_every_earlier_notice_is_acked() {
         })
         .await
         .unwrap();
-    op.call(RequestBody::CloseMonth).await.unwrap(); // month 3 opens; a sale and a settlement are unacked
+    op.call(RequestBody::CloseMonth).await.unwrap(); // month 2 opens; a sale and a settlement are unacked
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         books.lock().unwrap().offered_months,
-        vec![2],
+        vec![1],
         "offered again before acking"
     );
     drop(m);
     let _m = TestManufacturer::connect(&server.addr, "orchard", script(lines), books.clone()).await;
-    eventually("offer for month 3 after the acks", WAIT, async || {
-        books.lock().unwrap().offered_months == vec![2, 3]
+    eventually("offer for month 2 after the acks", WAIT, async || {
+        books.lock().unwrap().offered_months == vec![1, 2]
     })
     .await;
     let b = books.lock().unwrap().clone();

@@ -27,12 +27,7 @@ async fn market(
     let books: Arc<Mutex<Books>> = Arc::default();
     let addr = maker_via.map_or(server.addr.clone(), |p| p.addr.clone());
     let m = TestManufacturer::connect(&addr, MAKER, script(lines.clone()), books.clone()).await;
-    // It joined after month 1 opened, so it is asked at the next month: close this one.
-    connect_operator(&server.addr)
-        .await
-        .call(RequestBody::CloseMonth)
-        .await
-        .expect("close month 1");
+    // It connects while month 1 is open, so its offer joins month 1 at once.
     eventually("the offer is on sale", WAIT, async || {
         operator_status(&server.addr).await.remaining_units
             == lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>()

@@ -2,8 +2,9 @@
 //! told it bought matches what the server lists, every confirmed checkout is in the acked log, and the
 //! distributor's audit finds each of them in the database with the same units.
 
+use protocol::{MonthId, Reply, RequestBody};
 use std::time::Duration;
-use tests::harness::{offer_line, script, TestManufacturer, TestServer};
+use tests::harness::{connect_operator, offer_line, script, TestManufacturer, TestServer};
 use tests::traffic::acked::AckedLine;
 use tests::traffic::{self, Config, Mode, Summary};
 
@@ -34,12 +35,25 @@ async fn run_against_fresh_server(
         acked_log: Some(acked_path.clone()),
         connect_concurrency: 8,
         stock_wait: Duration::from_secs(10),
-        // A fresh distributor opens month 1 before the manufacturer connects; close it so that
-        // month 2 asks the manufacturer for its offer.
+        // The manufacturer offered into month 1 as it connected, so this is a no-op (checked below).
         close_empty_month: true,
         ..Config::new(server.addr.clone())
     };
     let summary = traffic::run(config).await.expect("the run was made");
+    let status = match connect_operator(&server.addr)
+        .await
+        .call(RequestBody::Status)
+        .await
+        .expect("status")
+    {
+        Reply::Status(s) => s,
+        other => panic!("unexpected status reply {other:?}"),
+    };
+    assert_eq!(
+        status.month.map(|m| m.id),
+        Some(MonthId(1)),
+        "--close-empty-month closed a month although the goods had arrived"
+    );
     let text = std::fs::read_to_string(&acked_path).unwrap();
     let lines: Vec<AckedLine> = text
         .lines()

@@ -376,7 +376,7 @@ async fn three_manufacturers_books_agree_with_the_distributor_after_several_mont
         .map(|n| InProcess::start(&server.addr, n, n, dir.path()))
         .collect();
     let stop = CancellationToken::new();
-    // The first month opened before anyone connected; the second is the first with offers.
+    // The manufacturers offer into month 1 as they connect; the closer turns months over.
     let closer = month_closer(&server.addr, Duration::from_millis(1500), stop.clone());
     let buyers = shoppers(&server.addr, 4, stop.clone()).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -502,48 +502,22 @@ async fn a_manufacturer_killed_mid_month_and_restarted_loses_and_double_counts_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manufacturer_that_joins_late_offers_at_the_next_month() {
+async fn a_manufacturer_that_joins_late_offers_into_the_open_month() {
     let server = TestServer::start_with(|c| c.month_secs = 60).await;
     let dir = tempfile::tempdir().unwrap();
     let orchard = InProcess::start(&server.addr, "orchard", "orchard", dir.path());
-    let operator = harness::connect_operator(&server.addr).await;
     let buyer = harness::customer(&server.addr).await;
-    // Month 1 opened with nobody connected; close it so orchard is asked for month 2.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    operator.call(RequestBody::CloseMonth).await.unwrap();
     let catalog = harness::wait_for_catalog(&buyer.client, 4, Duration::from_secs(10)).await;
     let joined_in = catalog
         .month
         .as_ref()
         .map(|m| m.id)
         .expect("a month is open");
+    assert_eq!(joined_in, MonthId(1), "orchard's goods joined month 1");
 
     let dairy = InProcess::start(&server.addr, "dairy", "dairy", dir.path());
-    harness::eventually("dairy connects", Duration::from_secs(10), async || {
-        status(&server.addr)
-            .await
-            .manufacturers
-            .iter()
-            .any(|m| m.name == "dairy" && m.connected)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let catalog = harness::catalog(&buyer.client).await;
-    assert!(
-        catalog.items.iter().all(|i| i.manufacturer_name != "dairy"),
-        "dairy's goods appeared in the month it joined"
-    );
-    assert!(
-        manufacturer_sim::report(&dairy.db).unwrap().manufacturers[0]
-            .months
-            .is_empty(),
-        "dairy recorded an offer in the month it joined"
-    );
-
-    operator.call(RequestBody::CloseMonth).await.unwrap();
     let catalog = harness::wait_for_catalog(&buyer.client, 8, Duration::from_secs(10)).await;
-    let next = catalog.month.as_ref().map(|m| m.id).unwrap();
-    assert_eq!(next, MonthId(joined_in.0 + 1));
+    assert_eq!(catalog.month.as_ref().map(|m| m.id), Some(joined_in));
     assert_eq!(
         catalog
             .items
@@ -556,7 +530,7 @@ async fn a_manufacturer_that_joins_late_offers_at_the_next_month() {
         .months
         .clone();
     assert_eq!(months.len(), 1);
-    assert_eq!(months[0].month, next.0);
+    assert_eq!(months[0].month, joined_in.0);
     dairy.stop().await;
     orchard.stop().await;
     server.stop().await.unwrap();
@@ -567,10 +541,7 @@ async fn an_order_line_becomes_confirmed_and_then_dispatched() {
     let server = TestServer::start_with(|c| c.month_secs = 60).await;
     let dir = tempfile::tempdir().unwrap();
     let orchard = InProcess::start(&server.addr, "orchard", "orchard", dir.path());
-    let operator = harness::connect_operator(&server.addr).await;
     let mut buyer = harness::customer(&server.addr).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    operator.call(RequestBody::CloseMonth).await.unwrap();
     let catalog = harness::wait_for_catalog(&buyer.client, 4, Duration::from_secs(10)).await;
     let item = &catalog.items[0];
     let order = match buyer

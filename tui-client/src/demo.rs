@@ -117,9 +117,8 @@ pub async fn start(
             }
         });
     }
-    // The distributor opened month 1 before the makers connected, and asks a maker to offer only
-    // when a month opens: start a fresh month as soon as they are all here, so the shelves fill now
-    // rather than after a whole empty month.
+    // The makers offer into the open month as soon as they connect; this only steps in if the
+    // shelves are still empty once they are all here.
     kick_first_month(&addr).await;
     for i in 0..config.shoppers {
         tasks.spawn(shopper(i, addr.clone(), stop.clone()));
@@ -142,9 +141,10 @@ fn hello(client: &str) -> Hello {
     }
 }
 
-/// Waits (up to 10 s) until every demo maker is connected, then closes the empty first month as an
-/// operator, which opens the next one and asks the makers for offers. Best effort: if anything
-/// fails the demo still runs and the first month simply passes empty.
+/// Waits (up to 10 s) until a demo maker's goods are on sale, which is a no-op: a maker that connects
+/// while a month is open offers into it at once. Only if every maker is connected and still none
+/// has offered 3 s later does it close the empty month as an operator, so that the next one asks
+/// them again. Best effort: if anything fails the demo still runs.
 async fn kick_first_month(addr: &str) {
     let operator = Hello {
         role: Role::Operator,
@@ -153,15 +153,16 @@ async fn kick_first_month(addr: &str) {
     let Ok((client, _events)) = Client::connect(addr, operator).await else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         if let Ok(Reply::Status(status)) = client.call(RequestBody::Status).await {
             let connected = status.manufacturers.iter().filter(|m| m.connected).count();
             let offered = status.manufacturers.iter().any(|m| m.offered_this_month);
             if offered {
-                return; // a restarted demo with a month already stocked
+                return; // goods arrived: nothing to do
             }
-            if connected >= MAKERS.len() {
+            if connected >= MAKERS.len() && started.elapsed() >= Duration::from_secs(3) {
                 let _ = client.call(RequestBody::CloseMonth).await;
                 return;
             }

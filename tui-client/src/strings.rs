@@ -1,6 +1,6 @@
 //! Every text a person reads, in one place, so wording stays consistent and easy to review.
 
-use protocol::{CartAdjustment, CloseReason, LineStatus, Shortage};
+use protocol::{CartAdjustment, CloseReason, LineStatus, MonthId, Shortage};
 
 pub const APP_NAME: &str = "shop";
 pub const TOO_SMALL: &str = "Terminal too small";
@@ -134,11 +134,26 @@ pub fn order_status(order: &protocol::OrderView) -> String {
 /// Why a month closed.
 pub fn close_reason(r: CloseReason) -> &'static str {
     match r {
-        CloseReason::SoldOut => "everything sold",
-        CloseReason::AllCustomersDone => "every shopper is done",
+        CloseReason::SoldOut => "sold out",
+        CloseReason::AllCustomersDone => "every customer has bought",
         CloseReason::TimeUp => "time is up",
         CloseReason::Operator => "closed by the operator",
     }
+}
+
+/// The status line when a month closes, for example `Month 3 closed: sold out.`
+pub fn month_closed(month: MonthId, reason: CloseReason) -> String {
+    format!("Month {} closed: {}.", month.0, close_reason(reason))
+}
+
+/// The status line when a month opens.
+pub fn month_opened(month: MonthId) -> String {
+    format!("Month {} is open.", month.0)
+}
+
+/// The status line when a month opens right after one closed: why it closed, then the new month.
+pub fn month_turned_over(closed: MonthId, reason: CloseReason, opened: MonthId) -> String {
+    format!("{} {}", month_closed(closed, reason), month_opened(opened))
 }
 
 #[cfg(test)]

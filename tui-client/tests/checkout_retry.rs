@@ -158,7 +158,7 @@ async fn a_checkout_whose_answer_is_lost_is_resent_with_its_id_and_buys_exactly_
     let (operator, _) = Client::connect(&server_addr, hello(Role::Operator, None))
         .await
         .unwrap();
-    operator.call(RequestBody::CloseMonth).await.unwrap(); // the next month asks the maker to offer
+    // The maker offers into the open month as it connects: no operator step.
 
     let cut = Arc::new(AtomicBool::new(false));
     let addr = proxy(server_addr.clone(), cut.clone()).await;

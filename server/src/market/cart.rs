@@ -156,9 +156,7 @@ impl Market {
             None if quantity > 0 => customer.cart.push(CartItem { listing, quantity }),
             None => {}
         }
-        if let Some(month) = self.month.as_mut().filter(|m| m.is_open()) {
-            month.active.entry(account).or_insert(false);
-        }
+        self.customer_seen(account);
     }
 
     /// The cart view: every line with this month's price and availability.

@@ -125,6 +125,14 @@ impl Market {
             let q = merged.entry(line.listing).or_insert(0);
             *q = q.saturating_add(line.quantity);
         }
+        // A listing that never existed is not "sold out": say what adding it to a cart says.
+        if let Some(unknown) = merged.keys().find(|l| !self.listings.contains_key(l)) {
+            return Err(CheckoutError::Rejected(WireError::field(
+                ErrorCode::NotFound,
+                Field::Listing,
+                format!("listing {} not found", unknown.0),
+            )));
+        }
         let shortages: Vec<Shortage> = merged
             .iter()
             .filter_map(|(listing, quantity)| {
@@ -145,6 +153,12 @@ impl Market {
             let names: Vec<String> = shortages
                 .iter()
                 .map(|s| match s.available {
+                    0 if self.stock(s.listing).is_none() => {
+                        format!(
+                            "{} from {} is not on sale this month",
+                            s.product, s.manufacturer
+                        )
+                    }
                     0 => format!("{} from {} is sold out", s.product, s.manufacturer),
                     n => format!("only {} {} from {} left", n, s.product, s.manufacturer),
                 })
@@ -228,9 +242,8 @@ impl Market {
             self.customer_mut(account).cart.clear();
         }
         if let Some(month) = self.month.as_mut() {
-            if from_cart || month.active.contains_key(&account) {
-                month.active.insert(account, true);
-            }
+            month.seen.insert(account);
+            month.bought.insert(account);
         }
         self.checkouts.insert(
             checkout_id,

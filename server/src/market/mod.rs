@@ -11,7 +11,7 @@ mod month;
 
 pub use cart::CartOutcome;
 pub use checkout::{CheckoutError, CheckoutPlan, Committed};
-pub use month::{Month, OfferPlan};
+pub use month::{default_min_month_ms, Month, OfferPlan, MIN_MONTH_CAP_MS};
 
 use protocol::*;
 use std::collections::{BTreeMap, HashMap};
@@ -111,6 +111,8 @@ pub struct Market {
     pub(crate) stock_version: u64,
     /// Bumped whenever the set of listings on sale or their prices change.
     pub(crate) catalog_epoch: u64,
+    /// How long a month stays open at least before "every customer has bought" may close it.
+    pub(crate) min_month_ms: u64,
 }
 
 impl Market {
@@ -130,6 +132,7 @@ impl Market {
             next_order: snapshot.last_order.0 + 1,
             stock_version: 1,
             catalog_epoch: 1,
+            min_month_ms: 0,
         };
         for listing in snapshot.listings {
             market.next_listing = market.next_listing.max(listing.id.0 + 1);
@@ -273,7 +276,8 @@ impl Market {
     pub fn forget_customer(&mut self, account: AccountId) {
         self.customers.remove(&account);
         if let Some(month) = self.month.as_mut() {
-            month.active.remove(&account);
+            month.seen.remove(&account);
+            month.bought.remove(&account);
         }
     }
 

@@ -2,11 +2,19 @@
 
 use super::{Listing, Market, Stock};
 use protocol::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 
 /// How long after opening a month waits for the expected offers before "sold out" may close it.
 /// Without this grace, a month whose first offer sells out would close before the others arrive.
 pub const OFFER_GRACE_MS: u64 = 5_000;
+
+/// The cap on the default shortest month (`--min-month-secs`), in ms.
+pub const MIN_MONTH_CAP_MS: u64 = 30_000;
+
+/// The default shortest month for months of at most `month_ms`: a quarter of it, capped at 30 s.
+pub fn default_min_month_ms(month_ms: u64) -> u64 {
+    (month_ms / 4).min(MIN_MONTH_CAP_MS)
+}
 
 /// A selling month.
 #[derive(Debug, Clone)]
@@ -19,14 +27,17 @@ pub struct Month {
     pub ends_at_ms: u64,
     /// `None` while open; the close time and reason afterwards.
     pub closed: Option<(u64, CloseReason)>,
-    /// Manufacturers connected when it opened: they are asked for an offer.
+    /// Manufacturers expected to offer: those connected when it opened, and any asked later (one
+    /// that connects, or catches up on its acks, while the month is open).
     pub expected: BTreeSet<ManufacturerId>,
     /// Manufacturers that were sent `OfferRequested`.
     pub requested: BTreeSet<ManufacturerId>,
     /// Manufacturers whose offer was accepted.
     pub offered: BTreeSet<ManufacturerId>,
-    /// Customers who used their cart this month → whether they have checked out since.
-    pub active: HashMap<AccountId, bool>,
+    /// Customers logged in at any time while it was open (or who used a cart or bought in it).
+    pub seen: HashSet<AccountId>,
+    /// Customers who checked out in it. Always a subset of `seen`.
+    pub bought: HashSet<AccountId>,
 }
 
 impl Month {
@@ -93,7 +104,8 @@ impl Market {
             expected,
             requested: BTreeSet::new(),
             offered: BTreeSet::new(),
-            active: HashMap::new(),
+            seen: HashSet::new(),
+            bought: HashSet::new(),
         };
         let view = month.view();
         self.month = Some(month);
@@ -103,25 +115,28 @@ impl Market {
         view
     }
 
-    /// Manufacturers that should be sent `OfferRequested` now: expected, connected, drained, not yet
-    /// asked. Marks them as asked.
+    /// Manufacturers that should be sent `OfferRequested` now: connected, drained (every earlier
+    /// notice acked), not yet asked and not yet offered in the open month. That includes one that
+    /// connected after the month opened: its goods join the open month. Marks them as asked and
+    /// expected.
     pub fn due_offer_requests(&mut self) -> Vec<(ManufacturerId, MonthId)> {
         let Some(month) = self.month.as_mut().filter(|m| m.is_open()) else {
             return Vec::new();
         };
-        let mut due = Vec::new();
-        for id in &month.expected {
-            if month.requested.contains(id) {
-                continue;
-            }
-            if let Some(m) = self.manufacturers.get(id) {
-                if m.connected && m.drained() {
-                    due.push((*id, month.id));
-                }
-            }
-        }
+        let due: Vec<(ManufacturerId, MonthId)> = self
+            .manufacturers
+            .iter()
+            .filter(|(id, m)| {
+                m.connected
+                    && m.drained()
+                    && !month.requested.contains(id)
+                    && !month.offered.contains(id)
+            })
+            .map(|(id, _)| (*id, month.id))
+            .collect();
         for (id, _) in &due {
             month.requested.insert(*id);
+            month.expected.insert(*id);
         }
         due
     }
@@ -151,16 +166,16 @@ impl Market {
                 format!("the open month is {}, not {}", month.id.0, month_id.0),
             ));
         }
-        if !month.expected.contains(&manufacturer) {
-            return Err(WireError::new(
-                ErrorCode::Conflict,
-                "you joined after this month opened; you will be asked at the next month",
-            ));
-        }
         if month.offered.contains(&manufacturer) {
             return Err(WireError::new(
                 ErrorCode::Conflict,
                 "an offer for this month was already accepted",
+            ));
+        }
+        if !month.requested.contains(&manufacturer) {
+            return Err(WireError::new(
+                ErrorCode::Conflict,
+                "no offer was asked of you this month; acknowledge every notice, then wait to be asked",
             ));
         }
         if lines.len() > MAX_OFFER_LINES {
@@ -258,18 +273,33 @@ impl Market {
         if offered > 0 && remaining == 0 && offers_in {
             return Some(CloseReason::SoldOut);
         }
-        let all_done = !month.active.is_empty()
-            && month.active.iter().all(|(account, checked_out)| {
-                *checked_out
-                    && self
-                        .customers
-                        .get(account)
-                        .is_none_or(|c| c.cart.is_empty())
-            });
-        if all_done {
+        if self.every_customer_bought(month, now_ms) {
             return Some(CloseReason::AllCustomersDone);
         }
         None
+    }
+
+    /// The "every customer has bought" rule: the month has run its minimum length, someone was
+    /// active in it, every customer active in it has checked out in it, and nobody holds a
+    /// non-empty cart. The cart scan runs last, only when the cheap checks pass.
+    fn every_customer_bought(&self, month: &Month, now_ms: u64) -> bool {
+        now_ms >= month.opened_at_ms.saturating_add(self.min_month_ms)
+            && !month.seen.is_empty()
+            && month.bought.len() >= month.seen.len()
+            && self.customers.values().all(|c| c.cart.is_empty())
+    }
+
+    /// A customer logged in (or resumed a session, or was logged in when the month opened): they
+    /// are active in the open month.
+    pub fn customer_seen(&mut self, account: AccountId) {
+        if let Some(month) = self.month.as_mut().filter(|m| m.is_open()) {
+            month.seen.insert(account);
+        }
+    }
+
+    /// Sets the shortest time a month stays open before "every customer has bought" may close it.
+    pub fn set_min_month_ms(&mut self, ms: u64) {
+        self.min_month_ms = ms;
     }
 
     /// Closes the open month and writes a settlement notice for each manufacturer that offered.

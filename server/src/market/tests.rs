@@ -145,6 +145,8 @@ fn adding_more_than_is_available_is_refused_on_the_quantity_field() {
 #[test]
 fn the_month_closes_when_sold_out_and_settles_sold_and_unsold() {
     let (mut m, id, l) = market(&[("apple", 2, 100), ("pear", 1, 100)]);
+    // So that the one buyer having bought does not close it first.
+    m.set_min_month_ms(30_000);
     let a = buyer(&mut m, 1);
     assert_eq!(m.close_reason(NOW), None);
     m.checkout(
@@ -205,17 +207,21 @@ fn the_month_closes_when_its_time_is_up() {
     assert_eq!(m.close_reason(NOW + 60_000), Some(CloseReason::TimeUp));
 }
 
+fn offer_of(sku: &str, quantity: u32) -> Vec<OfferLine> {
+    vec![OfferLine {
+        sku: sku.into(),
+        product: sku.into(),
+        category: "c".into(),
+        quantity,
+        unit_price: Cents(100),
+    }]
+}
+
 #[test]
-fn offers_are_refused_for_the_wrong_month_twice_or_from_a_late_joiner() {
+fn offers_are_refused_for_the_wrong_month_twice_or_unasked() {
     let (mut m, id, _) = market(&[("apple", 10, 100)]);
     let month = m.open_month().unwrap().id;
-    let line = vec![OfferLine {
-        sku: "x".into(),
-        product: "x".into(),
-        category: "c".into(),
-        quantity: 1,
-        unit_price: Cents(1),
-    }];
+    let line = offer_of("x", 1);
     assert_eq!(
         m.submit_offer(id, month, &line).unwrap_err().code,
         ErrorCode::Conflict
@@ -224,21 +230,212 @@ fn offers_are_refused_for_the_wrong_month_twice_or_from_a_late_joiner() {
         m.submit_offer(id, MonthId(99), &line).unwrap_err().code,
         ErrorCode::Conflict
     );
-    let (late, _) = m.register_manufacturer("latecomer");
-    m.set_connected(late, true);
+    // Registered but never connected, so never asked: its offer is refused.
+    let (stranger, _) = m.register_manufacturer("stranger");
     assert_eq!(
-        m.submit_offer(late, month, &line).unwrap_err().code,
+        m.submit_offer(stranger, month, &line).unwrap_err().code,
         ErrorCode::Conflict
     );
+}
+
+#[test]
+fn a_manufacturer_that_connects_while_a_month_is_open_is_asked_at_once_and_its_settlement_covers_its_goods(
+) {
+    let (mut m, orchard, _) = market(&[("apple", 10, 100)]);
+    let month = m.open_month().unwrap().id;
+    let (late, _) = m.register_manufacturer("latecomer");
+    m.set_connected(late, true);
+    assert_eq!(m.due_offer_requests(), vec![(late, month)]);
+    assert!(m.open_month().unwrap().expected.contains(&late));
+    let plan = m.submit_offer(late, month, &offer_of("cheese", 4)).unwrap();
+    let cheese = plan.reply[0].1;
+    assert_eq!(m.available(cheese), 4, "its goods joined the open month");
+    let a = buyer(&mut m, 1);
+    m.checkout(
+        a,
+        CheckoutId(1),
+        Some(vec![CartItem {
+            listing: cheese,
+            quantity: 3,
+        }]),
+        NOW,
+    )
+    .unwrap();
+    let settlements = m.close_month(CloseReason::TimeUp, NOW);
+    let of = |who| {
+        settlements
+            .iter()
+            .find(|s| s.manufacturer == who)
+            .map(|s| match &s.notice.body {
+                NoticeBody::Settlement(s) => s.lines.clone(),
+                NoticeBody::Sale(_) => panic!("a sale, not a settlement"),
+            })
+            .expect("a settlement")
+    };
+    let late_lines = of(late);
+    assert_eq!(late_lines.len(), 1);
+    assert_eq!(
+        (
+            late_lines[0].sku.as_str(),
+            late_lines[0].offered,
+            late_lines[0].sold,
+            late_lines[0].unsold
+        ),
+        ("cheese", 4, 3, 1)
+    );
+    assert!(
+        of(orchard).iter().all(|l| l.sku == "apple"),
+        "each settlement covers only its maker's goods"
+    );
+}
+
+#[test]
+fn a_manufacturer_that_joins_with_unacked_notices_is_asked_only_after_it_acks_them() {
+    let (mut m, id, l) = market(&[("apple", 10, 100)]);
+    let a = buyer(&mut m, 1);
+    m.checkout(
+        a,
+        CheckoutId(1),
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }]),
+        NOW,
+    )
+    .unwrap();
+    // Orchard drops and comes back with its sale notice unacked, then the month turns over.
+    m.set_connected(id, false);
+    let settlements = m.close_month(CloseReason::Operator, NOW);
+    let month = m.open_next_month(NOW, 60_000);
+    m.set_connected(id, true);
+    m.reset_offer_request(id);
+    assert!(m.due_offer_requests().is_empty(), "two notices unacked");
+    assert_eq!(
+        m.submit_offer(id, month.id, &offer_of("apple", 1))
+            .unwrap_err()
+            .code,
+        ErrorCode::Conflict,
+        "an unasked offer is refused"
+    );
+    m.ack(id, NoticeSeq(1)).unwrap();
     assert!(
         m.due_offer_requests().is_empty(),
-        "a late joiner is asked at the next month"
+        "the settlement is unacked"
     );
-    m.close_month(CloseReason::Operator, NOW);
-    m.open_next_month(NOW, 60_000);
-    let due: Vec<_> = m.due_offer_requests().into_iter().map(|(m, _)| m).collect();
-    assert!(due.contains(&late));
-    assert!(!due.contains(&id), "orchard has an unacked settlement");
+    m.ack(id, settlements[0].notice.seq).unwrap();
+    assert_eq!(m.due_offer_requests(), vec![(id, month.id)]);
+}
+
+#[test]
+fn a_manufacturer_offers_at_most_once_per_month_even_after_it_reconnects() {
+    let (mut m, id, _) = market(&[("apple", 10, 100)]);
+    let month = m.open_month().unwrap().id;
+    m.set_connected(id, false);
+    m.set_connected(id, true);
+    m.reset_offer_request(id);
+    assert!(m.due_offer_requests().is_empty(), "it already offered");
+    assert_eq!(
+        m.submit_offer(id, month, &offer_of("apple", 5))
+            .unwrap_err()
+            .code,
+        ErrorCode::Conflict
+    );
+}
+
+#[test]
+fn a_quick_buyer_does_not_close_the_month_while_another_logged_in_customer_has_not_bought() {
+    let (mut m, _, l) = market(&[("apple", 10, 100)]);
+    let a = buyer(&mut m, 1);
+    let watcher = buyer(&mut m, 2);
+    m.customer_seen(a);
+    m.customer_seen(watcher);
+    m.add_to_cart(a, l[0], 1).unwrap();
+    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    assert_eq!(m.close_reason(NOW + 1), None, "the watcher has not bought");
+    m.checkout(
+        watcher,
+        CheckoutId(2),
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }]),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(m.close_reason(NOW + 1), Some(CloseReason::AllCustomersDone));
+}
+
+#[test]
+fn a_customer_holding_a_cart_from_an_earlier_month_keeps_the_month_open() {
+    let (mut m, id, l) = market(&[("apple", 10, 100)]);
+    let holder = buyer(&mut m, 1);
+    m.add_to_cart(holder, l[0], 2).unwrap();
+    let settlements = m.close_month(CloseReason::Operator, NOW);
+    m.ack(id, settlements[0].notice.seq).unwrap();
+    let month = m.open_next_month(NOW, 60_000);
+    m.due_offer_requests();
+    m.submit_offer(id, month.id, &offer_of("apple", 10))
+        .unwrap();
+    let quick = buyer(&mut m, 2);
+    m.checkout(
+        quick,
+        CheckoutId(1),
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }]),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        m.close_reason(NOW + 1),
+        None,
+        "the holder of a non-empty cart is active although it has not logged in this month"
+    );
+    m.clear_cart(holder);
+    assert_eq!(m.close_reason(NOW + 1), Some(CloseReason::AllCustomersDone));
+}
+
+#[test]
+fn every_customer_bought_closes_the_month_only_after_its_minimum_length() {
+    let (mut m, _, l) = market(&[("apple", 10, 100)]);
+    m.set_min_month_ms(2_000);
+    let a = buyer(&mut m, 1);
+    m.customer_seen(a);
+    m.add_to_cart(a, l[0], 1).unwrap();
+    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    assert_eq!(m.close_reason(NOW + 1_999), None);
+    assert_eq!(
+        m.close_reason(NOW + 2_000),
+        Some(CloseReason::AllCustomersDone)
+    );
+}
+
+#[test]
+fn sold_out_and_time_up_close_a_month_at_once_whatever_its_minimum_length() {
+    let (mut m, _, l) = market(&[("apple", 1, 100)]);
+    m.set_min_month_ms(30_000);
+    assert_eq!(m.close_reason(NOW + 60_000), Some(CloseReason::TimeUp));
+    let a = buyer(&mut m, 1);
+    m.checkout(
+        a,
+        CheckoutId(1),
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }]),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(m.close_reason(NOW + 1), Some(CloseReason::SoldOut));
+}
+
+#[test]
+fn the_default_minimum_month_is_a_quarter_of_the_longest_capped_at_30_s() {
+    assert_eq!(default_min_month_ms(8_000), 2_000);
+    assert_eq!(default_min_month_ms(60_000), 15_000);
+    assert_eq!(default_min_month_ms(3_600_000), MIN_MONTH_CAP_MS);
+    assert_eq!(MIN_MONTH_CAP_MS, 30_000);
 }
 
 #[test]

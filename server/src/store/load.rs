@@ -109,7 +109,9 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             // Whoever was asked before the restart is asked again if it has not offered.
             requested: offered.clone(),
             offered,
-            active: HashMap::new(),
+            // Customers count as active again as their sessions resume.
+            seen: Default::default(),
+            bought: Default::default(),
         });
         snap.stock = conn
             .prepare(
@@ -128,16 +130,35 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
             .collect::<Result<_, _>>()?;
     }
 
-    let mut stmt = conn.prepare("SELECT checkout_id, account_id, id FROM orders")?;
+    // A restart cuts every connection, and customers come back one by one. Until they do, count
+    // everyone still holding a valid session as logged in to the open month, so that a customer
+    // who had bought cannot close it for those who have not reconnected yet.
+    if let Some(open) = snap.month.as_mut().filter(|m| m.is_open()) {
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT account_id FROM sessions WHERE expires_at_ms > ?1")?;
+        for account in stmt.query_map([super::now_ms() as i64], |r| r.get::<_, i64>(0))? {
+            open.seen.insert(AccountId(account? as u64));
+        }
+    }
+
+    let mut stmt = conn.prepare("SELECT checkout_id, account_id, id, month_id FROM orders")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, Vec<u8>>(0)?,
             r.get::<_, Option<i64>>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
         ))
     })?;
     for row in rows {
-        let (checkout, account, order) = row?;
+        let (checkout, account, order, month) = row?;
+        // Who already bought in a month that is still open keeps counting as having bought.
+        if let (Some(open), Some(a)) = (snap.month.as_mut().filter(|m| m.is_open()), account) {
+            if open.id.0 == month as u32 {
+                open.seen.insert(AccountId(a as u64));
+                open.bought.insert(AccountId(a as u64));
+            }
+        }
         snap.checkouts.push((
             checkout_from_key(&checkout)?,
             account.map(|a| AccountId(a as u64)),

@@ -116,12 +116,16 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             })?;
         }
     }
+    check_writable(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(read_only(path));
+    }
     check_identity(&conn, path, Check::Deep)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit the client was told about survives power loss, not only a crash.
@@ -131,6 +135,45 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;
     Ok(conn)
+}
+
+fn read_only(path: &Path) -> StoreError {
+    StoreError::Foreign(format!(
+        "{}: the database file is read-only; the distributor needs to write it (check its permissions)",
+        path.display()
+    ))
+}
+
+/// Refuses to start on a file or directory this process cannot write, before SQLite would quietly
+/// open it read-only and fail the first sign-up. WAL mode also creates `-wal` and `-shm` files
+/// beside the database, so the directory must be writable too.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    if path.exists() {
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+            return Err(if denied(&e) {
+                read_only(path)
+            } else {
+                StoreError::Foreign(format!("{}: cannot open the database: {e}", path.display()))
+            });
+        }
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".distributor-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Foreign(format!(
+            "{}: cannot write to the database's directory ({e}); the distributor keeps its \
+             write-ahead log there",
+            dir.display()
+        ))),
+    }
 }
 
 /// How thoroughly to check a file before using it.

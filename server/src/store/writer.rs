@@ -113,6 +113,14 @@ pub enum Op {
     },
     /// Revoke a session.
     DeleteSession([u8; 32]),
+    /// A manufacturer was asked for its offer in an open month: it is expected to offer in it
+    /// (a no-op for one that was connected when the month opened).
+    ExpectOffer {
+        /// The month.
+        month: MonthId,
+        /// Who was asked.
+        manufacturer: ManufacturerId,
+    },
 }
 
 /// What a job produced, for callers that wait on [`Done::Outcome`].
@@ -526,6 +534,15 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
         Op::DeleteSession(token_hash) => {
             conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
                 .execute([&token_hash[..]])?;
+        }
+        Op::ExpectOffer {
+            month,
+            manufacturer,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO month_manufacturers (month_id, manufacturer_id) VALUES (?1, ?2)",
+            )?
+            .execute(params![month.0, manufacturer.0])?;
         }
     }
     Ok(Outcome::Done)

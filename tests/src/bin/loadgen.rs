@@ -54,8 +54,9 @@ struct Args {
     /// idle mode: report this process's resident memory before and after (the server's pid).
     #[arg(long)]
     rss_pid: Option<u32>,
-    /// If the catalog is empty at the start, close the open month as an operator so that the next
-    /// month asks the manufacturers connected now (a fresh distributor's month 1 has no offers).
+    /// If the catalog is still empty 3 s after the start, close the open month as an operator so
+    /// that the next month asks the manufacturers connected now. A no-op when goods arrived (a
+    /// manufacturer that connects mid-month offers into that month at once).
     #[arg(long)]
     close_empty_month: bool,
     /// The distributor's peer key, for that operator connection.
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(protocol::logging::colour_on_stderr())
         .init();
     let args = Args::parse();
     let config = Config {

@@ -23,8 +23,8 @@ use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 use protocol::{
-    AccountView, Event, MonthState, MonthView, Reply, RequestBody, SessionInfo, SessionToken,
-    Welcome, WireError,
+    AccountView, CloseReason, Event, MonthId, MonthState, MonthView, Reply, RequestBody,
+    SessionInfo, SessionToken, Welcome, WireError,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -243,6 +243,8 @@ pub struct App {
     pub overlay: Option<Overlay>,
     pub flash: Option<Flash>,
     pub month: Option<MonthView>,
+    /// The month that closed last and why, until the next one opens: its status line says both.
+    pub month_closed: Option<(MonthId, CloseReason)>,
     pub login: LoginState,
     pub catalog: CatalogState,
     pub cart: CartState,
@@ -270,6 +272,7 @@ impl App {
             overlay: None,
             flash: None,
             month: None,
+            month_closed: None,
             login: LoginState::new(LoginMode::LogIn),
             catalog: CatalogState::default(),
             cart: CartState::default(),
@@ -671,7 +674,11 @@ impl App {
                 }
             }
             Event::MonthOpened(month) => {
-                self.flash(FlashKind::Info, format!("Month {} is open.", month.id.0));
+                let text = match self.month_closed.take() {
+                    Some((closed, reason)) => strings::month_turned_over(closed, reason, month.id),
+                    None => strings::month_opened(month.id),
+                };
+                self.flash(FlashKind::Info, text);
                 self.month = Some(month);
                 Vec::new()
             }
@@ -679,14 +686,8 @@ impl App {
                 if let Some(m) = self.month.as_mut().filter(|m| m.id == month) {
                     m.state = MonthState::Closed;
                 }
-                self.flash(
-                    FlashKind::Info,
-                    format!(
-                        "Month {} closed: {}.",
-                        month.0,
-                        strings::close_reason(reason)
-                    ),
-                );
+                self.month_closed = Some((month, reason));
+                self.flash(FlashKind::Info, strings::month_closed(month, reason));
                 Vec::new()
             }
             Event::OfferRequested { .. } | Event::Notice(_) => Vec::new(),

@@ -1027,4 +1027,43 @@ fn snapshot_terminal_too_small() {
     insta::assert_snapshot!("too_small", render_to_string(&app, 50, 14));
 }
 
+fn turn_over(app: &mut App, closed: u32, reason: CloseReason) {
+    app.update(Msg::Net(NetEvent::Push(Event::MonthClosed {
+        month: MonthId(closed),
+        reason,
+    })));
+    app.update(Msg::Net(NetEvent::Push(Event::MonthOpened(MonthView {
+        id: MonthId(closed + 1),
+        state: MonthState::Open,
+        opened_at_ms: NOW,
+        ends_at_ms: NOW + 60_000,
+    }))));
+}
+
+#[test]
+fn the_status_line_says_why_the_month_closed_and_then_shows_the_new_month() {
+    for (reason, why) in [
+        (CloseReason::SoldOut, "sold out"),
+        (CloseReason::AllCustomersDone, "every customer has bought"),
+        (CloseReason::TimeUp, "time is up"),
+        (CloseReason::Operator, "closed by the operator"),
+    ] {
+        let mut app = shopping(true);
+        turn_over(&mut app, 4, reason);
+        let flash = app.flash.as_ref().map(|f| f.text.clone());
+        assert_eq!(
+            flash.as_deref(),
+            Some(format!("Month 4 closed: {why}. Month 5 is open.").as_str())
+        );
+        assert_eq!(app.month.as_ref().map(|m| m.id), Some(MonthId(5)));
+    }
+}
+
+#[test]
+fn snapshot_month_closed_sold_out() {
+    let mut app = shopping(true);
+    turn_over(&mut app, 4, CloseReason::SoldOut);
+    insta::assert_snapshot!("month_closed_sold_out", snap(&app));
+}
+
 mod paging;
