@@ -66,18 +66,7 @@ async fn stocked_server(products: usize, dir: &std::path::Path) -> (TestServer, 
     config.dispatch_delay = None;
     let stop = CancellationToken::new();
     let task = tokio::spawn(manufacturer_sim::run(config, stop.clone()));
-    let operator = connect_operator(&server.addr).await;
-    harness::eventually("the manufacturer connects", WAIT, async || {
-        match operator.call(RequestBody::Status).await {
-            Ok(Reply::Status(s)) => s.manufacturers.iter().any(|m| m.connected),
-            _ => false,
-        }
-    })
-    .await;
-    // It may have joined after month 1 opened; the next month asks it for its offer at once.
-    if !task.is_finished() {
-        let _ = operator.call(RequestBody::CloseMonth).await;
-    }
+    // It joins the open month: asked for its offer as soon as it connects.
     let watcher = harness::customer(&server.addr).await;
     harness::eventually("every product is on sale", WAIT, async || {
         assert!(!task.is_finished(), "the manufacturer stopped: {task:?}");

@@ -665,7 +665,12 @@ impl App {
                 listing,
                 status,
             } => {
-                if self.orders.set_status(order, listing, status, self.now_ms) || !self.logged_in()
+                // An unknown order older than the newest loaded is on a page not loaded yet: it
+                // arrives with its page.
+                let on_older_page = self.orders.list.first().is_some_and(|o| order < o.id);
+                if self.orders.set_status(order, listing, status, self.now_ms)
+                    || !self.logged_in()
+                    || on_older_page
                 {
                     Vec::new()
                 } else {

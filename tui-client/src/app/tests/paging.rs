@@ -229,3 +229,21 @@ fn a_page_of_a_chain_started_before_a_newer_first_page_is_dropped() {
     );
     assert_eq!(app.catalog.items.len(), 3);
 }
+
+#[test]
+fn a_status_push_for_an_order_on_a_page_not_loaded_yet_does_not_refetch_the_newest_page() {
+    let mut app = on_orders_with_a_full_first_page(250);
+    let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
+        order: OrderId(20),
+        listing: ListingId(11),
+        status: LineStatus::Dispatched,
+    })));
+    assert!(sent(&cmds, ReqKind::Orders).is_empty());
+    // One newer than everything loaded was placed elsewhere: fetch the newest page.
+    let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
+        order: OrderId(251),
+        listing: ListingId(11),
+        status: LineStatus::Confirmed,
+    })));
+    one(&cmds, ReqKind::Orders);
+}
