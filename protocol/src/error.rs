@@ -1,6 +1,7 @@
 //! Errors as they travel on the wire: a stable code, a message a person can read as it is, and, where
 //! it helps, the form field it belongs to or the lines that could not be filled.
 
+use crate::message::CartView;
 use crate::types::ListingId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -50,6 +51,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong inside the server. Nothing was changed.
     Internal,
+    /// A checkout's confirmed total is not what the lines cost now (a new month's price, or a line cut
+    /// to what is in stock). Nothing was bought. [`WireError::repriced`] carries the lines and the total
+    /// as they are now: show them, and let the customer confirm again.
+    PriceChanged,
 }
 
 /// The form field an [`ErrorCode::InvalidInput`] or [`ErrorCode::CardInvalid`] belongs to, so a client
@@ -102,6 +107,12 @@ pub struct WireError {
     pub field: Option<Field>,
     /// For [`ErrorCode::OutOfStock`]: every line that could not be filled.
     pub shortages: Vec<Shortage>,
+    /// For [`ErrorCode::PriceChanged`], and for [`ErrorCode::OutOfStock`] on a cart checkout: the lines
+    /// and the total as they are now (for a cart checkout, the cart after any cut). `None` for every
+    /// other error. Added after the first release as an optional last field, so older encoders that
+    /// know nothing of it never need to fill it in.
+    #[serde(default)]
+    pub repriced: Option<Box<CartView>>,
 }
 
 impl WireError {
@@ -112,6 +123,7 @@ impl WireError {
             message: message.into(),
             field: None,
             shortages: Vec::new(),
+            repriced: None,
         }
     }
 

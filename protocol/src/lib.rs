@@ -4,7 +4,8 @@
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
-//! - [`limits`]: page and part sizes, and string limits, that keep every message inside its frame.
+//! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines),
+//!   and the page and part sizes that keep every message inside its frame.
 //! - [`paging`]: walking catalog and order pages, and cutting a big offer into parts.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).

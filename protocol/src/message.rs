@@ -127,6 +127,8 @@ pub enum RequestBody {
     /// Answered with [`Reply::Cart`].
     GetCart,
     /// Add `quantity` (1 to what is available) of a listing to the cart. Answered with [`Reply::Cart`].
+    /// A new line beyond [`crate::limits::MAX_CART_LINES`], or a line above
+    /// [`crate::limits::MAX_LINE_QUANTITY`], is refused with [`crate::ErrorCode::InvalidInput`].
     AddToCart {
         /// What to add.
         listing: ListingId,
@@ -148,13 +150,20 @@ pub enum RequestBody {
     /// Empty the cart. Answered with [`Reply::Cart`].
     ClearCart,
     /// Buy, all or nothing. Answered with [`Reply::Order`], or an error: [`crate::ErrorCode::OutOfStock`]
-    /// lists every short line, and the cart has then been cut to what is available.
+    /// lists every short line, and the cart has then been cut to what is available;
+    /// [`crate::ErrorCode::PriceChanged`] says the lines cost something else than `confirmed_total`
+    /// now. At most [`crate::limits::MAX_CHECKOUT_LINES`] lines.
     Checkout {
         /// Chosen by the client. A retry with the same id returns the original result.
         checkout_id: CheckoutId,
         /// `None` buys the cart. `Some(lines)` buys exactly these lines ("buy now") and leaves the cart
         /// alone.
         lines: Option<Vec<CartItem>>,
+        /// The total the customer was shown and agreed to pay. If the lines cost anything else now
+        /// (a new month's price, a line cut to what is in stock), nothing is bought and the answer is
+        /// [`crate::ErrorCode::PriceChanged`] with the lines and total as they are now, so a customer
+        /// is never charged differently from what they confirmed.
+        confirmed_total: Cents,
     },
     /// The customer's newest orders, newest first (at most [`crate::ORDERS_PAGE_LEN`]). Answered with
     /// [`Reply::Orders`]; fetch older ones with [`RequestBody::OrdersPage`].
@@ -265,10 +274,15 @@ impl std::fmt::Debug for RequestBody {
                 .field("listing", listing)
                 .finish(),
             ClearCart => f.write_str("ClearCart"),
-            Checkout { checkout_id, lines } => f
+            Checkout {
+                checkout_id,
+                lines,
+                confirmed_total,
+            } => f
                 .debug_struct("Checkout")
                 .field("checkout_id", checkout_id)
                 .field("lines", lines)
+                .field("confirmed_total", confirmed_total)
                 .finish(),
             Orders => f.write_str("Orders"),
             GetOrder { order } => f.debug_struct("GetOrder").field("order", order).finish(),
@@ -347,13 +361,13 @@ pub enum Reply {
 /// Sign-up details. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignUp {
-    /// 1–100 characters.
+    /// 1 to [`crate::limits::MAX_NAME_CHARS`] characters.
     pub first_name: String,
-    /// 1–100 characters.
+    /// 1 to [`crate::limits::MAX_NAME_CHARS`] characters.
     pub last_name: String,
     /// Unique, compared case-insensitively.
     pub email: String,
-    /// At least 8 characters.
+    /// [`crate::limits::MIN_PASSWORD_CHARS`] to [`crate::limits::MAX_PASSWORD_CHARS`] characters.
     pub password: String,
 }
 

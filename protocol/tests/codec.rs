@@ -100,7 +100,8 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
         )
             .prop_map(|(id, lines)| RequestBody::Checkout {
                 checkout_id: CheckoutId(id),
-                lines
+                lines,
+                confirmed_total: Cents(id as u64),
             }),
         Just(RequestBody::Orders),
         any::<u64>().prop_map(|o| RequestBody::GetOrder { order: OrderId(o) }),
@@ -258,6 +259,13 @@ fn any_error() -> impl Strategy<Value = WireError> {
                 requested: n,
                 available: n / 2,
             }],
+            repriced: (n % 2 == 0).then(|| {
+                Box::new(CartView {
+                    lines: Vec::new(),
+                    total: Cents(u64::from(n)),
+                    adjustments: Vec::new(),
+                })
+            }),
         })
 }
 

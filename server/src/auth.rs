@@ -63,11 +63,11 @@ pub fn token_hash(token: &SessionToken) -> [u8; 32] {
 /// Validates sign-up and account fields; errors name their field.
 pub fn validate_name(value: &str, field: Field) -> Result<(), WireError> {
     let len = value.trim().chars().count();
-    if len == 0 || len > 100 || value.chars().any(char::is_control) {
+    if len == 0 || len > MAX_NAME_CHARS || value.chars().any(char::is_control) {
         return Err(WireError::field(
             ErrorCode::InvalidInput,
             field,
-            "enter 1 to 100 characters",
+            format!("enter 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
     Ok(())
@@ -82,7 +82,7 @@ pub fn validate_email(email: &str) -> Result<(), WireError> {
             "enter an email like ada@example.com",
         ))
     };
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.len() > MAX_EMAIL_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad();
     }
     match email.split_once('@') {
@@ -99,10 +99,8 @@ pub fn validate_email(email: &str) -> Result<(), WireError> {
     }
 }
 
-/// The fewest characters a password may have.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// The most characters a password may have, to bound hashing cost.
-pub const MAX_PASSWORD_CHARS: usize = 1024;
+use protocol::limits::{MAX_EMAIL_BYTES, MAX_NAME_CHARS};
+pub use protocol::limits::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
 /// Passwords need 8 to 1024 characters; the message names the limit that was missed.
 pub fn validate_password(password: &str) -> Result<(), WireError> {

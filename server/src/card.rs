@@ -31,7 +31,7 @@ pub fn validate(input: &CardInput, today: (u16, u8)) -> Result<CardView, WireErr
             "the expiry must be a month 01-12 and a year like 2031",
         );
     }
-    if (input.exp_year, input.exp_month) < today {
+    if protocol::card::is_expired(input.exp_year, input.exp_month, today) {
         return invalid(Field::CardExpiry, "this card has expired");
     }
     let cvc_len = input.cvc.len();
@@ -72,17 +72,7 @@ pub fn brand_from_name(name: &str) -> CardBrand {
 
 /// Today's (year, month) in UTC, from the system clock.
 pub fn this_month() -> (u16, u8) {
-    let days = (crate::store::now_ms() / 86_400_000) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one call.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as u16, month as u8)
+    protocol::card::year_month(crate::store::now_ms())
 }
 
 #[cfg(test)]

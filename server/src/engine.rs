@@ -58,10 +58,10 @@ pub enum Command {
     Ack(ManufacturerId, NoticeSeq, ReplyTx),
     /// A cart operation.
     Cart(AccountId, CartOp, ReplyTx),
-    /// A checkout.
-    Checkout(AccountId, CheckoutId, Option<Vec<CartItem>>, ReplyTx),
-    /// A card was attached or removed.
-    CardChanged(AccountId, bool),
+    /// A checkout: the buyer, the checkout id, the lines (`None`: the cart) and the confirmed total.
+    Checkout(AccountId, CheckoutId, Option<Vec<CartItem>>, Cents, ReplyTx),
+    /// A card was attached (with its expiry year and month) or removed (`None`).
+    CardChanged(AccountId, Option<(u16, u8)>),
     /// Delete an account: the engine forgets it, then queues the delete, and answers after the commit.
     DeleteAccount(
         AccountId,
@@ -280,7 +280,7 @@ impl Engine {
                     }
                 }
             }
-            Command::Cart(account, _, reply) | Command::Checkout(account, _, _, reply)
+            Command::Cart(account, _, reply) | Command::Checkout(account, _, _, _, reply)
                 if self.deleted.contains(&account) =>
             {
                 let _ = reply.send(Err(WireError::new(
@@ -312,8 +312,11 @@ impl Engine {
                     }
                 }
             }
-            Command::Checkout(account, checkout_id, lines, reply) => {
-                match self.market.checkout(account, checkout_id, lines, now_ms()) {
+            Command::Checkout(account, checkout_id, lines, confirmed, reply) => {
+                match self
+                    .market
+                    .checkout(account, checkout_id, lines, confirmed, now_ms())
+                {
                     Ok(plan) => {
                         let answer = Reply::Order(plan.order.clone());
                         self.submit(Op::Checkout(Box::new(plan)), Done::Reply(reply, Ok(answer)));
@@ -341,7 +344,7 @@ impl Engine {
                     }
                 }
             }
-            Command::CardChanged(account, has_card) => self.market.set_card(account, has_card),
+            Command::CardChanged(account, expiry) => self.market.set_card(account, expiry),
             Command::DeleteAccount(account, reply) => {
                 self.market.forget_customer(account);
                 self.deleted.insert(account);

@@ -99,7 +99,7 @@ mod tests {
             checkout_id: CheckoutId(u128::MAX),
             month: MonthId(u32::MAX),
             placed_at_ms: u64::MAX,
-            lines: vec![line; MAX_ORDER_LINES],
+            lines: vec![line; MAX_CHECKOUT_LINES],
             total: Cents(u64::MAX),
         }
     }

@@ -563,12 +563,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let account = self.account()?;
                 let card = crate::card::validate(&input, crate::card::this_month())?;
                 drop(input);
+                let expiry = (card.exp_year, card.exp_month);
                 self.shared
                     .writer
                     .run(Op::SetCard(account, Some(card)))
                     .await
                     .map_err(internal)?;
-                engine.send(Command::CardChanged(account, true))?;
+                engine.send(Command::CardChanged(account, Some(expiry)))?;
                 Ok(Reply::Account(self.load_account(account).await?))
             }
             RequestBody::RemoveCard => {
@@ -578,7 +579,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     .run(Op::SetCard(account, None))
                     .await
                     .map_err(internal)?;
-                engine.send(Command::CardChanged(account, false))?;
+                engine.send(Command::CardChanged(account, None))?;
                 Ok(Reply::Account(self.load_account(account).await?))
             }
             RequestBody::Catalog => self.catalog_page(None),
@@ -592,10 +593,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             RequestBody::RemoveFromCart { listing } => self.cart(CartOp::Remove(listing)).await,
             RequestBody::ClearCart => self.cart(CartOp::Clear).await,
-            RequestBody::Checkout { checkout_id, lines } => {
+            RequestBody::Checkout {
+                checkout_id,
+                lines,
+                confirmed_total,
+            } => {
                 let account = self.account()?;
                 engine
-                    .ask(|tx| Command::Checkout(account, checkout_id, lines, tx))
+                    .ask(|tx| Command::Checkout(account, checkout_id, lines, confirmed_total, tx))
                     .await
             }
             RequestBody::Orders => {

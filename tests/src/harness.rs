@@ -327,12 +327,25 @@ pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMu
     }
 }
 
-/// A checkout of the cart with a fresh id.
-pub async fn checkout_cart(client: &Client) -> Result<OrderView, ClientError> {
+/// What `lines` cost at the prices of `items` (a catalog the client holds): the total a client
+/// confirms for a "buy now" checkout. Lines of unknown listings count as free.
+pub fn total_of(items: &[CatalogItem], lines: &[CartItem]) -> Cents {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let item = items.iter().find(|i| i.listing == line.listing)?;
+            item.unit_price.times(line.quantity)
+        })
+        .fold(Cents(0), |sum, cost| sum.plus(cost).unwrap_or(sum))
+}
+
+/// A checkout of the cart with a fresh id, confirming `total` (what the customer was last shown).
+pub async fn checkout_cart(client: &Client, total: Cents) -> Result<OrderView, ClientError> {
     match client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
             lines: None,
+            confirmed_total: total,
         })
         .await?
     {

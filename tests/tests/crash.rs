@@ -70,7 +70,7 @@ async fn status(addr: &str) -> Option<SystemStatus> {
 async fn buyer(
     addr: String,
     index: usize,
-    listings: Vec<ListingId>,
+    listings: Vec<(ListingId, Cents)>,
     acked: Arc<AckedLog>,
     stop: Arc<AtomicBool>,
     confirmed: Arc<AtomicU64>,
@@ -133,7 +133,7 @@ async fn buyer(
                 }
                 let lines = (0..rng.random_range(1..=3))
                     .map(|_| CartItem {
-                        listing: listings[rng.random_range(0..listings.len())],
+                        listing: listings[rng.random_range(0..listings.len())].0,
                         quantity: rng.random_range(1..=3),
                     })
                     .collect();
@@ -145,6 +145,7 @@ async fn buyer(
             match client
                 .call(RequestBody::Checkout {
                     checkout_id: id,
+                    confirmed_total: total_of(&listings, &lines),
                     lines: Some(lines),
                 })
                 .await
@@ -166,6 +167,17 @@ async fn buyer(
             }
         }
     }
+}
+
+/// What `lines` cost at the catalog prices in `listings` (the month the buyer saw).
+fn total_of(listings: &[(ListingId, Cents)], lines: &[CartItem]) -> Cents {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (_, price) = listings.iter().find(|(l, _)| *l == line.listing)?;
+            price.times(line.quantity)
+        })
+        .fold(Cents(0), |sum, cost| sum.plus(cost).unwrap_or(sum))
 }
 
 fn distributor_sold_by_sku(
@@ -238,12 +250,12 @@ async fn acknowledged_checkouts_survive_kill_9_of_the_distributor_at_random_mome
         }))
         .await
         .unwrap();
-    let listings: Vec<ListingId> =
+    let listings: Vec<(ListingId, Cents)> =
         tests::harness::wait_for_catalog(&probe, 10, Duration::from_secs(30))
             .await
             .items
             .iter()
-            .map(|i| i.listing)
+            .map(|i| (i.listing, i.unit_price))
             .collect();
     drop(probe);
 

@@ -78,7 +78,7 @@ async fn a_customer_signs_up_fills_a_cart_checks_out_and_sees_the_order_confirme
     assert_eq!(seen.lines.len(), 1);
     assert_eq!(seen.lines[0].quantity, 3);
 
-    let order = checkout_cart(&c.client).await.unwrap();
+    let order = checkout_cart(&c.client, Cents(375)).await.unwrap();
     assert_eq!(order.total, Cents(375));
     assert_eq!(order.lines[0].unit_price, Cents(125));
     let Reply::Cart(empty) = c.client.call(RequestBody::GetCart).await.unwrap() else {
@@ -122,6 +122,7 @@ async fn an_empty_cart_a_missing_card_and_an_anonymous_checkout_each_get_a_clear
     let e = anon
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(0),
             lines: None,
         })
         .await
@@ -129,13 +130,14 @@ async fn an_empty_cart_a_missing_card_and_an_anonymous_checkout_each_get_a_clear
     assert_eq!(e.server_error().unwrap().code, ErrorCode::NotAuthenticated);
 
     let c = customer(&server.addr).await;
-    let e = checkout_cart(&c.client).await.unwrap_err();
+    let e = checkout_cart(&c.client, Cents(0)).await.unwrap_err();
     assert_eq!(e.server_error().unwrap().code, ErrorCode::EmptyCart);
     c.client.call(RequestBody::RemoveCard).await.unwrap();
     let e = c
         .client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(0),
             lines: Some(vec![CartItem {
                 listing: ListingId(1),
                 quantity: 1,
@@ -249,6 +251,7 @@ async fn the_last_units_are_sold_exactly_once_under_240_concurrent_buyers() {
             b.client
                 .call(RequestBody::Checkout {
                     checkout_id: CheckoutId::generate(),
+                    confirmed_total: Cents(999),
                     lines: Some(vec![CartItem {
                         listing,
                         quantity: 1,
@@ -318,6 +321,7 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
     b.client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(300),
             lines: Some(vec![CartItem {
                 listing: apple,
                 quantity: 3,
@@ -325,7 +329,7 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
         })
         .await
         .unwrap();
-    let e = checkout_cart(&a.client).await.unwrap_err();
+    let e = checkout_cart(&a.client, Cents(600)).await.unwrap_err();
     let e = e.server_error().unwrap();
     assert_eq!(e.code, ErrorCode::OutOfStock);
     assert_eq!(e.shortages.len(), 1);
@@ -354,7 +358,10 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
     let apples = cart.lines.iter().find(|l| l.listing == apple).unwrap();
     assert_eq!(apples.quantity, 2);
     // The second attempt, with what is really there, succeeds.
-    assert_eq!(checkout_cart(&a.client).await.unwrap().units(), 4);
+    assert_eq!(
+        checkout_cart(&a.client, Cents(400)).await.unwrap().units(),
+        4
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,6 +372,7 @@ async fn a_retried_checkout_id_returns_the_original_order_and_takes_stock_once()
     let id = CheckoutId::generate();
     let buy = RequestBody::Checkout {
         checkout_id: id,
+        confirmed_total: Cents(200),
         lines: Some(vec![CartItem {
             listing,
             quantity: 2,
@@ -414,6 +422,7 @@ async fn a_restart_restores_carts_the_open_month_stock_and_sessions() {
     c.client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(500),
             lines: Some(vec![CartItem {
                 listing: cat.items[0].listing,
                 quantity: 5,
@@ -463,6 +472,7 @@ async fn unacked_notices_are_redelivered_in_order_after_the_manufacturer_reconne
         c.client
             .call(RequestBody::Checkout {
                 checkout_id: CheckoutId::generate(),
+                confirmed_total: Cents(u64::from(q) * 100),
                 lines: Some(vec![CartItem {
                     listing,
                     quantity: q,
@@ -521,6 +531,7 @@ async fn the_next_offer_is_pulled_only_after_every_earlier_notice_is_acked() {
     c.client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(100),
             lines: Some(vec![CartItem {
                 listing,
                 quantity: 1,
@@ -561,6 +572,7 @@ async fn audit_reports_ok_for_a_sound_database_and_catches_one_broken_on_purpose
         .client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(400),
             lines: Some(vec![CartItem {
                 listing,
                 quantity: 4,
@@ -637,6 +649,7 @@ async fn watchers_receive_coalesced_stock_changes_as_others_buy() {
             .client
             .call(RequestBody::Checkout {
                 checkout_id: CheckoutId::generate(),
+                confirmed_total: Cents(100),
                 lines: Some(vec![CartItem {
                     listing,
                     quantity: 1,
@@ -733,6 +746,7 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
     let buy = second
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(100),
             lines: Some(vec![CartItem {
                 listing,
                 quantity: 1,
@@ -747,6 +761,7 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
         .client
         .call(RequestBody::Checkout {
             checkout_id: CheckoutId::generate(),
+            confirmed_total: Cents(100),
             lines: Some(vec![CartItem {
                 listing,
                 quantity: 1,

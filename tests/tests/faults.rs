@@ -50,10 +50,13 @@ async fn orders(client: &Client) -> Vec<OrderView> {
     }
 }
 
-fn buy(checkout_id: CheckoutId, listing: ListingId, quantity: u32) -> RequestBody {
+/// A "buy now" of one line of a listing priced `unit_price` (every listing in these tests costs what
+/// its offer line says), confirming what it costs.
+fn buy(checkout_id: CheckoutId, listing: ListingId, quantity: u32, unit_price: u64) -> RequestBody {
     RequestBody::Checkout {
         checkout_id,
         lines: Some(vec![CartItem { listing, quantity }]),
+        confirmed_total: Cents(unit_price * u64::from(quantity)),
     }
 }
 
@@ -160,13 +163,16 @@ async fn a_checkout_whose_reply_is_lost_and_is_retried_after_resume_buys_exactly
     let listing = wait_for_catalog(&first.client, 1, WAIT).await.items[0].listing;
     drop(first);
 
-    // The length of one checkout frame; request ids stay below 128, so their varint is one byte.
-    let frame_len = protocol::codec::frame(&ClientMessage::Request(Request {
-        id: RequestId(1),
-        body: buy(CheckoutId::generate(), listing, 1),
-    }))
-    .unwrap()
-    .len() as u64;
+    // The length of one checkout frame of `quantity` units; request ids stay below 128, so their
+    // varint is one byte (the confirmed total's varint grows with the quantity).
+    let frame_len = |quantity: u32| {
+        protocol::codec::frame(&ClientMessage::Request(Request {
+            id: RequestId(1),
+            body: buy(CheckoutId::generate(), listing, quantity, 100),
+        }))
+        .unwrap()
+        .len() as u64
+    };
     let mut client = resume(&proxy.addr, &token).await;
     let mut bought = 0u32;
     let mut lost_replies = 0;
@@ -176,16 +182,16 @@ async fn a_checkout_whose_reply_is_lost_and_is_retried_after_resume_buys_exactly
         // request itself is cut somewhere in the prefix or the body. Rounds 10..20 also split every
         // frame into single bytes.
         let whole = round % 2 == 0;
+        let quantity = 1 + (round % 3) as u32;
         let cut_at = if whole {
-            frame_len
+            frame_len(quantity)
         } else {
-            (round * 7) % frame_len
+            (round * 7) % frame_len(quantity)
         };
         proxy.set_split(round >= 10);
-        let quantity = 1 + (round % 3) as u32;
         let id = CheckoutId::generate();
         proxy.cut_after_client_bytes(cut_at);
-        let lost = client.call(buy(id, listing, quantity)).await;
+        let lost = client.call(buy(id, listing, quantity, 100)).await;
         assert!(
             matches!(lost, Err(ClientError::Closed(_))),
             "round {round}: the cut should lose the reply, got {lost:?}"
@@ -193,7 +199,8 @@ async fn a_checkout_whose_reply_is_lost_and_is_retried_after_resume_buys_exactly
         assert!(!proxy.cut_pending(), "round {round}: the cut never fired");
 
         eprintln!(
-            "round {round} cut at {cut_at}/{frame_len}; {} bytes so far",
+            "round {round} cut at {cut_at}/{}; {} bytes so far",
+            frame_len(quantity),
             proxy.client_bytes()
         );
         client = resume(&proxy.addr, &token).await;
@@ -212,7 +219,7 @@ async fn a_checkout_whose_reply_is_lost_and_is_retried_after_resume_buys_exactly
                 "round {round}: half a request must not buy anything"
             );
         }
-        let retried = match client.call(buy(id, listing, quantity)).await {
+        let retried = match client.call(buy(id, listing, quantity, 100)).await {
             Ok(Reply::Order(o)) => o,
             other => panic!("round {round}: the retry failed: {other:?}"),
         };
@@ -276,14 +283,16 @@ async fn shop_once(addr: &str, listing: ListingId) -> u64 {
         Ok(Reply::Cart(cart)) => assert_eq!(cart.lines[0].quantity, 2),
         other => panic!("add to cart: {other:?}"),
     }
-    let from_cart = checkout_cart(&c.client).await.expect("checkout the cart");
+    let from_cart = checkout_cart(&c.client, Cents(200))
+        .await
+        .expect("checkout the cart");
     let id = CheckoutId::generate();
-    let now = match c.client.call(buy(id, listing, 1)).await {
+    let now = match c.client.call(buy(id, listing, 1, 100)).await {
         Ok(Reply::Order(o)) => o,
         other => panic!("buy now: {other:?}"),
     };
     // A retry of the same id through the same mangled link returns the same order.
-    match c.client.call(buy(id, listing, 1)).await {
+    match c.client.call(buy(id, listing, 1, 100)).await {
         Ok(Reply::Order(o)) => assert_eq!(o.id, now.id),
         other => panic!("retry: {other:?}"),
     }
@@ -368,11 +377,11 @@ async fn cutting_the_manufacturer_link_12_times_while_customers_buy_leaves_its_b
 
     // Four customers buy 1–3 units of a random line as fast as they can, straight to the server.
     let customers = futures::future::join_all((0..4).map(|_| customer(&server.addr))).await;
-    let listings: Vec<ListingId> = wait_for_catalog(&customers[0].client, 3, WAIT)
+    let listings: Vec<(ListingId, u64)> = wait_for_catalog(&customers[0].client, 3, WAIT)
         .await
         .items
         .iter()
-        .map(|i| i.listing)
+        .map(|i| (i.listing, i.unit_price.0))
         .collect();
     let stop = CancellationToken::new();
     let buyers: Vec<_> = customers
@@ -385,11 +394,11 @@ async fn cutting_the_manufacturer_link_12_times_while_customers_buy_leaves_its_b
                 let mut n = i as u64;
                 while !stop.is_cancelled() {
                     n += 1;
-                    let listing = listings[(n as usize * 7 + i) % listings.len()];
+                    let (listing, price) = listings[(n as usize * 7 + i) % listings.len()];
                     let quantity = 1 + (n % 3) as u32;
                     match c
                         .client
-                        .call(buy(CheckoutId::generate(), listing, quantity))
+                        .call(buy(CheckoutId::generate(), listing, quantity, price))
                         .await
                     {
                         Ok(Reply::Order(o)) => told += o.units(),
@@ -454,7 +463,7 @@ fn a_frame_fed_to_the_codec_one_byte_at_a_time_decodes_like_a_whole_one() {
         }),
         ClientMessage::Request(Request {
             id: RequestId(7),
-            body: buy(CheckoutId::generate(), ListingId(3), 2),
+            body: buy(CheckoutId::generate(), ListingId(3), 2, 100),
         }),
     ];
     for message in messages {

@@ -199,6 +199,8 @@ async fn buying_an_unknown_listing_says_not_found_as_adding_it_to_a_cart_does() 
                 listing: unknown,
                 quantity: 1,
             }]),
+            // An unknown listing has no price to confirm; it is refused before any price check.
+            confirmed_total: Cents(0),
         })
         .await
         .expect_err("an unknown listing cannot be bought");

@@ -195,6 +195,7 @@ async fn honest_purchase(client: &Client) -> OrderView {
                 listing,
                 quantity: 1,
             }]),
+            confirmed_total: Cents(100),
         })
         .await
     {
@@ -570,6 +571,7 @@ async fn requests_outside_a_role_get_clear_errors_and_the_connection_keeps_servi
     let checkout = || RequestBody::Checkout {
         checkout_id: CheckoutId::generate(),
         lines: None,
+        confirmed_total: Cents(0),
     };
 
     // A manufacturer may not buy, browse, or act as an operator.
@@ -705,6 +707,7 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
                     listing: ListingId(7),
                     quantity: 2,
                 }]),
+                confirmed_total: Cents(250),
             },
         ),
         request(
@@ -894,8 +897,10 @@ async fn extreme_quantities_and_unknown_listings_are_refused_and_never_break_the
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     let line = |listing, quantity| CartItem { listing, quantity };
+    // Each line costs what it asks for at 100 cents a unit, so no refusal below is a price check.
     let buy = |lines: Vec<CartItem>| RequestBody::Checkout {
         checkout_id: CheckoutId::generate(),
+        confirmed_total: Cents(lines.iter().map(|l| u64::from(l.quantity) * 100).sum()),
         lines: Some(lines),
     };
     let attempts: Vec<(&str, RequestBody)> = vec![

@@ -148,10 +148,13 @@ async fn shoppers(
                             quantity: 1,
                         });
                     }
+                    let priced: Vec<CatalogItem> = vec![first.clone(), second.clone()];
+                    let confirmed_total = harness::total_of(&priced, &lines);
                     let result = client
                         .call(RequestBody::Checkout {
                             checkout_id: CheckoutId::generate(),
                             lines: Some(lines),
+                            confirmed_total,
                         })
                         .await;
                     match result {
@@ -552,6 +555,7 @@ async fn an_order_line_becomes_confirmed_and_then_dispatched() {
                 listing: item.listing,
                 quantity: 2,
             }]),
+            confirmed_total: item.unit_price.times(2).unwrap(),
         })
         .await
         .expect("checkout")

@@ -399,11 +399,18 @@ async fn run_case(random: Vec<Op>) {
             }
             Op::Checkout { who } => {
                 let Some(who) = pick(who) else { continue };
+                // Every item costs 100 cents: the customer confirms what its cart shows.
+                let shown: u64 = model.accounts[who]
+                    .cart
+                    .iter()
+                    .map(|(_, q)| u64::from(*q) * 100)
+                    .sum();
                 let r = real.clients[who]
                     .0
                     .call(RequestBody::Checkout {
                         checkout_id: CheckoutId::generate(),
                         lines: None,
+                        confirmed_total: Cents(shown),
                     })
                     .await;
                 let account = model.accounts[who].clone();
@@ -445,6 +452,7 @@ async fn run_case(random: Vec<Op>) {
                             listing: real.listings[item],
                             quantity,
                         }]),
+                        confirmed_total: Cents(u64::from(quantity) * 100),
                     })
                     .await;
                 if !model.accounts[who].has_card {

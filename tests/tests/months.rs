@@ -151,6 +151,7 @@ async fn a_manufacturer_started_after_the_distributor_sells_in_the_first_month_a
                 listing: item.listing,
                 quantity: 2,
             }]),
+            confirmed_total: item.unit_price.times(2).expect("a small total"),
         })
         .await
         .expect("checkout")
@@ -275,14 +276,21 @@ async fn after_a_restart_mid_month_who_offered_is_kept_and_a_newcomer_still_join
 }
 
 async fn buy_from_cart(c: &harness::Customer, listing: ListingId) -> OrderView {
-    c.client
+    let added = c
+        .client
         .call(RequestBody::AddToCart {
             listing,
             quantity: 1,
         })
         .await
         .expect("add to cart");
-    harness::checkout_cart(&c.client).await.expect("checkout")
+    let Reply::Cart(cart) = added else {
+        panic!("unexpected add reply {added:?}")
+    };
+    // The customer pays the total the cart showed.
+    harness::checkout_cart(&c.client, cart.total)
+        .await
+        .expect("checkout")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

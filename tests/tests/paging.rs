@@ -80,7 +80,11 @@ async fn stocked_server(products: usize, dir: &std::path::Path) -> (TestServer, 
 /// one at a time, so the orders go over many connections resumed into the buyer's session, and the
 /// writer commits many of them at once.
 async fn seed_orders(addr: &str, buyer: &harness::Customer, catalog: &CatalogSnapshot) {
-    let listings: Vec<ListingId> = catalog.items.iter().map(|i| i.listing).collect();
+    let listings: Vec<(ListingId, Cents)> = catalog
+        .items
+        .iter()
+        .map(|i| (i.listing, i.unit_price))
+        .collect();
     let connections = 32;
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -92,16 +96,22 @@ async fn seed_orders(addr: &str, buyer: &harness::Customer, catalog: &CatalogSna
         let listings = listings.clone();
         tasks.push(tokio::spawn(async move {
             for k in (c..ORDERS).step_by(connections) {
-                let lines = (0..LINES_PER_ORDER)
-                    .map(|j| CartItem {
-                        listing: listings[(k * LINES_PER_ORDER + j) % listings.len()],
+                let picked: Vec<_> = (0..LINES_PER_ORDER)
+                    .map(|j| listings[(k * LINES_PER_ORDER + j) % listings.len()])
+                    .collect();
+                let lines = picked
+                    .iter()
+                    .map(|(listing, _)| CartItem {
+                        listing: *listing,
                         quantity: 1,
                     })
                     .collect();
+                let total = picked.iter().map(|(_, price)| price.0).sum();
                 let placed = client
                     .call(RequestBody::Checkout {
                         checkout_id: CheckoutId::generate(),
                         lines: Some(lines),
+                        confirmed_total: Cents(total),
                     })
                     .await;
                 assert!(

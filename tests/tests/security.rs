@@ -281,6 +281,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
                 listing,
                 quantity: 1,
             }]),
+            confirmed_total: Cents(100),
         })
         .await
         .unwrap()
@@ -295,6 +296,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
             listing,
             quantity: 1,
         }]),
+        confirmed_total: Cents(100),
     };
     let customer_requests = || {
         vec![
@@ -500,6 +502,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
                     listing,
                     quantity: 1,
                 }]),
+                confirmed_total: Cents(100),
             })
             .await
             .unwrap();

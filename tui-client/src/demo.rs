@@ -9,8 +9,8 @@
 //! Everything runs under one [`CancellationToken`]; [`DemoSystem::stop`] cancels it and waits.
 
 use protocol::{
-    CardInput, CartItem, CheckoutId, Client, ClientError, Hello, Reply, RequestBody, Role, SignUp,
-    PROTOCOL_VERSION,
+    CardInput, CartItem, Cents, CheckoutId, Client, ClientError, Hello, Reply, RequestBody, Role,
+    SignUp, PROTOCOL_VERSION,
 };
 use rand::Rng;
 use std::path::PathBuf;
@@ -266,7 +266,7 @@ async fn shop_session(
         if snapshot.items.is_empty() {
             continue;
         }
-        let (line, buy_now) = {
+        let (line, price, buy_now) = {
             let mut rng = rand::rng();
             let item = &snapshot.items[rng.random_range(0..snapshot.items.len())];
             let quantity = rng.random_range(1..=5u32).min(item.remaining.max(1));
@@ -275,6 +275,7 @@ async fn shop_session(
                     listing: item.listing,
                     quantity,
                 },
+                item.unit_price,
                 rng.random_bool(0.7),
             )
         };
@@ -286,6 +287,8 @@ async fn shop_session(
                 .call(RequestBody::Checkout {
                     checkout_id: CheckoutId::generate(),
                     lines: Some(vec![line]),
+                    // The catalog's price for the line, as a shopper who just looked confirms it.
+                    confirmed_total: price.times(line.quantity).unwrap_or(Cents(u64::MAX)),
                 })
                 .await
         } else {

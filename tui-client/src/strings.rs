@@ -55,6 +55,37 @@ pub fn lines(n: usize) -> String {
     }
 }
 
+/// The review step's note after a refused checkout whose total changed.
+pub fn price_changed(confirmed: Option<protocol::Cents>, now: protocol::Cents) -> String {
+    match confirmed {
+        Some(was) => format!(
+            "Nothing was bought: the total changed from {} to {}. Check it and confirm again.",
+            money(was),
+            money(now)
+        ),
+        None => format!(
+            "Nothing was bought: the total is now {}. Check it and confirm again.",
+            money(now)
+        ),
+    }
+}
+
+/// Next to the card form's expiry when the card on file has expired.
+pub fn card_expired(year: u16, month: u8) -> String {
+    format!(
+        "The card on file expired at the end of {month:02}/{:02}. Add a new card to pay.",
+        year % 100
+    )
+}
+
+/// Adding a new line to a full cart.
+pub fn cart_full() -> String {
+    format!(
+        "Your cart is full: at most {} lines, as many as one checkout can buy. Check out or remove a line first.",
+        protocol::MAX_CART_LINES
+    )
+}
+
 /// `1 item`, `3 items`.
 pub fn items(n: u64) -> String {
     if n == 1 {

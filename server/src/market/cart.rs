@@ -25,6 +25,9 @@ impl Market {
         let current = self.cart_quantity(account, listing);
         let wanted = current.saturating_add(quantity);
         self.check_quantity(listing, quantity, wanted)?;
+        if current == 0 {
+            self.check_room_for_a_line(account)?;
+        }
         self.set_line(account, listing, wanted);
         Ok(self.cart_outcome(
             account,
@@ -45,6 +48,9 @@ impl Market {
     ) -> Result<CartOutcome, WireError> {
         if quantity > 0 {
             self.check_quantity(listing, quantity, quantity)?;
+            if self.cart_quantity(account, listing) == 0 {
+                self.check_room_for_a_line(account)?;
+            }
         }
         self.set_line(account, listing, quantity);
         Ok(self.cart_outcome(account, vec![CartItem { listing, quantity }], Vec::new()))
@@ -116,6 +122,23 @@ impl Market {
             .map_or(0, |l| l.quantity)
     }
 
+    /// A new line fits only while the cart holds fewer than [`MAX_CART_LINES`]: what one checkout
+    /// can buy, so every cart can be checked out.
+    fn check_room_for_a_line(&self, account: AccountId) -> Result<(), WireError> {
+        let lines = self.customers.get(&account).map_or(0, |c| c.cart.len());
+        if lines < MAX_CART_LINES {
+            return Ok(());
+        }
+        Err(WireError::field(
+            ErrorCode::InvalidInput,
+            Field::Listing,
+            format!(
+                "your cart is full: it holds at most {MAX_CART_LINES} lines, as many as one \
+                 checkout can buy; check out or remove a line first"
+            ),
+        ))
+    }
+
     fn check_quantity(&self, listing: ListingId, asked: u32, total: u32) -> Result<(), WireError> {
         if asked == 0 {
             return Err(WireError::field(
@@ -131,6 +154,9 @@ impl Market {
                 "this item is not on sale this month",
             ));
         };
+        if total > MAX_LINE_QUANTITY {
+            return Err(super::confirm::too_many_units());
+        }
         if total > stock.remaining {
             let (product, _) = self.names(listing);
             return Err(WireError::field(
@@ -161,12 +187,22 @@ impl Market {
 
     /// The cart view: every line with this month's price and availability.
     pub fn cart_view(&self, account: AccountId, adjustments: Vec<CartAdjustment>) -> CartView {
-        let mut total = Cents(0);
-        let lines = self
+        let cart = self
             .customers
             .get(&account)
             .map(|c| c.cart.as_slice())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.lines_view(cart, adjustments)
+    }
+
+    /// Any lines priced as the cart is: this month's price and availability, and their total.
+    pub(crate) fn lines_view(
+        &self,
+        items: &[CartItem],
+        adjustments: Vec<CartAdjustment>,
+    ) -> CartView {
+        let mut total = Cents(0);
+        let lines = items
             .iter()
             .map(|line| {
                 let (product, manufacturer_name) = self.names(line.listing);

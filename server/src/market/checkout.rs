@@ -1,11 +1,9 @@
 //! Checkout: all or nothing, idempotent by the client's checkout id, prices frozen into the order.
 
+use super::confirm::{check_line_count, check_line_quantities};
 use super::Market;
 use protocol::*;
 use std::collections::BTreeMap;
-
-/// The most lines one checkout may hold: an order's worth, which the orders pages are sized for.
-pub const MAX_CHECKOUT_LINES: usize = protocol::MAX_ORDER_LINES;
 
 /// What the market remembers of a checkout id.
 #[derive(Debug, Clone, Copy)]
@@ -63,12 +61,14 @@ pub struct Committed {
 }
 
 impl Market {
-    /// Buys the cart (`lines == None`) or exactly `lines`, all or nothing.
+    /// Buys the cart (`lines == None`) or exactly `lines`, all or nothing, and only for the
+    /// `confirmed_total` the customer agreed to.
     pub fn checkout(
         &mut self,
         account: AccountId,
         checkout_id: CheckoutId,
         lines: Option<Vec<CartItem>>,
+        confirmed_total: Cents,
         now_ms: u64,
     ) -> Result<CheckoutPlan, CheckoutError> {
         if let Some(record) = self.checkouts.get(&checkout_id) {
@@ -102,15 +102,9 @@ impl Market {
         if wanted.is_empty() {
             return reject(ErrorCode::EmptyCart, "your cart is empty");
         }
-        if wanted.len() > MAX_CHECKOUT_LINES {
-            return reject(ErrorCode::InvalidInput, "too many lines in one checkout");
-        }
-        if !self.customers.get(&account).is_some_and(|c| c.has_card) {
-            return reject(
-                ErrorCode::CardRequired,
-                "attach a payment card before checking out",
-            );
-        }
+        check_line_count(wanted.len()).map_err(CheckoutError::Rejected)?;
+        self.check_card(account, now_ms)
+            .map_err(CheckoutError::Rejected)?;
         // Same-product lines are merged before they are checked, so two lines of 1 cannot both
         // take the last unit.
         let mut merged: BTreeMap<ListingId, u32> = BTreeMap::new();
@@ -125,6 +119,7 @@ impl Market {
             let q = merged.entry(line.listing).or_insert(0);
             *q = q.saturating_add(line.quantity);
         }
+        check_line_quantities(&merged).map_err(CheckoutError::Rejected)?;
         // A listing that never existed is not "sold out": say what adding it to a cart says.
         if let Some(unknown) = merged.keys().find(|l| !self.listings.contains_key(l)) {
             return Err(CheckoutError::Rejected(WireError::field(
@@ -169,7 +164,9 @@ impl Market {
             );
             error.shortages = shortages;
             let cart_writes = if from_cart {
-                self.cut_cart(account).0
+                let (writes, adjustments) = self.cut_cart(account);
+                error.repriced = Some(Box::new(self.cart_view(account, adjustments)));
+                writes
             } else {
                 Vec::new()
             };
@@ -218,6 +215,10 @@ impl Market {
                     unit_price: stock.unit_price,
                 });
             stock_levels.push((*listing_id, stock.remaining - quantity));
+        }
+        if total != confirmed_total {
+            let error = self.price_changed(account, from_cart, &merged, confirmed_total, total);
+            return Err(CheckoutError::Rejected(error));
         }
         for (listing, remaining) in &stock_levels {
             if let Some(stock) = self.stock.get_mut(listing) {

@@ -7,6 +7,7 @@
 
 mod cart;
 mod checkout;
+mod confirm;
 mod month;
 
 pub use cart::CartOutcome;
@@ -62,13 +63,14 @@ impl Manufacturer {
     }
 }
 
-/// A customer as the market tracks it: the cart and whether a card is on file.
+/// A customer as the market tracks it: the cart and the expiry of the card on file.
 #[derive(Debug, Clone, Default)]
 pub struct Customer {
     /// Cart lines in the order they were added. Never two lines for one listing.
     pub cart: Vec<CartItem>,
-    /// Whether a payment card is attached.
-    pub has_card: bool,
+    /// The (year, month) the card on file expires, or `None` without a card. Kept so that a card that
+    /// expired while on file is refused at checkout.
+    pub card_expiry: Option<(u16, u8)>,
 }
 
 /// Everything the market needs at start-up, loaded from the store.
@@ -267,9 +269,9 @@ impl Market {
         self.customers.entry(account).or_default()
     }
 
-    /// Records whether an account has a card.
-    pub fn set_card(&mut self, account: AccountId, has_card: bool) {
-        self.customer_mut(account).has_card = has_card;
+    /// Records the expiry (year, month) of an account's card; `None` when it has none.
+    pub fn set_card(&mut self, account: AccountId, expiry: Option<(u16, u8)>) {
+        self.customer_mut(account).card_expiry = expiry;
     }
 
     /// Forgets a deleted account's cart and month activity.

@@ -28,8 +28,20 @@ fn market(lines: &[(&str, u32, u64)]) -> (Market, ManufacturerId, Vec<ListingId>
 
 fn buyer(m: &mut Market, n: u64) -> AccountId {
     let account = AccountId(n);
-    m.set_card(account, true);
+    m.set_card(account, Some((2099, 12)));
     account
+}
+
+/// A checkout that confirms the total the market quotes right now, as a client that just reviewed it.
+fn buy(
+    m: &mut Market,
+    account: AccountId,
+    id: CheckoutId,
+    lines: Option<Vec<CartItem>>,
+    now: u64,
+) -> Result<CheckoutPlan, CheckoutError> {
+    let total = m.quote(account, lines.as_deref()).total;
+    m.checkout(account, id, lines, total, now)
 }
 
 #[test]
@@ -44,7 +56,7 @@ fn same_product_lines_are_merged_before_they_are_checked() {
         2
     ];
     let Err(CheckoutError::OutOfStock { error, .. }) =
-        m.checkout(a, CheckoutId(1), Some(two_of_one), NOW)
+        buy(&mut m, a, CheckoutId(1), Some(two_of_one), NOW)
     else {
         panic!("two lines of 1 took the last unit twice");
     };
@@ -58,7 +70,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     let a = buyer(&mut m, 1);
     m.add_to_cart(a, l[0], 2).unwrap();
     m.add_to_cart(a, l[1], 1).unwrap();
-    let plan = m.checkout(a, CheckoutId(7), None, NOW).unwrap();
+    let plan = buy(&mut m, a, CheckoutId(7), None, NOW).unwrap();
     assert_eq!(plan.order.total, Cents(550));
     assert_eq!(plan.notices.len(), 1);
     assert_eq!(plan.notices[0].0, id);
@@ -68,7 +80,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     assert!(m.cart_view(a, vec![]).lines.is_empty());
     // A retry with the same id is a duplicate, not a second order.
     assert!(matches!(
-        m.checkout(a, CheckoutId(7), None, NOW),
+        buy(&mut m, a, CheckoutId(7), None, NOW),
         Err(CheckoutError::Duplicate {
             committed: false,
             ..
@@ -76,7 +88,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     ));
     m.committed(&[CheckoutId(7)]);
     assert!(matches!(
-        m.checkout(a, CheckoutId(7), None, NOW),
+        buy(&mut m, a, CheckoutId(7), None, NOW),
         Err(CheckoutError::Duplicate {
             committed: true,
             ..
@@ -85,7 +97,7 @@ fn a_checkout_freezes_prices_takes_stock_and_writes_one_notice_per_manufacturer(
     // The same id from another account is refused.
     let b = buyer(&mut m, 2);
     assert!(matches!(
-        m.checkout(b, CheckoutId(7), None, NOW),
+        buy(&mut m, b, CheckoutId(7), None, NOW),
         Err(CheckoutError::Rejected(_))
     ));
     m.check_invariants().unwrap();
@@ -97,7 +109,8 @@ fn viewing_a_cart_cuts_lines_that_can_no_longer_be_filled_and_reports_them() {
     let a = buyer(&mut m, 1);
     let b = buyer(&mut m, 2);
     m.add_to_cart(a, l[0], 4).unwrap();
-    m.checkout(
+    buy(
+        &mut m,
         b,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -149,7 +162,8 @@ fn the_month_closes_when_sold_out_and_settles_sold_and_unsold() {
     m.set_min_month_ms(30_000);
     let a = buyer(&mut m, 1);
     assert_eq!(m.close_reason(NOW), None);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -160,7 +174,8 @@ fn the_month_closes_when_sold_out_and_settles_sold_and_unsold() {
     )
     .unwrap();
     assert_eq!(m.close_reason(NOW), None);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(2),
         Some(vec![CartItem {
@@ -194,9 +209,9 @@ fn the_month_closes_when_every_active_customer_checked_out_with_an_empty_cart() 
     let b = buyer(&mut m, 2);
     m.add_to_cart(a, l[0], 1).unwrap();
     m.add_to_cart(b, l[0], 1).unwrap();
-    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    buy(&mut m, a, CheckoutId(1), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW), None, "b still has a cart");
-    m.checkout(b, CheckoutId(2), None, NOW).unwrap();
+    buy(&mut m, b, CheckoutId(2), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW), Some(CloseReason::AllCustomersDone));
 }
 
@@ -251,7 +266,8 @@ fn a_manufacturer_that_connects_while_a_month_is_open_is_asked_at_once_and_its_s
     let cheese = plan.reply[0].1;
     assert_eq!(m.available(cheese), 4, "its goods joined the open month");
     let a = buyer(&mut m, 1);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -293,7 +309,8 @@ fn a_manufacturer_that_connects_while_a_month_is_open_is_asked_at_once_and_its_s
 fn a_manufacturer_that_joins_with_unacked_notices_is_asked_only_after_it_acks_them() {
     let (mut m, id, l) = market(&[("apple", 10, 100)]);
     let a = buyer(&mut m, 1);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -350,9 +367,10 @@ fn a_quick_buyer_does_not_close_the_month_while_another_logged_in_customer_has_n
     m.customer_seen(a);
     m.customer_seen(watcher);
     m.add_to_cart(a, l[0], 1).unwrap();
-    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    buy(&mut m, a, CheckoutId(1), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW + 1), None, "the watcher has not bought");
-    m.checkout(
+    buy(
+        &mut m,
         watcher,
         CheckoutId(2),
         Some(vec![CartItem {
@@ -377,7 +395,8 @@ fn a_customer_holding_a_cart_from_an_earlier_month_keeps_the_month_open() {
     m.submit_offer(id, month.id, &offer_of("apple", 10))
         .unwrap();
     let quick = buyer(&mut m, 2);
-    m.checkout(
+    buy(
+        &mut m,
         quick,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -403,7 +422,7 @@ fn every_customer_bought_closes_the_month_only_after_its_minimum_length() {
     let a = buyer(&mut m, 1);
     m.customer_seen(a);
     m.add_to_cart(a, l[0], 1).unwrap();
-    m.checkout(a, CheckoutId(1), None, NOW).unwrap();
+    buy(&mut m, a, CheckoutId(1), None, NOW).unwrap();
     assert_eq!(m.close_reason(NOW + 1_999), None);
     assert_eq!(
         m.close_reason(NOW + 2_000),
@@ -417,7 +436,8 @@ fn sold_out_and_time_up_close_a_month_at_once_whatever_its_minimum_length() {
     m.set_min_month_ms(30_000);
     assert_eq!(m.close_reason(NOW + 60_000), Some(CloseReason::TimeUp));
     let a = buyer(&mut m, 1);
-    m.checkout(
+    buy(
+        &mut m,
         a,
         CheckoutId(1),
         Some(vec![CartItem {
@@ -471,4 +491,62 @@ fn an_ack_beyond_the_last_notice_is_refused() {
         ErrorCode::InvalidInput
     );
     assert_eq!(m.ack(id, NoticeSeq(0)), Ok(false));
+}
+
+#[test]
+fn a_checkout_for_another_total_than_the_market_quotes_takes_nothing_and_carries_the_quote() {
+    let (mut m, _, l) = market(&[("apple", 10, 125)]);
+    let a = buyer(&mut m, 1);
+    m.add_to_cart(a, l[0], 2).unwrap();
+    let Err(CheckoutError::Rejected(e)) = m.checkout(a, CheckoutId(1), None, Cents(200), NOW)
+    else {
+        panic!("bought at a total the customer never saw");
+    };
+    assert_eq!(e.code, ErrorCode::PriceChanged);
+    assert_eq!(e.repriced.map(|v| v.total), Some(Cents(250)));
+    assert_eq!(m.available(l[0]), 10);
+    assert_eq!(m.customers[&a].cart.len(), 1, "the cart is kept");
+    // The refused id is not remembered: it can carry the confirmed new total.
+    assert!(m.checkout(a, CheckoutId(1), None, Cents(250), NOW).is_ok());
+}
+
+#[test]
+fn a_card_is_good_through_its_expiry_month_and_refused_on_the_expiry_after_it() {
+    let (mut m, _, l) = market(&[("apple", 10, 100)]);
+    let a = AccountId(1);
+    // NOW is in January 1970; a card that ran to December 1969 has expired.
+    m.set_card(a, Some((1969, 12)));
+    let one = || {
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }])
+    };
+    let Err(CheckoutError::Rejected(e)) = m.checkout(a, CheckoutId(1), one(), Cents(100), NOW)
+    else {
+        panic!("an expired card paid");
+    };
+    assert_eq!(
+        (e.code, e.field),
+        (ErrorCode::CardInvalid, Some(Field::CardExpiry))
+    );
+    m.set_card(a, Some((1970, 1)));
+    assert!(m.checkout(a, CheckoutId(2), one(), Cents(100), NOW).is_ok());
+}
+
+#[test]
+fn a_cart_holds_as_many_lines_as_one_checkout_can_buy() {
+    let skus: Vec<String> = (0..=MAX_CART_LINES).map(|i| format!("sku{i}")).collect();
+    let offer: Vec<(&str, u32, u64)> = skus.iter().map(|s| (s.as_str(), 5, 10)).collect();
+    let (mut m, _, l) = market(&offer);
+    let a = buyer(&mut m, 1);
+    for listing in &l[..MAX_CART_LINES] {
+        m.add_to_cart(a, *listing, 1).unwrap();
+    }
+    let e = m.add_to_cart(a, l[MAX_CART_LINES], 1).unwrap_err();
+    assert!(e.message.contains("at most 100 lines"), "{}", e.message);
+    let e = m.set_cart_quantity(a, l[MAX_CART_LINES], 1).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    m.add_to_cart(a, l[0], 1).unwrap();
+    assert!(buy(&mut m, a, CheckoutId(1), None, NOW).is_ok());
 }

@@ -42,9 +42,31 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         .collect::<Result<_, _>>()?;
 
     let mut customers: HashMap<AccountId, Customer> = HashMap::new();
-    let mut stmt = conn.prepare("SELECT id FROM accounts WHERE card_last4 IS NOT NULL")?;
-    for id in stmt.query_map([], |r| r.get::<_, i64>(0))? {
-        customers.entry(AccountId(id? as u64)).or_default().has_card = true;
+    let mut stmt = conn.prepare(
+        "SELECT id, card_exp_year, card_exp_month FROM accounts WHERE card_last4 IS NOT NULL",
+    )?;
+    let cards = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    })?;
+    for row in cards {
+        let (id, year, month) = row?;
+        // A card row without a readable expiry cannot be trusted to pay: stop, as for any corrupt row.
+        let expiry = match (year.map(u16::try_from), month.map(u8::try_from)) {
+            (Some(Ok(year)), Some(Ok(month))) if (1..=12).contains(&month) => (year, month),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "account {id} has a card without a valid expiry"
+                )))
+            }
+        };
+        customers
+            .entry(AccountId(id as u64))
+            .or_default()
+            .card_expiry = Some(expiry);
     }
     let mut stmt = conn.prepare(
         "SELECT account_id, listing_id, quantity FROM cart_lines ORDER BY account_id, position",

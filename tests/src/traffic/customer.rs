@@ -13,8 +13,9 @@ use super::stock::StockView;
 use super::Shared;
 use protocol::paging::next_catalog_page;
 use protocol::{
-    CardInput, CartItem, CartView, CheckoutId, Client, ClientError, ErrorCode, Event, Events,
-    Hello, ListingId, MonthState, Reply, RequestBody, Role, SessionToken, SignUp, PROTOCOL_VERSION,
+    CardInput, CartItem, CartView, Cents, CheckoutId, Client, ClientError, ErrorCode, Event,
+    Events, Hello, ListingId, MonthState, Reply, RequestBody, Role, SessionToken, SignUp,
+    PROTOCOL_VERSION,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -179,6 +180,8 @@ pub struct Customer {
     stock: StockView,
     /// The cart as the server last reported it.
     cart: BTreeMap<ListingId, u32>,
+    /// The cart's total as the server last reported it: what a checkout of the cart confirms.
+    cart_total: Cents,
     month_closed: bool,
     ledger: Ledger,
     /// Reconnecting failed; the customer stops.
@@ -246,6 +249,7 @@ impl Customer {
             rng: customer_rng(identity.seed, identity.index),
             stock: StockView::default(),
             cart: BTreeMap::new(),
+            cart_total: Cents(0),
             month_closed: false,
             ledger: Ledger::default(),
             broken: false,
@@ -465,6 +469,7 @@ impl Customer {
             .iter()
             .map(|line| (line.listing, line.quantity))
             .collect();
+        self.cart_total = view.total;
     }
 
     /// One checkout: `None` buys the cart, `Some(lines)` buys exactly those lines. Counts the outcome,
@@ -472,11 +477,17 @@ impl Customer {
     pub async fn checkout(&mut self, shared: &Shared, lines: Option<Vec<CartItem>>) -> Outcome {
         let checkout_id = CheckoutId::from_parts(unix_millis(), self.rng.random::<u128>());
         let buys_cart = lines.is_none();
+        // The total this customer was shown: the cart's, or the catalog's prices for its own lines.
+        let confirmed_total = match &lines {
+            Some(lines) => self.stock.total_of(lines),
+            None => self.cart_total,
+        };
         let sent = Instant::now();
         for attempt in 0..=CHECKOUT_RETRIES {
             let body = RequestBody::Checkout {
                 checkout_id,
                 lines: lines.clone(),
+                confirmed_total,
             };
             match self.client.call(body).await {
                 Ok(Reply::Order(order)) => {
@@ -502,6 +513,7 @@ impl Customer {
                     }
                     if buys_cart {
                         self.cart.clear();
+                        self.cart_total = Cents(0);
                     }
                     return Outcome::Bought(confirmed);
                 }
@@ -535,6 +547,13 @@ impl Customer {
                         ErrorCode::MonthClosed => self.month_closed = true,
                         ErrorCode::EmptyCart => self.cart.clear(),
                         _ => {}
+                    }
+                    // A price change, or a cart cut for stock, says what the lines cost now.
+                    if let Some(view) = &e.repriced {
+                        self.stock.apply_prices(&view.lines);
+                        if buys_cart {
+                            self.take_cart(view);
+                        }
                     }
                     return Outcome::Rejected(code);
                 }

@@ -44,6 +44,7 @@ pub fn is_business_rejection(code: ErrorCode) -> bool {
             | ErrorCode::InvalidInput
             | ErrorCode::NotFound
             | ErrorCode::Conflict
+            | ErrorCode::PriceChanged
     )
 }
 

@@ -5,8 +5,9 @@
 //! rejections. Choices are pure functions of the view and a seeded rng, so a seed replays the same
 //! decisions against the same stock.
 
-use protocol::{CartItem, CatalogSnapshot, ListingId, Shortage, StockDelta};
+use protocol::{CartItem, CatalogSnapshot, Cents, ListingId, Shortage, StockDelta};
 use rand::Rng;
+use std::collections::BTreeMap;
 
 /// Listings and what is left of each, as far as this customer knows.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct StockView {
     in_stock: usize,
     /// The catalog version the levels belong to; older deltas are ignored.
     version: u64,
+    /// This month's unit price of every listing in the last snapshot: what a checkout confirms.
+    prices: BTreeMap<ListingId, Cents>,
 }
 
 impl StockView {
@@ -37,6 +40,11 @@ impl StockView {
             .collect();
         self.levels.sort_unstable_by_key(|(listing, _)| *listing);
         self.levels.dedup_by_key(|(listing, _)| *listing);
+        self.prices = snapshot
+            .items
+            .iter()
+            .map(|item| (item.listing, item.unit_price))
+            .collect();
         self.version = snapshot.version;
         self.recount();
     }
@@ -72,6 +80,22 @@ impl StockView {
         match self.levels.binary_search_by_key(&listing, |(l, _)| *l) {
             Ok(i) => self.levels[i].1,
             Err(_) => 0,
+        }
+    }
+
+    /// What `lines` cost at this month's prices as far as this customer knows (a listing it has no
+    /// price for counts as free; the server then refuses the checkout and says the real total).
+    pub fn total_of(&self, lines: &[CartItem]) -> Cents {
+        lines
+            .iter()
+            .filter_map(|line| self.prices.get(&line.listing)?.times(line.quantity))
+            .fold(Cents(0), |sum, cost| sum.plus(cost).unwrap_or(sum))
+    }
+
+    /// Takes the prices a `PriceChanged` refusal reported.
+    pub fn apply_prices(&mut self, lines: &[protocol::CartLine]) {
+        for line in lines {
+            self.prices.insert(line.listing, line.unit_price);
         }
     }
 

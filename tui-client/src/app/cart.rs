@@ -4,7 +4,7 @@ use super::{App, Cmd, FlashKind, ReqKind, RequestError, Screen};
 use crate::keys::{self, Nav};
 use crate::strings;
 use crossterm::event::{KeyCode, KeyEvent};
-use protocol::{CartView, Cents, ListingId, Reply, RequestBody};
+use protocol::{CartView, CatalogItem, Cents, ListingId, Reply, RequestBody};
 
 /// The cart screen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +38,17 @@ impl CartState {
                 line.available = *remaining;
             }
         }
+    }
+
+    /// A new catalog (a new month's offers): each line takes the price it is on sale at now, so the
+    /// review shows, and the checkout confirms, what the server will charge.
+    pub fn apply_prices(&mut self, items: &[CatalogItem]) {
+        for line in &mut self.view.lines {
+            if let Some(item) = items.iter().find(|i| i.listing == line.listing) {
+                line.unit_price = item.unit_price;
+            }
+        }
+        self.recompute_total();
     }
 
     /// The server's cart. Adjustments become the notice.

@@ -7,10 +7,14 @@
 
 use super::{App, Cmd, FlashKind, ReqKind, RequestError, HIGHLIGHT_MS};
 use crate::keys::{self, Nav};
+use crate::strings;
 use crate::widgets::text_input::{InputKind, TextInput};
 use crossterm::event::{KeyCode, KeyEvent};
 use protocol::paging::next_catalog_page;
-use protocol::{CatalogItem, CatalogSnapshot, ListingId, Reply, RequestBody, StockDelta};
+use protocol::{
+    CatalogItem, CatalogSnapshot, ListingId, Reply, RequestBody, StockDelta, MAX_CART_LINES,
+    MAX_LINE_QUANTITY,
+};
 use std::collections::HashMap;
 
 /// Samples kept per listing for its sparkline.
@@ -326,6 +330,7 @@ impl App {
             })
             .collect();
         self.cart.apply_levels(&levels);
+        self.cart.apply_prices(&snapshot.items);
         if snapshot.month.is_some() {
             self.month = snapshot.month.clone();
         }
@@ -347,6 +352,15 @@ impl App {
         let Ok(Reply::Catalog(page)) = result else {
             return Vec::new(); // Lost: the reconnect fetches the catalog again from its start.
         };
+        let levels: Vec<_> = page
+            .items
+            .iter()
+            .map(|i| (i.listing, i.remaining))
+            .collect();
+        let in_cart = |l: &(ListingId, u32)| self.cart.view.lines.iter().any(|c| c.listing == l.0);
+        let levels: Vec<_> = levels.into_iter().filter(in_cart).collect();
+        self.cart.apply_levels(&levels);
+        self.cart.apply_prices(&page.items);
         let next = self.catalog.take_page(page, Some(after), self.now_ms);
         self.request_catalog_page(next)
     }
@@ -411,7 +425,7 @@ impl App {
             return self.add_selected();
         }
         if keys::is_char(&key, 'L') {
-            cat.qty = cat.current().map_or(1, |i| i.remaining.max(1));
+            cat.qty = cat.current().map_or(1, most_per_line);
             return Vec::new();
         }
         if keys::is_char(&key, 'H') {
@@ -428,7 +442,7 @@ impl App {
             Some(Nav::Bottom) => cat.select(rows.saturating_sub(1)),
             Some(Nav::Left) => cat.qty = cat.qty.saturating_sub(1).max(1),
             Some(Nav::Right) => {
-                let max = cat.current().map_or(1, |i| i.remaining.max(1));
+                let max = cat.current().map_or(1, most_per_line);
                 cat.qty = (cat.qty + 1).min(max);
             }
             Some(Nav::Enter) => return self.add_selected(),
@@ -442,11 +456,14 @@ impl App {
         let Some(item) = self.catalog.current() else {
             return Vec::new();
         };
-        let (listing, quantity) = (
-            item.listing,
-            self.catalog.qty.clamp(1, item.remaining.max(1)),
-        );
+        let (listing, quantity) = (item.listing, self.catalog.qty.clamp(1, most_per_line(item)));
         let text = format!("Adding {} x {}...", quantity, item.product);
+        // A new line beyond what one checkout can buy: say the limit instead of asking the server.
+        let lines = &self.cart.view.lines;
+        if lines.len() >= MAX_CART_LINES && !lines.iter().any(|l| l.listing == listing) {
+            self.flash(FlashKind::Error, strings::cart_full());
+            return Vec::new();
+        }
         self.flash(FlashKind::Info, text);
         self.catalog.qty = 1;
         vec![self.request(
@@ -454,4 +471,9 @@ impl App {
             RequestBody::AddToCart { listing, quantity },
         )]
     }
+}
+
+/// The most units of `item` one cart line can take: what is left, within [`MAX_LINE_QUANTITY`].
+fn most_per_line(item: &CatalogItem) -> u32 {
+    item.remaining.clamp(1, MAX_LINE_QUANTITY)
 }

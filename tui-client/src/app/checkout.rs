@@ -1,6 +1,10 @@
 //! Checkout: card on file or a new card, a confirm step with the total, and an order that is sent
 //! at most once in effect: each confirmed attempt gets a fresh [`CheckoutId`], and a re-send after a
 //! lost connection reuses it, so the server returns the original order instead of a second one.
+//!
+//! Every attempt carries the total the customer confirmed. If the server's total differs (a new
+//! month's price, a line cut for stock), nothing is bought: the shop shows the new lines and total on
+//! the review step. A card that expired while on file sends the customer to the card form.
 
 use super::{App, Cmd, ConnState, FlashKind, ReqKind, RequestError, Screen, Tag};
 use crate::strings;
@@ -8,7 +12,7 @@ use crate::widgets::card::{self, NumberCheck};
 use crate::widgets::form::{Form, FormField, FormKey};
 use crate::widgets::text_input::InputKind;
 use crossterm::event::{KeyCode, KeyEvent};
-use protocol::{CardInput, CheckoutId, ErrorCode, Field, Reply, RequestBody};
+use protocol::{CardInput, Cents, CheckoutId, ErrorCode, Field, Reply, RequestBody, WireError};
 
 /// Where in the checkout the customer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +35,8 @@ pub struct Attempt {
     pub id: CheckoutId,
     /// The request carrying it most recently; other replies are stale.
     pub seq: u64,
+    /// The total the customer confirmed; re-sends confirm the same.
+    pub total: Cents,
 }
 
 /// The checkout screen.
@@ -109,9 +115,35 @@ impl App {
             .is_some_and(|s| s.account.card.is_some())
     }
 
+    /// The expiry (year, month) of the card on file, if it has expired by the app's clock.
+    pub fn expired_card(&self) -> Option<(u16, u8)> {
+        let card = self.session.as_ref()?.account.card.as_ref()?;
+        let today = protocol::card::year_month(self.now_ms);
+        protocol::card::is_expired(card.exp_year, card.exp_month, today)
+            .then_some((card.exp_year, card.exp_month))
+    }
+
+    /// An empty card form headed by the reason a new card is needed, focused on the number.
+    fn ask_for_a_new_card(&mut self, why: String) {
+        self.checkout.card = card_form();
+        self.checkout
+            .card
+            .show_error(&WireError::new(ErrorCode::CardInvalid, why));
+        self.checkout.stage = Stage::Card;
+    }
+
+    /// Enter on the review step with an expired card on file: ask for a new one instead of paying.
+    fn renew_expired_card(&mut self) -> Vec<Cmd> {
+        if let Some((year, month)) = self.expired_card() {
+            self.ask_for_a_new_card(strings::card_expired(year, month));
+        }
+        Vec::new()
+    }
+
     pub(super) fn checkout_key(&mut self, key: KeyEvent) -> Vec<Cmd> {
         match self.checkout.stage {
             Stage::Review => match key.code {
+                KeyCode::Enter if self.expired_card().is_some() => self.renew_expired_card(),
                 KeyCode::Enter if self.has_card() => {
                     self.checkout.error = None;
                     self.checkout.stage = Stage::Confirm;
@@ -156,8 +188,10 @@ impl App {
     }
 
     /// Sends a new checkout with a fresh id.
+    /// Sends a new checkout with a fresh id, confirming the total the customer is looking at.
     fn place_order(&mut self) -> Vec<Cmd> {
         let id = CheckoutId::generate();
+        let total = self.cart.view.total;
         self.checkout.stage = Stage::Placing;
         self.checkout.error = None;
         let cmd = self.request(
@@ -165,10 +199,15 @@ impl App {
             RequestBody::Checkout {
                 checkout_id: id,
                 lines: None,
+                confirmed_total: total,
             },
         );
         if let Cmd::Send { tag, .. } = &cmd {
-            self.checkout.attempt = Some(Attempt { id, seq: tag.seq });
+            self.checkout.attempt = Some(Attempt {
+                id,
+                seq: tag.seq,
+                total,
+            });
         }
         vec![cmd]
     }
@@ -183,12 +222,13 @@ impl App {
             RequestBody::Checkout {
                 checkout_id: attempt.id,
                 lines: None,
+                confirmed_total: attempt.total,
             },
         );
         if let Cmd::Send { tag, .. } = &cmd {
             self.checkout.attempt = Some(Attempt {
-                id: attempt.id,
                 seq: tag.seq,
+                ..attempt
             });
         }
         vec![cmd]
@@ -234,8 +274,9 @@ impl App {
                 }
             }
             Err(RequestError::Server(e)) => {
-                self.checkout.attempt = None;
+                let confirmed = self.checkout.attempt.take().map(|a| a.total);
                 match e.code {
+                    ErrorCode::PriceChanged => self.price_changed(e, confirmed),
                     ErrorCode::OutOfStock => {
                         self.checkout.stage = Stage::Review;
                         self.cart.notice = Some((
@@ -245,6 +286,12 @@ impl App {
                         self.flash(FlashKind::Error, e.message);
                         self.screen = Screen::Cart;
                         vec![self.request(ReqKind::Cart, RequestBody::GetCart)]
+                    }
+                    // The card on file expired: a new card, with the server's words above the form.
+                    ErrorCode::CardInvalid if e.field == Some(Field::CardExpiry) => {
+                        self.ask_for_a_new_card(e.message);
+                        self.screen = Screen::Checkout;
+                        Vec::new()
                     }
                     ErrorCode::CardRequired | ErrorCode::CardInvalid => {
                         self.checkout.stage = Stage::Card;
@@ -265,5 +312,23 @@ impl App {
                 }
             }
         }
+    }
+}
+
+impl App {
+    /// The server's total differs from the confirmed one: nothing was bought. Show the lines and the
+    /// total as they are now on the review step, so the customer can look and confirm again.
+    fn price_changed(&mut self, e: WireError, confirmed: Option<Cents>) -> Vec<Cmd> {
+        self.checkout.stage = Stage::Review;
+        self.screen = Screen::Checkout;
+        let Some(view) = e.repriced else {
+            // An older server sends no lines: fetch the cart, and say what happened.
+            self.checkout.error = Some(e.message);
+            return vec![self.request(ReqKind::Cart, RequestBody::GetCart)];
+        };
+        let now = view.total;
+        self.cart.apply(*view);
+        self.checkout.error = Some(strings::price_changed(confirmed, now));
+        Vec::new()
     }
 }

@@ -660,10 +660,15 @@ fn checkout_until_sent(app: &mut App) -> (Tag, CheckoutId) {
     let RequestBody::Checkout {
         checkout_id,
         lines: None,
+        confirmed_total,
     } = body
     else {
         panic!("{body:?}")
     };
+    assert_eq!(
+        confirmed_total, app.cart.view.total,
+        "confirms the total it showed"
+    );
     assert_eq!(app.checkout.stage, Stage::Placing);
     (tag, checkout_id)
 }
@@ -1025,6 +1030,152 @@ fn snapshot_catalog_at_the_minimum_size() {
 fn snapshot_terminal_too_small() {
     let app = shopping(true);
     insta::assert_snapshot!("too_small", render_to_string(&app, 50, 14));
+}
+
+// ---------------------------------------------------------------- what a checkout must match
+
+#[test]
+fn a_price_change_at_checkout_shows_the_new_total_on_the_review_step_and_the_next_pay_confirms_it()
+{
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter)); // review
+    app.update(key(KeyCode::Enter)); // confirm
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    // A new month: apples now cost 125 instead of 116.
+    let mut now = cart();
+    now.lines[0].unit_price = Cents(125);
+    now.total = Cents(3 * 125 + 2 * 129);
+    let mut e = WireError::new(ErrorCode::PriceChanged, "the total is now $6.33");
+    e.repriced = Some(Box::new(now.clone()));
+    let cmds = fail(&mut app, tag, e);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(app.screen, Screen::Checkout);
+    assert_eq!(app.checkout.stage, Stage::Review);
+    assert_eq!(app.checkout.attempt, None);
+    assert_eq!(app.cart.view.total, Cents(633));
+    let screen = snap(&app);
+    assert!(
+        screen.contains("total changed from $6.06 to $6.33"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("$3.75"),
+        "the apples' new line total: {screen}"
+    );
+    // Confirming again pays the new total.
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.checkout.stage, Stage::Confirm);
+    let (_, body) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    let RequestBody::Checkout {
+        confirmed_total, ..
+    } = body
+    else {
+        panic!("{body:?}")
+    };
+    assert_eq!(confirmed_total, Cents(633));
+}
+
+/// Logged in with a card on file that expired in `exp_month`/`exp_year`, on the checkout review.
+fn reviewing_with_a_card_expired(exp_month: u8, exp_year: u16) -> App {
+    let mut app = shopping(true);
+    if let Some(card) = app.session.as_mut().and_then(|s| s.account.card.as_mut()) {
+        (card.exp_month, card.exp_year) = (exp_month, exp_year);
+    }
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.checkout.stage, Stage::Review);
+    app
+}
+
+#[test]
+fn a_card_that_expired_while_on_file_is_marked_and_enter_asks_for_a_new_card_instead_of_paying() {
+    // NOW is June 2025: a card that ran to May 2025 has expired.
+    let mut app = reviewing_with_a_card_expired(5, 2025);
+    let screen = snap(&app);
+    assert!(screen.contains("(expired)"), "{screen}");
+    let cmds = app.update(key(KeyCode::Enter));
+    assert!(cmds.is_empty(), "nothing is sent: {cmds:?}");
+    assert_eq!(app.checkout.stage, Stage::Card, "not the pay step");
+    let screen = snap(&app);
+    assert!(
+        screen.contains("The card on file expired at the end of 05/25"),
+        "{screen}"
+    );
+    // A card that runs to the end of this month still pays.
+    let mut app = reviewing_with_a_card_expired(6, 2025);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.checkout.stage, Stage::Confirm);
+}
+
+#[test]
+fn the_servers_refusal_of_an_expired_card_opens_the_card_form_with_its_message() {
+    let mut app = shopping(true);
+    to_cart(&mut app);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    let e = WireError::field(
+        ErrorCode::CardInvalid,
+        Field::CardExpiry,
+        "the card on file expired at the end of 11/2026; add a new card to pay",
+    );
+    fail(&mut app, tag, e);
+    assert_eq!(app.checkout.stage, Stage::Card);
+    assert_eq!(
+        app.checkout.card.focus, 0,
+        "a new card starts at its number"
+    );
+    let screen = snap(&app);
+    assert!(screen.contains("expired at the end of 11/2026"), "{screen}");
+}
+
+#[test]
+fn adding_a_new_line_to_a_full_cart_says_the_limit_and_sends_nothing() {
+    let mut app = shopping(true);
+    app.cart.view.lines = (0..MAX_CART_LINES as u32)
+        .map(|i| cart_line(1000 + i, "Thing", "maker", 100, 1, 10))
+        .collect();
+    let cmds = app.update(ch('a')); // the selected listing is not in the cart
+    assert!(sent(&cmds, ReqKind::AddToCart).is_empty(), "{cmds:?}");
+    let flash = app.flash.clone().unwrap();
+    assert_eq!(flash.kind, FlashKind::Error);
+    assert!(
+        flash
+            .text
+            .contains(&format!("at most {MAX_CART_LINES} lines")),
+        "{}",
+        flash.text
+    );
+    // More of a line already in the cart is still fine.
+    app.cart.view.lines[0].listing = app.catalog.current().unwrap().listing;
+    one(&app.update(ch('a')), ReqKind::AddToCart);
+}
+
+#[test]
+fn a_new_months_catalog_reprices_the_cart_so_the_review_shows_what_will_be_charged() {
+    let mut app = shopping(true);
+    let mut next = catalog();
+    next.items[0].unit_price = Cents(125); // apples, 3 in the cart
+    next.version += 1;
+    app.update(Msg::Net(NetEvent::Push(Event::Catalog(next))));
+    assert_eq!(app.cart.view.total, Cents(3 * 125 + 2 * 129));
+    // To the cart (its refetch still on the way), review, confirm, pay: the new total is confirmed.
+    one(&app.update(key(KeyCode::Tab)), ReqKind::Cart);
+    assert_eq!(app.screen, Screen::Cart);
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    let (_, body) = one(&app.update(key(KeyCode::Enter)), ReqKind::Checkout);
+    assert!(
+        matches!(
+            body,
+            RequestBody::Checkout {
+                confirmed_total: Cents(633),
+                ..
+            }
+        ),
+        "{body:?}"
+    );
 }
 
 fn turn_over(app: &mut App, closed: u32, reason: CloseReason) {

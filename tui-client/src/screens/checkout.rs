@@ -84,15 +84,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             }
             lines.push(Line::raw(""));
             lines.push(total);
-            lines.push(Line::from(vec![
+            let expired = app.expired_card().is_some();
+            let mut pay_with = vec![
                 Span::styled(" Pay with: ", t.dim()),
                 Span::raw(card_text(card)),
-            ]));
+            ];
+            if expired {
+                pay_with.push(Span::styled(" (expired)", t.error()));
+            }
+            lines.push(Line::from(pay_with));
             if let Some(e) = &co.error {
                 lines.push(Line::styled(format!(" {e}"), t.error()));
             }
             lines.push(Line::raw(""));
-            let next = if card.is_some() {
+            let next = if expired {
+                " Enter: add a new card (the card on file has expired)    Esc: back to cart"
+            } else if card.is_some() {
                 " Enter: continue to confirm    a: use another card    Esc: back to cart"
             } else {
                 " Enter: add a card    Esc: back to cart"
