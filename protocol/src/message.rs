@@ -13,6 +13,10 @@ pub enum Role {
     Manufacturer,
     /// An operator tool. It can inspect the system and close the month.
     Operator,
+    /// A front end that serves customers over another transport (`shop serve-ssh`). It presents the
+    /// operator's key in [`Hello::key`], then acts as one customer connection, and it alone may vouch
+    /// for the customer's SSH key ([`RequestBody::KeyLogIn`]).
+    Gateway,
 }
 
 /// The first frame a client sends.
@@ -26,7 +30,8 @@ pub struct Hello {
     pub client: String,
     /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
     pub name: Option<String>,
-    /// For manufacturers and operators: the shared key, if the distributor was started with one.
+    /// For manufacturers, operators and gateways: the shared key, if the distributor was started
+    /// with one.
     pub key: Option<String>,
 }
 
@@ -202,6 +207,27 @@ pub enum RequestBody {
     /// A summary of the system. Answered with [`Reply::Status`].
     Status,
 
+    // ---- Gateways (for the one customer they carry) ----
+    /// Anonymous: start a session as the account this SSH key is linked to. The gateway vouches that
+    /// the customer holds the key. Answered with [`Reply::Session`], or
+    /// [`crate::ErrorCode::BadCredentials`] when no account is linked to it.
+    KeyLogIn {
+        /// The key's SHA-256 fingerprint, as `ssh-keygen -lf` prints it (`SHA256:...`).
+        fingerprint: String,
+    },
+    /// Logged in: link this SSH key to the account, so that it logs straight in next time. A key
+    /// belongs to one account at most ([`crate::ErrorCode::Conflict`] if another has it). Answered
+    /// with [`Reply::Done`].
+    RememberKey {
+        /// As in [`RequestBody::KeyLogIn`].
+        fingerprint: String,
+    },
+    /// Logged in: unlink this SSH key from the account. Answered with [`Reply::Done`].
+    ForgetKey {
+        /// As in [`RequestBody::KeyLogIn`].
+        fingerprint: String,
+    },
+
     // ---- Added later; new variants go at the end ----
     /// Customers and operators: the next catalog page, listings with ids above `after` (the last
     /// listing of the previous page). Answered with [`Reply::Catalog`]; a page of fewer than
@@ -301,6 +327,18 @@ impl std::fmt::Debug for RequestBody {
                 .finish(),
             CloseMonth => f.write_str("CloseMonth"),
             Status => f.write_str("Status"),
+            KeyLogIn { fingerprint } => f
+                .debug_struct("KeyLogIn")
+                .field("fingerprint", fingerprint)
+                .finish(),
+            RememberKey { fingerprint } => f
+                .debug_struct("RememberKey")
+                .field("fingerprint", fingerprint)
+                .finish(),
+            ForgetKey { fingerprint } => f
+                .debug_struct("ForgetKey")
+                .field("fingerprint", fingerprint)
+                .finish(),
             CatalogPage { after } => f.debug_struct("CatalogPage").field("after", after).finish(),
             OrdersPage { before } => f
                 .debug_struct("OrdersPage")

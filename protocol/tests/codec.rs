@@ -119,6 +119,9 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
         any::<u64>().prop_map(|o| RequestBody::ReportDispatch { order: OrderId(o) }),
         Just(RequestBody::CloseMonth),
         Just(RequestBody::Status),
+        ".*".prop_map(|fingerprint| RequestBody::KeyLogIn { fingerprint }),
+        ".*".prop_map(|fingerprint| RequestBody::RememberKey { fingerprint }),
+        ".*".prop_map(|fingerprint| RequestBody::ForgetKey { fingerprint }),
         any::<u32>().prop_map(|l| RequestBody::CatalogPage {
             after: ListingId(l)
         }),
@@ -143,7 +146,8 @@ fn any_client_message() -> impl Strategy<Value = ClientMessage> {
             prop_oneof![
                 Just(Role::Customer),
                 Just(Role::Manufacturer),
-                Just(Role::Operator)
+                Just(Role::Operator),
+                Just(Role::Gateway)
             ],
             any_string(),
             proptest::option::of(any_string()),

@@ -25,6 +25,8 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+mod key_login;
+
 /// How many notices may be in flight to a manufacturer before the relay waits for acks.
 const RELAY_WINDOW: u64 = 512;
 /// How many notices the relay reads from the outbox at a time.
@@ -267,14 +269,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         self.role = hello.role;
         let mut manufacturer = None;
-        if hello.role != Role::Customer {
-            if let Some(expected) = &self.shared.config.peer_key {
-                if hello.key.as_deref() != Some(expected.as_str()) {
-                    let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
-                    let _ = self.send(&ServerMessage::Refused(reason)).await;
-                    return Err(End::Gone);
-                }
-            }
+        if !self.credential_ok(&hello) {
+            let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
+            let _ = self.send(&ServerMessage::Refused(reason)).await;
+            return Err(End::Gone);
         }
         if hello.role == Role::Manufacturer {
             let name = hello.name.unwrap_or_default();
@@ -504,14 +502,33 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Whether the Hello carries the credential its role needs. Customers need none; every other
+    /// role (manufacturers, operators, gateways) presents the peer key when the distributor has one.
+    /// The one place that decides it.
+    fn credential_ok(&self, hello: &Hello) -> bool {
+        if hello.role == Role::Customer {
+            return true;
+        }
+        match &self.shared.config.peer_key {
+            Some(expected) => hello.key.as_deref() == Some(expected.as_str()),
+            None => true,
+        }
+    }
+
+    /// Whether this connection carries a customer: a shop, or a gateway on behalf of one.
+    fn carries_customer(&self) -> bool {
+        matches!(self.role, Role::Customer | Role::Gateway)
+    }
+
     fn account(&self) -> Result<AccountId, WireError> {
-        match (&self.login, self.role) {
-            (Some(login), Role::Customer) if login.expires_at_ms > now_ms() => Ok(login.account),
-            (Some(_), Role::Customer) => Err(err(
+        let customer = self.carries_customer();
+        match &self.login {
+            Some(login) if customer && login.expires_at_ms > now_ms() => Ok(login.account),
+            Some(_) if customer => Err(err(
                 ErrorCode::SessionExpired,
                 "your session expired; please log in again",
             )),
-            (None, Role::Customer) => Err(err(
+            None if customer => Err(err(
                 ErrorCode::NotAuthenticated,
                 "please sign up or log in first",
             )),
@@ -691,6 +708,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 status.sold_units = sold;
                 Ok(Reply::Status(status))
             }
+            RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
+            RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
+            RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
         }
     }
 
@@ -703,7 +723,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 "manufacturers do not browse the catalog",
             ));
         }
-        if self.role == Role::Customer {
+        if self.carries_customer() {
             self.account()?;
         }
         if after.is_none() || self.watch.is_none() {
@@ -756,9 +776,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     fn anonymous_only(&self) -> Result<(), WireError> {
-        match self.role {
-            Role::Customer => Ok(()),
-            _ => Err(err(ErrorCode::Forbidden, "only customers have accounts")),
+        match self.carries_customer() {
+            true => Ok(()),
+            false => Err(err(ErrorCode::Forbidden, "only customers have accounts")),
         }
     }
 

@@ -110,6 +110,11 @@ impl ChildProcess {
         self.child.id()
     }
 
+    /// The exit status, if it has exited (without waiting).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// `kill -9`, and reap it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -6,10 +6,12 @@
 //!   customers, manufacturers and operators to it.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
 //! - [`proxy`]: a fault-injecting TCP proxy (cut after N bytes, 1-byte writes, delays, cut all).
+//! - [`tmux`]: a private tmux server for terminal tests: sessions, keys in, screens out.
 //! - `src/bin/loadgen.rs`: the `loadgen` command line.
 //! - `tests/*.rs`: the end-to-end tests, one file per promise.
 
 pub mod child;
 pub mod harness;
 pub mod proxy;
+pub mod tmux;
 pub mod traffic;

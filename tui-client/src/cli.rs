@@ -3,10 +3,13 @@
 //!
 //! - `shop [--server ADDR] [--tls-ca FILE]` connects to a running distributor.
 //! - `shop --demo` starts a whole system in this process (see [`crate::demo`]) and opens the shop on
-//!   it. Quitting stops everything it started.
+//!   it. Quitting stops everything it started. With `--ssh ADDR` the demo also serves itself over SSH.
+//! - `shop serve-ssh` serves the shop over SSH (see [`crate::serve_ssh`] and [`crate::ssh`]).
 
-use crate::{demo, net, run};
+use crate::serve_ssh::{self, ServeSshArgs};
+use crate::{demo, net, run, ssh};
 use clap::Parser;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +21,8 @@ use tokio_util::sync::CancellationToken;
     about = "The customer terminal app of the central distribution system"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The distributor to connect to.
     #[arg(long, default_value = "127.0.0.1:7878", env = "SHOP_SERVER")]
     server: String,
@@ -41,9 +46,19 @@ struct Args {
     /// terminal's own text selection keeps working.
     #[arg(long)]
     mouse: bool,
+    /// With --demo: also serve the demo over SSH on this address (for example 127.0.0.1:2222), and
+    /// print the ssh command.
+    #[arg(long, value_name = "ADDR", requires = "demo")]
+    ssh: Option<SocketAddr>,
     /// Write logs to this file (the terminal belongs to the app).
     #[arg(long, value_name = "FILE", env = "SHOP_LOG")]
     log: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Serve the shop over SSH: `ssh -p 2222 localhost` opens it, with your key as your login.
+    ServeSsh(ServeSshArgs),
 }
 
 /// Runs `shop` with these arguments (the first is the program name) and returns its exit code.
@@ -63,6 +78,17 @@ where
             };
         }
     };
+    if matches!(args.command, Some(Command::ServeSsh(_))) && args.log.is_none() {
+        // A server: its logs go to stderr.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(protocol::logging::colour_on_stderr())
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .try_init();
+    }
     if let Some(path) = &args.log {
         match std::fs::File::create(path) {
             Ok(file) => {
@@ -102,6 +128,15 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::ServeSsh(ssh_args)) = args.command {
+        return match runtime.block_on(serve_ssh::main(ssh_args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shop serve-ssh: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(app_main(args, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -123,16 +158,22 @@ async fn app_main(
             shoppers: args.shoppers,
         };
         let system = demo::start(config, shutdown.child_token()).await?;
-        let target = net::Target {
-            addr: system.addr.clone(),
-            tls: None,
+        let target = net::Target::customer(system.addr.clone());
+        let label = match args.ssh {
+            Some(listen) => {
+                let command = demo_over_ssh(&system, listen, shutdown.child_token()).await?;
+                // Printed before the shop takes the screen, so it is there again after quitting.
+                eprintln!("shop --demo: also open over SSH: {command}");
+                format!("demo: {command}")
+            }
+            None => "demo".to_string(),
         };
-        (target, Some(system), Some("demo".to_string()))
+        (target, Some(system), Some(label))
     } else {
         (
             net::Target {
-                addr: args.server,
                 tls,
+                ..net::Target::customer(args.server)
             },
             None,
             None,
@@ -144,4 +185,36 @@ async fn app_main(
         system.stop().await;
     }
     Ok(result?)
+}
+
+/// Serves the demo over SSH too; returns the ssh command. The host key and the operator key live in
+/// the demo's data directory.
+async fn demo_over_ssh(
+    system: &demo::DemoSystem,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<String, Box<dyn std::error::Error>> {
+    if !listen.ip().is_loopback() {
+        return Err(format!("--ssh {listen}: the demo serves SSH on loopback only").into());
+    }
+    let key_file = protocol::operator_key::path_for_db(&system.data_dir.join("distributor.db"));
+    let target = serve_ssh::gateway_target(&system.addr, None, &key_file)?;
+    let host_key = ssh::host_key::load_or_create(&system.data_dir.join("ssh_host_ed25519"))?;
+    let config = ssh::SshConfig {
+        host_key,
+        max_sessions: 200,
+        max_per_address: serve_ssh::DEFAULT_MAX_PER_ADDRESS,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let command = serve_ssh::ssh_command(listener.local_addr()?);
+    let gateway = ssh::Gateway {
+        target,
+        label: Some("demo".into()),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = ssh::serve(listener, gateway, config, shutdown).await {
+            tracing::error!("demo ssh stopped: {e}");
+        }
+    });
+    Ok(command)
 }

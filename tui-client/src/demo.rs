@@ -49,6 +49,8 @@ pub enum DemoError {
 pub struct DemoSystem {
     /// Where the distributor listens.
     pub addr: String,
+    /// Where the databases (and key files) live.
+    pub data_dir: PathBuf,
     stop: CancellationToken,
     tasks: JoinSet<()>,
     /// Kept so the temp dir lives as long as the system.
@@ -125,6 +127,7 @@ pub async fn start(
     }
     Ok(DemoSystem {
         addr,
+        data_dir: dir,
         stop,
         tasks,
         _tmp: tmp,

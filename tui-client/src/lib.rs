@@ -10,7 +10,9 @@
 //! - [`run`]: the event loop: one `tokio::select!` over keys, the network and a tick.
 //! - [`demo`]: `shop --demo`, a whole system in one process: distributor, manufacturers and
 //!   simulated shoppers.
-//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`).
+//! - [`serve_ssh`]: the command line of `shop serve-ssh`.
+//! - [`ssh`]: `shop serve-ssh`, the shop over SSH: one app per SSH session on the same driver.
+//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop serve-ssh`).
 //! - [`keys`], [`theme`], [`strings`]: key bindings, colours, and every user-facing text.
 
 pub mod app;
@@ -20,6 +22,8 @@ pub mod keys;
 pub mod net;
 pub mod run;
 pub mod screens;
+pub mod serve_ssh;
+pub mod ssh;
 pub mod strings;
 pub mod theme;
 pub mod widgets;

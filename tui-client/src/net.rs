@@ -50,6 +50,23 @@ pub struct Target {
     pub addr: String,
     /// TLS settings, when `--tls-ca` was given.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// [`Role::Customer`] for the shop; [`Role::Gateway`] for `shop serve-ssh`, which carries one
+    /// customer per connection and may vouch for the customer's SSH key.
+    pub role: Role,
+    /// The gateway's credential (the operator key), if the distributor has one.
+    pub key: Option<String>,
+}
+
+impl Target {
+    /// A plain customer connection over TCP.
+    pub fn customer(addr: impl Into<String>) -> Self {
+        Target {
+            addr: addr.into(),
+            tls: None,
+            role: Role::Customer,
+            key: None,
+        }
+    }
 }
 
 /// Builds a TLS client configuration trusting the certificates in a PEM file.
@@ -86,13 +103,13 @@ pub fn spawn(
     (tx, handle)
 }
 
-fn hello() -> Hello {
+fn hello(target: &Target) -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
-        role: Role::Customer,
+        role: target.role,
         client: format!("shop/{}", env!("CARGO_PKG_VERSION")),
         name: None,
-        key: None,
+        key: target.key.clone(),
     }
 }
 
@@ -110,7 +127,7 @@ fn client_error(e: ClientError) -> String {
 
 async fn connect(target: &Target) -> Result<(Client, Events), String> {
     let Some(tls) = &target.tls else {
-        return Client::connect(&target.addr, hello())
+        return Client::connect(&target.addr, hello(target))
             .await
             .map_err(client_error);
     };
@@ -129,7 +146,7 @@ async fn connect(target: &Target) -> Result<(Client, Events), String> {
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    Client::handshake(stream, hello())
+    Client::handshake(stream, hello(target))
         .await
         .map_err(client_error)
 }

@@ -1,13 +1,17 @@
 //! The event loop: one `tokio::select!` over the terminal's key events, the connection task's
 //! events and a tick. It feeds [`Msg`]s to [`App::update`], carries out the [`Cmd`]s, and redraws
-//! only when something changed.
+//! only when something changed. One driver ([`drive`]) for every terminal: the local one ([`run`])
+//! and each SSH session ([`crate::ssh`]).
 
 use crate::app::{App, Cmd, Msg};
 use crate::net::{self, NetCmd, Target};
 use crate::screens;
 use crate::theme::Theme;
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use ratatui::backend::Backend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +27,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the app in the terminal until the customer quits or `shutdown` is cancelled.
+/// Runs the app in the local terminal until the customer quits, a SIGHUP or SIGTERM arrives, or
+/// `shutdown` is cancelled.
 pub async fn run(
     target: Target,
     label: Option<String>,
@@ -32,9 +37,6 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut app = App::new(Theme::from_env(), now_ms());
     app.label = label;
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let net_stop = shutdown.child_token();
-    let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
 
     // Runs after ratatui's own hook (installed below), which restores the terminal first. A panic
     // anywhere (also in a background task: the connection, or the demo's servers) ends the app, so
@@ -53,28 +55,55 @@ pub async fn run(
     if mouse {
         crossterm::execute!(std::io::stdout(), EnableMouseCapture)?;
     }
-    let result = event_loop(&mut terminal, &mut app, &mut events_rx, &net, &shutdown).await;
+    let stop = shutdown.child_token();
+    let signals = tokio::spawn(stop_on_signals(stop.clone()));
+    let result = drive(&mut terminal, EventStream::new(), app, target, &stop).await;
+    signals.abort();
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     }
     ratatui::restore();
+    result
+}
+
+/// The app's loop on any terminal: locally crossterm's `EventStream` and stdout, over SSH the parsed
+/// channel bytes and a backend that writes to the channel (see [`crate::ssh`]). It starts the
+/// connection task for `target`, and stops it on the way out. Returns when the customer quits,
+/// the events end, or `shutdown` is cancelled.
+pub async fn drive<B, E>(
+    terminal: &mut Terminal<B>,
+    events: E,
+    mut app: App,
+    target: Target,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()>
+where
+    B: Backend<Error = std::io::Error>,
+    E: Stream<Item = std::io::Result<TermEvent>> + Unpin,
+{
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let net_stop = shutdown.child_token();
+    let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
+    let result = event_loop(terminal, &mut app, events, &mut events_rx, &net, shutdown).await;
     net_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), net_task).await;
     result
 }
 
-async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
+async fn event_loop<B, E>(
+    terminal: &mut Terminal<B>,
     app: &mut App,
+    mut keys: E,
     net_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
     net: &mpsc::UnboundedSender<NetCmd>,
     shutdown: &CancellationToken,
-) -> std::io::Result<()> {
-    let mut keys = EventStream::new();
+) -> std::io::Result<()>
+where
+    B: Backend<Error = std::io::Error>,
+    E: Stream<Item = std::io::Result<TermEvent>> + Unpin,
+{
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
-    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut dirty = true;
     loop {
         if dirty {
@@ -83,12 +112,15 @@ async fn event_loop(
         }
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = recv_signal(&mut hangup) => return Ok(()),
-            _ = recv_signal(&mut terminate) => return Ok(()),
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) => Msg::Key(k),
                 Some(Ok(TermEvent::Mouse(m))) => Msg::Mouse(m),
-                Some(Ok(TermEvent::Resize(..))) => { dirty = true; continue; }
+                Some(Ok(TermEvent::Resize(width, height))) => {
+                    // Also what makes a fixed viewport (over SSH) follow the window.
+                    terminal.resize(Rect::new(0, 0, width, height))?;
+                    dirty = true;
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
@@ -113,6 +145,16 @@ async fn event_loop(
             }
         }
         dirty = !is_tick || app.tick_changes_view(before);
+    }
+}
+
+/// Cancels `stop` on SIGHUP (the terminal went away) or SIGTERM.
+async fn stop_on_signals(stop: CancellationToken) {
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
+    tokio::select! {
+        _ = recv_signal(&mut hangup) => stop.cancel(),
+        _ = recv_signal(&mut terminate) => stop.cancel(),
     }
 }
 

@@ -172,6 +172,15 @@ pub fn close_reason(r: CloseReason) -> &'static str {
     }
 }
 
+// ---- over SSH (`shop serve-ssh`) ----
+pub const REMEMBER_KEY_TITLE: &str = "Remember this key?";
+pub const REMEMBER_KEY_TEXT: &str =
+    "Next time you connect with this SSH key, the shop logs you straight in to this account.";
+pub const REMEMBER_KEY_KEYS: &str = "y/Enter remember   n/Esc not now";
+pub const KEY_LOGGED_IN: &str = "Logged in with your SSH key.";
+pub const KEY_REMEMBERED: &str = "This key now logs you straight in.";
+pub const KEY_FORGOTTEN: &str = "This key no longer logs you in.";
+
 /// The status line when a month closes, for example `Month 3 closed: sold out.`
 pub fn month_closed(month: MonthId, reason: CloseReason) -> String {
     format!("Month {} closed: {}.", month.0, close_reason(reason))

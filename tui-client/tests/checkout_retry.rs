@@ -164,7 +164,7 @@ async fn a_checkout_whose_answer_is_lost_is_resent_with_its_id_and_buys_exactly_
     let addr = proxy(server_addr.clone(), cut.clone()).await;
     let (events_tx, events) = mpsc::unbounded_channel();
     let stop_net = CancellationToken::new();
-    let (net, task) = net::spawn(Target { addr, tls: None }, events_tx, stop_net.clone());
+    let (net, task) = net::spawn(Target::customer(addr), events_tx, stop_net.clone());
     let mut d = Driver {
         app: App::new(Theme::plain(), 0),
         net,

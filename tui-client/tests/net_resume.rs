@@ -71,14 +71,7 @@ async fn after_the_server_restarts_the_session_resumes_without_a_new_login() {
     let (server, addr) = start(&db, None).await;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    let (net, task) = net::spawn(
-        Target {
-            addr: addr.to_string(),
-            tls: None,
-        },
-        events_tx,
-        stop.clone(),
-    );
+    let (net, task) = net::spawn(Target::customer(addr.to_string()), events_tx, stop.clone());
     next(&mut events, |e| match e {
         NetEvent::Connected { session: None, .. } => Some(()),
         _ => None,
@@ -186,8 +179,8 @@ async fn with_tls_ca_the_connection_task_connects_over_tls_and_a_wrong_ca_never_
     let tls = net::tls_config(&cert).unwrap();
     let (_net, task) = net::spawn(
         Target {
-            addr: addr.clone(),
             tls: Some(tls),
+            ..Target::customer(addr.clone())
         },
         events_tx,
         stop.clone(),
@@ -208,8 +201,8 @@ async fn with_tls_ca_the_connection_task_connects_over_tls_and_a_wrong_ca_never_
     let tls = net::tls_config(&other_ca).unwrap();
     let (_net, task) = net::spawn(
         Target {
-            addr,
             tls: Some(tls),
+            ..Target::customer(addr)
         },
         events_tx,
         stop.clone(),

@@ -5,11 +5,13 @@
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
+//! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
 
 pub mod audit;
 pub mod load;
 pub mod read;
 pub mod schema;
+pub mod ssh_keys;
 pub mod writer;
 
 /// What can go wrong in the store.

@@ -99,7 +99,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, listing_id)
     ) WITHOUT ROWID;
     "#,
-    // 2: when each order line reached its status, for the order detail view. NULL: at checkout
+    // 2: SSH keys that log straight in (`shop serve-ssh`). Only the fingerprint is kept, never the
+    // key; a key belongs to one account at most.
+    r#"
+    CREATE TABLE ssh_keys (
+        fingerprint   TEXT PRIMARY KEY,              -- SHA256:... as `ssh-keygen -lf` prints it
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ssh_keys_by_account ON ssh_keys(account_id);
+    "#,
+    // 3: when each order line reached its status, for the order detail view. NULL: at checkout
     // (lines bought before this column, and lines still placed).
     r#"
     ALTER TABLE order_lines ADD COLUMN status_at_ms INTEGER;

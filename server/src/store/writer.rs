@@ -8,7 +8,7 @@
 //! market's live state. If one of them fails anyway, memory and disk disagree, and the writer stops the
 //! server rather than carry on with wrong data; a restart rebuilds memory from disk.
 
-use super::{checkout_key, now_ms, StoreError};
+use super::{checkout_key, now_ms, ssh_keys, StoreError};
 use crate::market::{CheckoutPlan, Committed, OfferPlan};
 use crate::push::Registry;
 use protocol::*;
@@ -121,6 +121,10 @@ pub enum Op {
         /// Who was asked.
         manufacturer: ManufacturerId,
     },
+    /// Link an SSH key fingerprint to an account ([`StoreError::Duplicate`] if another has it).
+    LinkKey(String, AccountId),
+    /// Unlink an SSH key fingerprint from an account ([`StoreError::NotFound`] if not linked to it).
+    UnlinkKey(String, AccountId),
 }
 
 /// What a job produced, for callers that wait on [`Done::Outcome`].
@@ -544,6 +548,8 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             )?
             .execute(params![month.0, manufacturer.0])?;
         }
+        Op::LinkKey(fingerprint, account) => ssh_keys::link(conn, fingerprint, *account, now_ms())?,
+        Op::UnlinkKey(fingerprint, account) => ssh_keys::unlink(conn, fingerprint, *account)?,
     }
     Ok(Outcome::Done)
 }

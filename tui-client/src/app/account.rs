@@ -18,6 +18,8 @@ pub enum AccountAction {
     RemoveCard,
     LogOut,
     Delete,
+    /// Only over SSH with a key: unlink it from the account.
+    ForgetKey,
 }
 
 impl AccountAction {
@@ -40,6 +42,7 @@ impl AccountAction {
             AccountAction::RemoveCard => "Remove card",
             AccountAction::LogOut => "Log out",
             AccountAction::Delete => "Delete account",
+            AccountAction::ForgetKey => "Forget this key",
         }
     }
 }
@@ -51,6 +54,17 @@ pub struct AccountState {
     pub menu: usize,
     /// The open form and what it is for.
     pub form: Option<(AccountAction, Form)>,
+}
+
+impl App {
+    /// The account menu as this session shows it: "Forget this key" only over SSH with a key.
+    pub fn account_menu(&self) -> Vec<AccountAction> {
+        let mut menu = AccountAction::ALL.to_vec();
+        if self.ssh_key.fingerprint.is_some() {
+            menu.insert(menu.len() - 1, AccountAction::ForgetKey);
+        }
+        menu
+    }
 }
 
 fn delete_form() -> Form {
@@ -73,13 +87,18 @@ impl App {
                 }
             };
         }
-        let n = AccountAction::ALL.len();
+        let menu = self.account_menu();
+        let n = menu.len();
         match keys::nav(&key) {
             Some(Nav::Up) => self.account.menu = self.account.menu.saturating_sub(1),
             Some(Nav::Down) => self.account.menu = (self.account.menu + 1).min(n - 1),
             Some(Nav::Top | Nav::PageUp) => self.account.menu = 0,
             Some(Nav::Bottom | Nav::PageDown) => self.account.menu = n - 1,
-            Some(Nav::Enter) => return self.account_choose(AccountAction::ALL[self.account.menu]),
+            Some(Nav::Enter) => {
+                if let Some(action) = menu.get(self.account.menu) {
+                    return self.account_choose(*action);
+                }
+            }
             _ => {}
         }
         Vec::new()
@@ -139,6 +158,7 @@ impl App {
                 self.overlay = Some(Overlay::ConfirmDelete(delete_form()));
                 Vec::new()
             }
+            AccountAction::ForgetKey => self.forget_key(),
         }
     }
 

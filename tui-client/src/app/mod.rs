@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod login;
 pub mod orders;
+pub mod ssh_key;
 
 use crate::keys;
 use crate::strings;
@@ -34,6 +35,7 @@ pub use catalog::{CatalogState, Sort};
 pub use checkout::{CheckoutState, Stage};
 pub use login::{LoginMode, LoginState};
 pub use orders::OrdersState;
+pub use ssh_key::SshKeyState;
 
 /// How long a changed number stays highlighted.
 pub const HIGHLIGHT_MS: u64 = 1_500;
@@ -138,6 +140,9 @@ pub enum ReqKind {
     AddToCart,
     Checkout,
     Orders,
+    KeyLogIn,
+    RememberKey,
+    ForgetKey,
     /// A later catalog page; [`CatalogState`] keeps the one request whose reply it applies.
     CatalogPage,
     /// Older orders; [`OrdersState`] keeps the one request whose reply it applies.
@@ -211,6 +216,8 @@ pub enum Overlay {
     Help,
     /// Delete the account: asks for the password.
     ConfirmDelete(Form),
+    /// Over SSH, after a login by hand: remember this key?
+    RememberKey,
 }
 
 /// A logged-in customer.
@@ -251,6 +258,8 @@ pub struct App {
     pub checkout: CheckoutState,
     pub orders: OrdersState,
     pub account: AccountState,
+    /// The SSH key this session came with (only over `shop serve-ssh`).
+    pub ssh_key: SshKeyState,
     pub quit: bool,
 }
 
@@ -279,6 +288,7 @@ impl App {
             checkout: CheckoutState::default(),
             orders: OrdersState::default(),
             account: AccountState::default(),
+            ssh_key: SshKeyState::default(),
             quit: false,
         }
     }
@@ -326,7 +336,7 @@ impl App {
         use keys::Context as C;
         match &self.overlay {
             Some(Overlay::Help) => return C::Help,
-            Some(Overlay::ConfirmDelete(_)) => return C::Dialog,
+            Some(Overlay::ConfirmDelete(_) | Overlay::RememberKey) => return C::Dialog,
             None => {}
         }
         match self.screen {
@@ -560,6 +570,7 @@ impl App {
                 Vec::new()
             }
             Overlay::ConfirmDelete(form) => self.delete_dialog_key(form, key),
+            Overlay::RememberKey => self.remember_key_dialog(key),
         }
     }
 
@@ -594,7 +605,7 @@ impl App {
                         self.login.form.error = Some(e.message);
                         cmds
                     }
-                    _ => Vec::new(),
+                    _ => self.try_key_login(),
                 }
             }
             NetEvent::Disconnected {
@@ -627,7 +638,14 @@ impl App {
 
     fn on_reply(&mut self, tag: Tag, result: Result<Reply, RequestError>) -> Vec<Cmd> {
         match tag.kind {
-            ReqKind::LogIn | ReqKind::SignUp => self.login_reply(result),
+            ReqKind::LogIn | ReqKind::SignUp => {
+                let cmds = self.login_reply(result);
+                self.offer_remember_key();
+                cmds
+            }
+            ReqKind::KeyLogIn | ReqKind::RememberKey | ReqKind::ForgetKey => {
+                self.ssh_key_reply(tag.kind, result)
+            }
             ReqKind::LogOut => Vec::new(),
             ReqKind::Catalog => match result {
                 Ok(Reply::Catalog(snapshot)) => self.catalog_first_page(snapshot),

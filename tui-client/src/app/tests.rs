@@ -1217,4 +1217,111 @@ fn snapshot_month_closed_sold_out() {
     insta::assert_snapshot!("month_closed_sold_out", snap(&app));
 }
 
+// ---------------------------------------------------------------- over SSH: the key as a login
+
+const FP: &str = "SHA256:uIYTxlYZ9IyOMwUgqIQ7sTwG5IR7xsTNjGb+8VVbeA8";
+
+fn over_ssh() -> App {
+    let mut app = App::new(Theme::plain(), NOW);
+    app.ssh_key.fingerprint = Some(FP.into());
+    app
+}
+
+#[test]
+fn over_ssh_the_key_is_tried_once_on_connect_and_a_local_shop_never_sends_one() {
+    let mut local = App::new(Theme::plain(), NOW);
+    assert!(sent(&connected(&mut local), ReqKind::KeyLogIn).is_empty());
+
+    let mut app = over_ssh();
+    let cmds = connected(&mut app);
+    let (tag, body) = one(&cmds, ReqKind::KeyLogIn);
+    assert_eq!(
+        body,
+        RequestBody::KeyLogIn {
+            fingerprint: FP.into()
+        }
+    );
+    let cmds = reply(&mut app, tag, Reply::Session(session(true)));
+    assert_eq!(app.screen, Screen::Catalog);
+    assert!(app.ssh_key.linked);
+    assert!(app.overlay.is_none(), "a linked key is not offered again");
+    one(&cmds, ReqKind::Catalog);
+    // A reconnect does not try again.
+    assert!(sent(&connected(&mut app), ReqKind::KeyLogIn).is_empty());
+}
+
+#[test]
+fn after_a_login_by_hand_over_ssh_the_shop_offers_to_remember_the_key() {
+    let mut app = over_ssh();
+    let (tag, _) = one(&connected(&mut app), ReqKind::KeyLogIn);
+    fail(
+        &mut app,
+        tag,
+        WireError::new(ErrorCode::BadCredentials, "not linked"),
+    );
+    assert_eq!(app.screen, Screen::Login);
+    type_str(&mut app, "ada@example.com");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "password123");
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::LogIn);
+    reply(&mut app, tag, Reply::Session(session(true)));
+    assert_eq!(app.overlay, Some(Overlay::RememberKey));
+    insta::assert_snapshot!("remember_key", render_to_string(&app, 80, 24));
+
+    let (tag, body) = one(&app.update(ch('y')), ReqKind::RememberKey);
+    assert_eq!(
+        body,
+        RequestBody::RememberKey {
+            fingerprint: FP.into()
+        }
+    );
+    assert!(app.overlay.is_none());
+    reply(&mut app, tag, Reply::Done);
+    assert!(app.ssh_key.linked);
+    assert_eq!(
+        app.flash.as_ref().map(|f| f.text.as_str()),
+        Some(strings::KEY_REMEMBERED)
+    );
+}
+
+#[test]
+fn declining_to_remember_sends_nothing_and_the_account_menu_can_forget_the_key() {
+    let mut app = over_ssh();
+    let (tag, _) = one(&connected(&mut app), ReqKind::KeyLogIn);
+    fail(
+        &mut app,
+        tag,
+        WireError::new(ErrorCode::BadCredentials, "no"),
+    );
+    type_str(&mut app, "ada@example.com");
+    app.update(key(KeyCode::Tab));
+    type_str(&mut app, "password123");
+    let (tag, _) = one(&app.update(key(KeyCode::Enter)), ReqKind::LogIn);
+    reply(&mut app, tag, Reply::Session(session(true)));
+    assert!(app.update(ch('n')).is_empty());
+    assert!(app.overlay.is_none());
+
+    assert!(!shopping(true)
+        .account_menu()
+        .contains(&AccountAction::ForgetKey));
+    let menu = app.account_menu();
+    let at = menu
+        .iter()
+        .position(|a| *a == AccountAction::ForgetKey)
+        .unwrap();
+    app.update(ch('4'));
+    for _ in 0..at {
+        app.update(key(KeyCode::Down));
+    }
+    let (tag, body) = one(&app.update(key(KeyCode::Enter)), ReqKind::ForgetKey);
+    assert_eq!(
+        body,
+        RequestBody::ForgetKey {
+            fingerprint: FP.into()
+        }
+    );
+    reply(&mut app, tag, Reply::Done);
+    assert!(!app.ssh_key.linked);
+}
+
 mod paging;

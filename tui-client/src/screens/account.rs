@@ -53,7 +53,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             form::render(frame, inner, f, t, app.overlay.is_none());
         }
         None => {
-            let items: Vec<ListItem> = AccountAction::ALL
+            let items: Vec<ListItem> = app
+                .account_menu()
                 .iter()
                 .map(|act| {
                     let style = if *act == AccountAction::Delete {
@@ -79,6 +80,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// The delete confirmation, over the body.
+/// Over SSH, after a login by hand: remember this key?
+pub fn remember_key_dialog(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let (r, block) = super::popup(frame, area, 60, 7, strings::REMEMBER_KEY_TITLE, app);
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    let lines = vec![
+        Line::styled(strings::REMEMBER_KEY_TEXT, t.text()),
+        Line::raw(""),
+        Line::styled(strings::REMEMBER_KEY_KEYS, t.dim()),
+    ];
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+}
+
 pub fn delete_dialog(frame: &mut Frame, area: Rect, app: &App, f: &Form) {
     let t = &app.theme;
     let (r, block) = super::popup(frame, area, 60, 8, strings::DELETE_TITLE, app);

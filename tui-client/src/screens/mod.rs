@@ -51,6 +51,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.overlay {
         Some(Overlay::Help) => help::draw(frame, body, app),
         Some(Overlay::ConfirmDelete(form)) => account::delete_dialog(frame, body, app, form),
+        Some(Overlay::RememberKey) => account::remember_key_dialog(frame, body, app),
         None => {}
     }
 }
