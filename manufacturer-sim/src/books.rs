@@ -28,6 +28,9 @@ pub enum BooksError {
     /// SQLite failed (disk, lock, corruption).
     #[error("books database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Another process has these books open, or their lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] protocol::lock_file::LockError),
 }
 
 const SCHEMA: &str = "
@@ -90,12 +93,19 @@ CREATE TABLE IF NOT EXISTS dispatches (
 );
 CREATE INDEX IF NOT EXISTS dispatches_pending ON dispatches (manufacturer, seq)
     WHERE reported_at_ms IS NULL;
+CREATE TABLE IF NOT EXISTS credentials (     -- what the distributor issued when the name registered
+    manufacturer TEXT PRIMARY KEY,
+    token        TEXT NOT NULL,              -- the secret itself: these books are the manufacturer's own
+    issued_at_ms INTEGER NOT NULL
+);
 ";
 
 /// One manufacturer's view of a books file. Not shared between threads; wrap it in a mutex.
 pub struct Books {
     conn: Connection,
     name: String,
+    /// Keeps other processes off these books for as long as they are open.
+    _lock: std::sync::Arc<protocol::lock_file::LockFile>,
 }
 
 /// The offer for one month, as recorded in the books.
@@ -183,7 +193,9 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Books {
     /// Opens (creating if needed) the books file and this manufacturer's row in it.
+    /// Refuses at once if another process has the file open.
     pub fn open(path: &Path, name: &str) -> Result<Books, BooksError> {
+        let lock = crate::books_lock::lock(path)?;
         let conn = Connection::open(path)?;
         // Several manufacturers may share one file, each with its own connection.
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -197,7 +209,30 @@ impl Books {
         Ok(Books {
             conn,
             name: name.to_string(),
+            _lock: lock,
         })
+    }
+
+    /// The credential the distributor issued to this name, if it registered from these books.
+    pub fn credential(&self) -> Result<Option<String>, BooksError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT token FROM credentials WHERE manufacturer = ?1",
+                [&self.name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Keeps a credential the distributor just issued (replacing an older one).
+    pub fn set_credential(&mut self, token: &str) -> Result<(), BooksError> {
+        self.conn.execute(
+            "INSERT INTO credentials (manufacturer, token, issued_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(manufacturer) DO UPDATE SET token = excluded.token, issued_at_ms = excluded.issued_at_ms",
+            params![self.name, token, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// The manufacturer these books belong to.

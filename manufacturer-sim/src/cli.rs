@@ -72,7 +72,8 @@ struct RunArgs {
     /// Never report dispatch (for benchmarks that measure checkouts only).
     #[arg(long)]
     no_dispatch: bool,
-    /// The distributor's peer key, if it was started with one.
+    /// This manufacturer's credential, overriding the one kept in the books (which is where the
+    /// distributor's credential goes when the name first registers). Rarely needed.
     #[arg(long)]
     key: Option<String>,
     /// Connect over TLS, trusting this CA certificate (PEM).

@@ -7,7 +7,9 @@
 //! - `factory`: the production loop. Units are made continuously at each product's rate, up to
 //!   capacity, and booked once a second.
 //! - [`books`]: the manufacturer's own SQLite file. Notices are applied exactly once by sequence
-//!   number, and offers are recorded before they are sent.
+//!   number, and offers are recorded before they are sent. It also keeps the credential the
+//!   distributor issued to the name.
+//! - `books_lock`: one lock file per books file, so a second process cannot share them.
 //! - `link`: the connection to the distributor. It reconnects with backoff, applies notices in
 //!   batches with one ack each, and answers offer requests.
 //! - `dispatch`: reports `ReportDispatch` a little after each confirmed sale.
@@ -28,6 +30,7 @@
 //! ```
 
 pub mod books;
+mod books_lock;
 pub mod catalog;
 pub mod cli;
 mod dispatch;
@@ -61,7 +64,8 @@ pub enum SimError {
     /// The report could not be made.
     #[error(transparent)]
     Report(#[from] ReportError),
-    /// The distributor refused this manufacturer in a way reconnecting cannot fix (version, key).
+    /// The distributor refused this manufacturer in a way reconnecting cannot fix (version, or the
+    /// name is registered to another credential).
     #[error("distributor refused the connection: {0}")]
     Refused(String),
     /// The configuration makes no sense.
@@ -93,7 +97,8 @@ pub struct SimConfig {
     pub offer_share: f64,
     /// How long after a confirmed sale the goods are dispatched; `None` never reports dispatch.
     pub dispatch_delay: Option<Duration>,
-    /// The distributor's peer key, if it was started with one.
+    /// This manufacturer's credential, overriding the one kept in the books. Normally `None`: the
+    /// first connection registers the name and the books keep what the distributor issued.
     pub key: Option<String>,
     /// Connect over TLS, trusting this CA certificate (PEM).
     pub tls_ca: Option<PathBuf>,

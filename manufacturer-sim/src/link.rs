@@ -66,12 +66,15 @@ pub(crate) async fn serve(link: Link, shutdown: CancellationToken) -> Result<(),
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u32;
     loop {
+        let books = link.books.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || crate::lock(&books).credential()).await??;
         let hello = Hello {
             version: PROTOCOL_VERSION,
             role: Role::Manufacturer,
             client: format!("manufacturer-sim/{}", env!("CARGO_PKG_VERSION")),
             name: Some(link.name.clone()),
-            key: link.key.clone(),
+            key: link.key.clone().or(stored),
         };
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -87,13 +90,25 @@ pub(crate) async fn serve(link: Link, shutdown: CancellationToken) -> Result<(),
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| "?".into());
                 info!("{name}: connected to {} as {id}", link.server);
+                if let Some(token) = client.welcome().credential.clone() {
+                    // Kept before anything else happens on this link: without it the name is lost.
+                    let books = link.books.clone();
+                    tokio::task::spawn_blocking(move || crate::lock(&books).set_credential(&token))
+                        .await??;
+                    info!("{name}: registered; the distributor's credential for this name is kept in the books");
+                }
                 match session(&link, client, events, &shutdown).await? {
                     Ended::Shutdown => return Ok(()),
                     Ended::Lost(reason) => format!("connection lost: {reason}"),
                 }
             }
             Ok(Err(ClientError::Refused(e)))
-                if matches!(e.code, ErrorCode::VersionMismatch | ErrorCode::BadHandshake) =>
+                if matches!(
+                    e.code,
+                    ErrorCode::VersionMismatch
+                        | ErrorCode::BadHandshake
+                        | ErrorCode::WrongCredential
+                ) =>
             {
                 return Err(SimError::Refused(format!("{name}: {e}")));
             }

@@ -38,6 +38,7 @@ impl Conn {
                 server: "fake".into(),
                 manufacturer: Some(ManufacturerId(1)),
                 month: None,
+                credential: None,
             }))
             .await
             .unwrap();

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// to what is in stock). Nothing was bought. [`WireError::repriced`] carries the lines and the total
     /// as they are now: show them, and let the customer confirm again.
     PriceChanged,
+    /// The credential is missing or wrong: a manufacturer name that is registered to another
+    /// credential, or an operator request without the operator key. Retrying cannot fix it.
+    WrongCredential,
 }
 
 /// The form field an [`ErrorCode::InvalidInput`] or [`ErrorCode::CardInvalid`] belongs to, so a client

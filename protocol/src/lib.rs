@@ -8,6 +8,7 @@
 //!   and the page and part sizes that keep every message inside its frame.
 //! - [`paging`]: walking catalog and order pages, and cutting a big offer into parts.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
+//! - [`lock_file`]: the exclusive lock beside a SQLite file that keeps a second process out.
 //! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
 //! - [`types`]: ids, money and quantities as newtypes.
@@ -30,6 +31,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod limits;
+pub mod lock_file;
 pub mod logging;
 pub mod message;
 pub mod operator_key;

@@ -30,8 +30,9 @@ pub struct Hello {
     pub client: String,
     /// For manufacturers: the stable name the distributor knows it by. Ignored for other roles.
     pub name: Option<String>,
-    /// For manufacturers, operators and gateways: the shared key, if the distributor was started
-    /// with one.
+    /// The role's secret. Manufacturers: the credential the distributor issued to this name (`None`
+    /// the first time, to register). Operators and gateways: the operator key (see
+    /// [`crate::operator_key`]).
     pub key: Option<String>,
 }
 
@@ -70,6 +71,9 @@ pub struct Welcome {
     pub manufacturer: Option<ManufacturerId>,
     /// The current month, if one is open.
     pub month: Option<MonthView>,
+    /// For a manufacturer that just registered its name: its credential, a random 256-bit token in
+    /// hex. The distributor keeps only its hash; the manufacturer must keep it to connect again.
+    pub credential: Option<String>,
 }
 
 /// A request from a client.
@@ -227,6 +231,14 @@ pub enum RequestBody {
         /// As in [`RequestBody::KeyLogIn`].
         fingerprint: String,
     },
+    /// Operators: forget the credential of the manufacturer registered as `name`, and end its link,
+    /// so that the next manufacturer to connect under the name registers it again (for example after
+    /// its books were lost). Answered with [`Reply::Done`]; an unknown name is
+    /// [`crate::ErrorCode::NotFound`].
+    RevokeManufacturer {
+        /// The manufacturer's name.
+        name: String,
+    },
 
     // ---- Added later; new variants go at the end ----
     /// Customers and operators: the next catalog page, listings with ids above `after` (the last
@@ -338,6 +350,10 @@ impl std::fmt::Debug for RequestBody {
             ForgetKey { fingerprint } => f
                 .debug_struct("ForgetKey")
                 .field("fingerprint", fingerprint)
+                .finish(),
+            RevokeManufacturer { name } => f
+                .debug_struct("RevokeManufacturer")
+                .field("name", name)
                 .finish(),
             CatalogPage { after } => f.debug_struct("CatalogPage").field("after", after).finish(),
             OrdersPage { before } => f

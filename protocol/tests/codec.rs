@@ -433,6 +433,7 @@ fn any_server_message() -> impl Strategy<Value = ServerMessage> {
                 server: "distributor".into(),
                 manufacturer: m.map(ManufacturerId),
                 month,
+                credential: None,
             })),
         any_error().prop_map(ServerMessage::Refused),
         (any::<u64>(), any_reply()).prop_map(|(id, reply)| ServerMessage::Response(Response {

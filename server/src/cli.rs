@@ -1,4 +1,5 @@
-//! The `distributor` command line: serve customers and manufacturers, or audit a database.
+//! The `distributor` command line: serve customers and manufacturers, audit or back up a database,
+//! or revoke a manufacturer's credential. Each subcommand's work lives in its own module.
 //!
 //! It lives in the library so that tests can run the very same entry point in a child process
 //! (see [`main_from`]) and kill it with `kill -9`.
@@ -34,6 +35,36 @@ enum Cmd {
         #[arg(long)]
         acked: Option<PathBuf>,
     },
+    /// Copy the database consistently, also while the server runs (SQLite's online backup API). This
+    /// is the supported way to copy it: the `.db` file alone can miss what is still in its `-wal`.
+    /// FILE must not exist. The last line of output is a JSON object.
+    Backup {
+        /// The database file.
+        #[arg(long, default_value = "data/distributor.db")]
+        db: PathBuf,
+        /// Where to write the copy (a single SQLite file).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Revoke a manufacturer's credential and end its link, so that the next manufacturer to connect
+    /// under the name registers it again (for example after its books were lost).
+    RevokeManufacturer {
+        /// The manufacturer's name.
+        #[arg(long)]
+        name: String,
+        /// The distributor's address.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        server: String,
+        /// The distributor's database: the operator key is read from `operator.key` beside it.
+        #[arg(long, default_value = "data/distributor.db")]
+        db: PathBuf,
+        /// The operator key, instead of the key file.
+        #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
+        peer_key: Option<String>,
+        /// Connect over TLS, trusting this CA certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -61,7 +92,9 @@ struct ServeArgs {
     /// Seconds a connection may stay silent before it is closed.
     #[arg(long, default_value_t = 300)]
     idle_timeout_secs: u64,
-    /// A shared key that manufacturers and operators must present.
+    /// The operator key that operator tools must present, instead of the one in `operator.key`
+    /// beside the database (written with mode 0600 on first start). Must not be empty.
+    /// Manufacturers do not use it: each has its own credential.
     #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
     peer_key: Option<String>,
     /// TLS certificate chain (PEM).
@@ -106,6 +139,14 @@ where
         .try_init();
     match cli.command {
         Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
+        Some(Cmd::Backup { db, to }) => backup(&db, &to),
+        Some(Cmd::RevokeManufacturer {
+            name,
+            server,
+            db,
+            peer_key,
+            tls_ca,
+        }) => revoke(&server, &db, peer_key.as_deref(), tls_ca.as_deref(), &name),
         None => serve(cli.serve),
     }
 }
@@ -147,7 +188,59 @@ fn audit(db: &std::path::Path, acked: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+fn backup(db: &std::path::Path, to: &std::path::Path) -> ExitCode {
+    match crate::backup::backup(db, to) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": true, "to": report.to, "pages": report.pages, "bytes": report.bytes})
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn revoke(
+    server: &str,
+    db: &std::path::Path,
+    peer_key: Option<&str>,
+    tls_ca: Option<&std::path::Path>,
+    name: &str,
+) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| rt.block_on(crate::revoke::revoke(server, db, peer_key, tls_ca, name)));
+    match result {
+        Ok(()) => {
+            println!("revoked the credential of {name:?}; the next manufacturer to connect under it registers it");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
+    if args
+        .peer_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        eprintln!("error: the operator key (--peer-key / DISTRIBUTOR_PEER_KEY) is empty; set a real key, or unset it to use operator.key beside the database");
+        return ExitCode::from(2);
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match crate::tls::load(cert, key) {
             Ok(config) => Some(Arc::new(config)),

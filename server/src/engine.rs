@@ -18,6 +18,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod identity;
+
 /// The answer channel for a client request.
 pub type ReplyTx = oneshot::Sender<Result<Reply, WireError>>;
 
@@ -45,10 +47,12 @@ pub enum Command {
     ManufacturerHello {
         /// Its stable name.
         name: String,
+        /// The credential it presented, if any.
+        key: Option<String>,
         /// Where to push `OfferRequested`.
         events: mpsc::UnboundedSender<Event>,
-        /// Its id and the last notice it acked, once registered durably.
-        reply: oneshot::Sender<Result<(ManufacturerId, NoticeSeq), WireError>>,
+        /// Its id, the last notice it acked, and its credential if one was just issued; once durable.
+        reply: oneshot::Sender<Result<Admitted, WireError>>,
     },
     /// A manufacturer's connection ended.
     ManufacturerGone(ManufacturerId, mpsc::UnboundedSender<Event>),
@@ -73,7 +77,13 @@ pub enum Command {
     Status(oneshot::Sender<SystemStatus>),
     /// A customer logged in or resumed a session: they are active in the open month.
     CustomerLoggedIn(AccountId),
+    /// An operator revokes the credential of the manufacturer with this name.
+    RevokeManufacturer(String, ReplyTx),
 }
+
+/// A manufacturer the engine let in: its id, the last notice it acked, and the credential issued to
+/// it if it just registered.
+pub type Admitted = (ManufacturerId, NoticeSeq, Option<String>);
 
 /// The sending side, cloned into every session.
 #[derive(Clone)]
@@ -114,6 +124,8 @@ pub struct Engine {
     waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
     published_version: u64,
     published_epoch: u64,
+    /// Each manufacturer name's credential hash (see [`crate::identity::credentials`]).
+    credentials: crate::identity::credentials::Credentials,
 }
 
 impl Engine {
@@ -138,7 +150,17 @@ impl Engine {
             waiting: HashMap::new(),
             published_version: u64::MAX,
             published_epoch: u64::MAX,
+            credentials: Default::default(),
         }
+    }
+
+    /// The manufacturers' credentials, as loaded from the database.
+    pub fn with_credentials(
+        mut self,
+        credentials: crate::identity::credentials::Credentials,
+    ) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Runs until `shutdown` is cancelled or every handle is dropped.
@@ -187,44 +209,11 @@ impl Engine {
         match command {
             Command::ManufacturerHello {
                 name,
+                key,
                 events,
                 reply,
-            } => {
-                let (id, is_new) = self.market.register_manufacturer(&name);
-                // A second connection under the same name replaces the first: dropping the old
-                // sender tells the old session to close.
-                self.manufacturers.insert(id, events);
-                self.market.set_connected(id, true);
-                self.market.reset_offer_request(id);
-                let acked = self
-                    .market
-                    .manufacturer(id)
-                    .map_or(NoticeSeq(0), |m| m.acked_seq);
-                let last = self
-                    .market
-                    .manufacturer(id)
-                    .map_or(NoticeSeq(0), |m| m.last_seq);
-                self.registry.outbox_durable(id, last);
-                if is_new {
-                    let (tx, rx) = oneshot::channel();
-                    self.submit(
-                        Op::RegisterManufacturer(id, name.clone()),
-                        Done::Reply(tx, Ok(Reply::Done)),
-                    );
-                    tokio::spawn(async move {
-                        let result = match rx.await {
-                            Ok(Ok(_)) => Ok((id, acked)),
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => Err(WireError::new(ErrorCode::ShuttingDown, "shutting down")),
-                        };
-                        let _ = reply.send(result);
-                    });
-                } else {
-                    let _ = reply.send(Ok((id, acked)));
-                }
-                tracing::info!(manufacturer = %name, id = id.0, "manufacturer connected");
-                self.request_offers();
-            }
+            } => self.on_manufacturer_hello(name, key, events, reply),
+            Command::RevokeManufacturer(name, reply) => self.on_revoke_manufacturer(name, reply),
             Command::ManufacturerGone(id, events) => {
                 let current = self
                     .manufacturers

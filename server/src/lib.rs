@@ -12,7 +12,10 @@
 //! - [`tls`]: loading the TLS certificate and key.
 //! - [`auth`]: argon2id passwords, session tokens, login throttling.
 //! - [`card`]: card validation; only brand, last four and expiry are kept.
-//! - [`cli`]: the `distributor` command line (`serve` and `audit`).
+//! - [`identity`]: manufacturer credentials and the operator key: who may connect as what.
+//! - [`backup`]: `distributor backup`, a consistent copy of a live database (SQLite's backup API).
+//! - [`revoke`]: `distributor revoke-manufacturer`, an operator client that frees a name.
+//! - [`cli`]: the `distributor` command line (`serve`, `audit`, `backup`, `revoke-manufacturer`).
 //!
 //! # How a checkout flows
 //! session → engine (validates against live stock, takes the units, freezes prices) → writer thread
@@ -20,14 +23,17 @@
 //! session directly, and the manufacturer's relay (in its session) sees the new notices.
 
 pub mod auth;
+pub mod backup;
 pub mod board;
 pub mod card;
 pub mod cli;
 pub mod engine;
+pub mod identity;
 pub mod listener;
 pub mod market;
 pub mod pages;
 pub mod push;
+pub mod revoke;
 pub mod session;
 pub mod store;
 pub mod tls;
@@ -57,7 +63,8 @@ pub struct Config {
     pub frame_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// If set, manufacturers and operators must present this key in `Hello`.
+    /// The operator key, overriding `operator.key` beside the database (see [`identity::operator`]).
+    /// Operator-grade roles must present it; it does not make anyone a manufacturer.
     pub peer_key: Option<String>,
     /// The least time between two stock updates to one watcher.
     pub stock_interval: Duration,
@@ -107,6 +114,12 @@ pub enum ServerError {
     /// The writer hit an error and stopped the server to keep memory and disk in step.
     #[error("stopped after a fatal storage error; see the log")]
     Fatal,
+    /// Another process holds the database, or its lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] protocol::lock_file::LockError),
+    /// No usable operator key.
+    #[error(transparent)]
+    OperatorKey(#[from] identity::operator::KeyError),
 }
 
 /// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.
@@ -116,10 +129,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let started = std::time::Instant::now();
+    // Held until `run` returns; the kernel lets go if the process dies.
+    let _lock = protocol::lock_file::LockFile::acquire(&config.db)?;
+    let operator_key =
+        identity::operator::OperatorKey::establish(&config.db, config.peer_key.as_deref())?;
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
     let mut market = market::Market::restore(snapshot);
     market.set_min_month_ms(config.min_month_ms());
+    let credentials = identity::credentials::Credentials::load(&conn)?;
     let registry = Arc::new(push::Registry::default());
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let fatal = CancellationToken::new();
@@ -142,13 +160,15 @@ pub async fn run(
         board,
         registry.clone(),
         Duration::from_secs(config.month_secs.max(1)),
-    );
+    )
+    .with_credentials(credentials);
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
     tracing::info!(
         db = %config.db.display(),
         addr = ?listener.local_addr().ok(),
         ms = started.elapsed().as_millis() as u64,
+        operator_key = %operator_key.source,
         "distributor ready"
     );
 
@@ -164,6 +184,7 @@ pub async fn run(
         throttle_address: auth::Throttle::new(50, Duration::from_secs(15 * 60)),
         hashing: tokio::sync::Semaphore::new(4),
         next_session: AtomicU64::new(1),
+        operator_key,
         config,
     });
     let stop = CancellationToken::new();

@@ -54,6 +54,8 @@ pub struct Shared {
     pub hashing: Semaphore,
     /// Session ids for the registry.
     pub next_session: AtomicU64,
+    /// What operator-grade roles must present.
+    pub operator_key: crate::identity::operator::OperatorKey,
 }
 
 /// Why a session ended.
@@ -269,8 +271,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         self.role = hello.role;
         let mut manufacturer = None;
-        if !self.credential_ok(&hello) {
-            let reason = err(ErrorCode::BadHandshake, "wrong or missing peer key");
+        let mut credential = None;
+        if let Err(reason) = self.operator_grade(&hello) {
+            tracing::warn!(peer = %self.peer, role = ?hello.role, "refused: missing or wrong operator key");
             let _ = self.send(&ServerMessage::Refused(reason)).await;
             return Err(End::Gone);
         }
@@ -293,14 +296,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 .engine
                 .send(Command::ManufacturerHello {
                     name,
+                    key: hello.key,
                     events: events_tx.clone(),
                     reply: tx,
                 })
                 .map_err(End::Close)?;
-            let (id, acked) = rx
+            let admitted = rx
                 .await
-                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?
-                .map_err(End::Close)?;
+                .map_err(|_| End::Close(err(ErrorCode::ShuttingDown, "shutting down")))?;
+            let (id, acked, issued) = match admitted {
+                Ok(admitted) => admitted,
+                Err(reason) => {
+                    let _ = self.send(&ServerMessage::Refused(reason)).await;
+                    return Err(End::Gone);
+                }
+            };
             let durable = self.shared.registry.watch_outbox(id, acked);
             self.link = Some(Link {
                 id,
@@ -311,12 +321,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 acked,
             });
             manufacturer = Some(id);
+            credential = issued;
         }
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             server: format!("distributor/{}", env!("CARGO_PKG_VERSION")),
             manufacturer,
             month: self.shared.board.catalog.borrow().snapshot.month.clone(),
+            credential,
         };
         self.send(&ServerMessage::Welcome(welcome)).await?;
         if self.link.is_some() {
@@ -374,7 +386,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     match event {
                         LinkEvent::Push(event) => self.send(&ServerMessage::Event(event)).await?,
                         LinkEvent::Durable => self.relay().await?,
-                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "another connection took over this manufacturer name"))),
+                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "this link was ended: a connection with this name's credential took over, or an operator revoked the credential"))),
                     }
                 }
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
@@ -505,13 +517,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     /// Whether the Hello carries the credential its role needs. Customers need none; every other
     /// role (manufacturers, operators, gateways) presents the peer key when the distributor has one.
     /// The one place that decides it.
-    fn credential_ok(&self, hello: &Hello) -> bool {
-        if hello.role == Role::Customer {
-            return true;
-        }
-        match &self.shared.config.peer_key {
-            Some(expected) => hello.key.as_deref() == Some(expected.as_str()),
-            None => true,
+    /// Operator-grade roles (operators, and gateways that vouch for the customers they carry) must
+    /// present the operator key: the one check, [`crate::identity::operator::OperatorKey::check`].
+    /// Manufacturers are checked by the engine against their own name's credential.
+    fn operator_grade(&self, hello: &Hello) -> Result<(), WireError> {
+        match hello.role {
+            Role::Operator | Role::Gateway => self.shared.operator_key.check(hello.key.as_deref()),
+            Role::Customer | Role::Manufacturer => Ok(()),
         }
     }
 
@@ -711,6 +723,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
             RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
             RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
+            RequestBody::RevokeManufacturer { name } => {
+                self.operator()?;
+                engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
+            }
         }
     }
 
@@ -1029,7 +1045,8 @@ enum LinkEvent {
     Push(Event),
     /// More notices are durable in the outbox.
     Durable,
-    /// The engine dropped this link: a newer connection took the name.
+    /// The engine dropped this link: a newer connection with the credential took the name, or an
+    /// operator revoked it.
     Replaced,
 }
 

@@ -121,6 +121,25 @@ impl ChildProcess {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit status (then kills it).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let _ = Command::new("kill")

@@ -39,9 +39,11 @@ impl TestServer {
         server
     }
 
-    /// Starts a server on an existing (or new) database path.
+    /// Starts a server on an existing (or new) database path. Its operator key is [`operator_key`]
+    /// (as an explicit `--peer-key`), unless `adjust` changes it.
     pub async fn start_on(db: PathBuf, adjust: impl FnOnce(&mut server::Config)) -> TestServer {
         let mut config = server::Config::new(&db);
+        config.peer_key = Some(operator_key().to_string());
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -94,6 +96,38 @@ fn hello(role: Role, name: Option<&str>) -> Hello {
     }
 }
 
+/// The operator key of every [`TestServer`] in this process: random, made once.
+pub fn operator_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| format!("{:064x}", rand::random::<u128>()))
+}
+
+/// The operator key a distributor process wrote beside its database `db`, waiting (up to 30 s) for
+/// it to appear.
+pub async fn operator_key_beside(db: &std::path::Path) -> String {
+    let path = protocol::operator_key::path_for_db(db);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(key) = protocol::operator_key::read(&path) {
+            return key;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no operator key at {}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `Hello` for an operator presenting `key`.
+pub fn operator_hello(key: &str) -> Hello {
+    Hello {
+        key: Some(key.to_string()),
+        ..hello(Role::Operator, None)
+    }
+}
+
 static NEXT_EMAIL: AtomicU64 = AtomicU64::new(1);
 
 /// A unique email for this test process.
@@ -121,9 +155,14 @@ pub async fn connect_customer(addr: &str) -> (Client, Events) {
         .expect("connect")
 }
 
-/// Connects an operator.
+/// Connects an operator to a [`TestServer`] (it presents [`operator_key`]).
 pub async fn connect_operator(addr: &str) -> Client {
-    Client::connect(addr, hello(Role::Operator, None))
+    connect_operator_with(addr, operator_key()).await
+}
+
+/// Connects an operator presenting `key`.
+pub async fn connect_operator_with(addr: &str, key: &str) -> Client {
+    Client::connect(addr, operator_hello(key))
         .await
         .expect("connect operator")
         .0
@@ -197,6 +236,8 @@ pub struct Books {
     pub offered_months: Vec<u32>,
     /// Settlements received.
     pub settlements: Vec<Settlement>,
+    /// The credential the distributor issued to this name, presented on every later connection.
+    pub credential: Option<String>,
 }
 
 /// A scripted manufacturer: offers a fixed catalog whenever asked, applies notices once by sequence
@@ -248,10 +289,17 @@ impl TestManufacturer {
         script: ManufacturerScript,
         books: Arc<Mutex<Books>>,
     ) -> TestManufacturer {
-        let (client, mut events) = Client::connect(addr, hello(Role::Manufacturer, Some(name)))
+        let hello = Hello {
+            key: books.lock().unwrap().credential.clone(),
+            ..hello(Role::Manufacturer, Some(name))
+        };
+        let (client, mut events) = Client::connect(addr, hello)
             .await
             .expect("connect manufacturer");
         let id = client.welcome().manufacturer.expect("manufacturer id");
+        if let Some(issued) = client.welcome().credential.clone() {
+            books.lock().unwrap().credential = Some(issued);
+        }
         let worker = client.clone();
         let shared = books.clone();
         let task = tokio::spawn(async move {

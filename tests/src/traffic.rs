@@ -91,7 +91,8 @@ pub struct Config {
     /// A no-op when goods arrived: a manufacturer that connects mid-month offers into that month
     /// at once, so this only matters for an older distributor.
     pub close_empty_month: bool,
-    /// The distributor's peer key, for the operator connection of `close_empty_month`.
+    /// The operator key, for the operator connection of `close_empty_month` (`loadgen` reads it from
+    /// `operator.key` beside `--db` unless `--peer-key` is given).
     pub peer_key: Option<String>,
     /// Connect over TLS, trusting this CA certificate (PEM).
     pub tls_ca: Option<PathBuf>,

@@ -82,13 +82,15 @@ async fn a_cart_carried_into_a_new_month_at_a_new_price_is_refused_with_the_new_
     let reviewed = add(&c.client, apple, 3).await.unwrap();
     assert_eq!(reviewed.total, Cents(300), "the review says pay $3.00");
 
-    // The maker comes back with a new price, and the cart is carried into the next month.
+    // The maker comes back (with its books, so with its credential) with a new price, and the cart
+    // is carried into the next month.
+    let books = m.books.clone();
     drop(m);
     let _m = TestManufacturer::connect(
         &server.addr,
         "orchard",
         script(vec![offer_line("apple", 10, 125)]),
-        Default::default(),
+        books,
     )
     .await;
     close_month(&server.addr).await;
@@ -211,7 +213,7 @@ async fn a_buy_now_at_a_stale_price_is_refused_and_names_the_price_it_would_cost
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_that_expired_while_on_file_is_refused_at_checkout_and_a_new_card_pays() {
-    let (server, _m) = offered_server(vec![offer_line("apple", 5, 100)]).await;
+    let (server, m) = offered_server(vec![offer_line("apple", 5, 100)]).await;
     let c = customer(&server.addr).await;
     let apple = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     add(&c.client, apple, 1).await.unwrap();
@@ -238,7 +240,7 @@ async fn a_card_that_expired_while_on_file_is_refused_at_checkout_and_a_new_card
         &server.addr,
         "orchard",
         script(vec![offer_line("apple", 5, 100)]),
-        Default::default(),
+        m.books.clone(),
     )
     .await;
     let (client, _) = connect_customer(&server.addr).await;

@@ -36,7 +36,7 @@ fn hello(role: Role) -> Hello {
         role,
         client: "crash-test".into(),
         name: None,
-        key: None,
+        key: (role == Role::Operator).then(|| tests::harness::operator_key().to_string()),
     }
 }
 
@@ -214,6 +214,8 @@ async fn acknowledged_checkouts_survive_kill_9_of_the_distributor_at_random_mome
         db.to_str().unwrap(),
         "--month-secs",
         "3600",
+        "--peer-key",
+        tests::harness::operator_key(),
     ]
     .iter()
     .map(|s| s.to_string())

@@ -47,7 +47,7 @@ fn hello(version: u16, role: Role) -> ClientMessage {
         role,
         client: "hostile".into(),
         name: (role == Role::Manufacturer).then(|| "hostile-maker".to_string()),
-        key: None,
+        key: (role == Role::Operator).then(|| operator_key().to_string()),
     })
 }
 
@@ -723,6 +723,12 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
                 through: NoticeSeq(9),
             },
         ),
+        request(
+            6,
+            RequestBody::RevokeManufacturer {
+                name: "orchard".into(),
+            },
+        ),
     ];
     let item = CatalogItem {
         listing: ListingId(7),
@@ -749,6 +755,7 @@ fn sample_messages() -> (Vec<ClientMessage>, Vec<ServerMessage>) {
             server: "distributor/0.1.0".into(),
             manufacturer: Some(ManufacturerId(1)),
             month: None,
+            credential: Some("ab".repeat(32)),
         }),
         ServerMessage::Response(Response {
             id: RequestId(2),

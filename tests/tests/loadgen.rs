@@ -37,6 +37,7 @@ async fn run_against_fresh_server(
         stock_wait: Duration::from_secs(10),
         // The manufacturer offered into month 1 as it connected, so this is a no-op (checked below).
         close_empty_month: true,
+        peer_key: Some(tests::harness::operator_key().to_string()),
         ..Config::new(server.addr.clone())
     };
     let summary = traffic::run(config).await.expect("the run was made");

@@ -52,7 +52,7 @@ async fn wait_until_up(addr: &str, log: &Path) {
     loop {
         let hello = Hello {
             version: PROTOCOL_VERSION,
-            role: Role::Operator,
+            role: Role::Customer,
             client: "months-test".into(),
             name: None,
             key: None,
@@ -159,7 +159,8 @@ async fn a_manufacturer_started_after_the_distributor_sells_in_the_first_month_a
         Reply::Order(o) => assert_eq!(o.month, MonthId(1)),
         other => panic!("unexpected reply {other:?}"),
     }
-    harness::connect_operator(&addr)
+    // The distributor wrote its operator key beside its database, as it does on first start.
+    harness::connect_operator_with(&addr, &harness::operator_key_beside(&db).await)
         .await
         .call(RequestBody::CloseMonth)
         .await

@@ -144,10 +144,7 @@ impl Shop {
     fn start(addr: &str) -> Shop {
         let (events_tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let target = Target {
-            addr: addr.to_string(),
-            tls: None,
-        };
+        let target = Target::customer(addr);
         let (cmds, _task) = net::spawn(target, events_tx, stop.clone());
         Shop {
             app: App::new(tui_client::theme::Theme::plain(), now_ms()),

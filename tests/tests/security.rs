@@ -1,5 +1,7 @@
-//! Security promises: password hashing, session tokens, login throttling, authorization by role and
-//! owner, card data never stored or logged, parameters-only SQL, durability settings, and TLS.
+//! Security promises: password hashing, session tokens, login throttling, authorization by role,
+//! secret and owner, card data never stored or logged, parameters-only SQL, durability settings, and
+//! TLS. Manufacturer credentials and the operator key have their own file (`identity.rs`); the
+//! database file's safety is in `database_file.rs`.
 
 use protocol::*;
 use std::path::Path;
@@ -327,7 +329,15 @@ async fn authorization_matrix_by_role_request_and_owner() {
             RequestBody::ReportDispatch { order: order.id },
         ]
     };
-    let operator_requests = || vec![RequestBody::CloseMonth, RequestBody::Status];
+    let operator_requests = || {
+        vec![
+            RequestBody::CloseMonth,
+            RequestBody::Status,
+            RequestBody::RevokeManufacturer {
+                name: "nobody".into(),
+            },
+        ]
+    };
 
     // Anonymous: only sign up, log in, resume and ping.
     assert_eq!(code(anonymous.call(RequestBody::Ping).await), Ok(()));
@@ -388,6 +398,67 @@ async fn authorization_matrix_by_role_request_and_owner() {
             "customer {r:?}"
         );
     }
+    // An operator with the operator key may make every operator request.
+    for r in operator_requests() {
+        let answer = code(operator.call(r.clone()).await);
+        assert!(
+            answer != Err(ErrorCode::Forbidden) && answer != Err(ErrorCode::WrongCredential),
+            "operator {r:?}: {answer:?}"
+        );
+    }
+    // The handshake checks each role's secret: the operator key for operators, the name's own
+    // credential for manufacturers. The operator key does not make anyone a manufacturer.
+    let handshake = |role: Role, name: Option<&str>, key: Option<&str>| Hello {
+        version: PROTOCOL_VERSION,
+        role,
+        client: "matrix".into(),
+        name: name.map(str::to_string),
+        key: key.map(str::to_string),
+    };
+    let wrong = "0".repeat(64);
+    for (what, hello) in [
+        (
+            "operator without a key",
+            handshake(Role::Operator, None, None),
+        ),
+        (
+            "operator with a wrong key",
+            handshake(Role::Operator, None, Some(&wrong)),
+        ),
+        (
+            "registered name without its credential",
+            handshake(Role::Manufacturer, Some("orchard"), None),
+        ),
+        (
+            "registered name with a wrong credential",
+            handshake(Role::Manufacturer, Some("orchard"), Some(&wrong)),
+        ),
+        (
+            "registered name with the operator key",
+            handshake(Role::Manufacturer, Some("orchard"), Some(operator_key())),
+        ),
+    ] {
+        match Client::connect(&server.addr, hello).await {
+            Err(ClientError::Refused(e)) => {
+                assert_eq!(e.code, ErrorCode::WrongCredential, "{what}")
+            }
+            Err(e) => panic!("{what}: {e}"),
+            Ok(_) => panic!("{what}: admitted"),
+        }
+    }
+    // A customer needs no key; a key it sends gives it nothing more.
+    let (keyed, _) = Client::connect(
+        &server.addr,
+        handshake(Role::Customer, None, Some(operator_key())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        code(keyed.call(RequestBody::Status).await),
+        Err(ErrorCode::Forbidden)
+    );
+    // The real manufacturer kept its link through all of that.
+    assert_eq!(m.client.call(RequestBody::Ping).await.unwrap(), Reply::Pong);
     // Another customer's order looks exactly like a missing one.
     let theirs = bob
         .client
@@ -448,7 +519,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         &addr,
         Hello {
             version: PROTOCOL_VERSION,
-            role: Role::Operator,
+            role: Role::Customer,
             client: "t".into(),
             name: None,
             key: None,
@@ -460,6 +531,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         assert!(Instant::now() < deadline, "distributor did not start");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let operator_key = operator_key_beside(&db).await;
     let _m = TestManufacturer::connect(
         &addr,
         "orchard",
@@ -467,7 +539,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
         Default::default(),
     )
     .await;
-    connect_operator(&addr)
+    connect_operator_with(&addr, &operator_key)
         .await
         .call(RequestBody::CloseMonth)
         .await

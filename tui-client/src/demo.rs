@@ -91,7 +91,8 @@ pub async fn start(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let mut server_config = server::Config::new(dir.join("distributor.db"));
+    let db = dir.join("distributor.db");
+    let mut server_config = server::Config::new(&db);
     server_config.month_secs = config.month_secs;
     let server_stop = stop.clone();
     tasks.spawn(async move {
@@ -121,7 +122,7 @@ pub async fn start(
     }
     // The makers offer into the open month as soon as they connect; this only steps in if the
     // shelves are still empty once they are all here.
-    kick_first_month(&addr).await;
+    kick_first_month(&addr, &db).await;
     for i in 0..config.shoppers {
         tasks.spawn(shopper(i, addr.clone(), stop.clone()));
     }
@@ -146,11 +147,17 @@ fn hello(client: &str) -> Hello {
 
 /// Waits (up to 10 s) until a demo maker's goods are on sale, which is a no-op: a maker that connects
 /// while a month is open offers into it at once. Only if every maker is connected and still none
-/// has offered 3 s later does it close the empty month as an operator, so that the next one asks
-/// them again. Best effort: if anything fails the demo still runs.
-async fn kick_first_month(addr: &str) {
+/// has offered 3 s later does it close the empty month as an operator (with the operator key the
+/// distributor wrote beside `db`), so that the next one asks them again. Best effort: if anything
+/// fails the demo still runs.
+async fn kick_first_month(addr: &str, db: &std::path::Path) {
+    let Ok(key) = protocol::operator_key::read(&protocol::operator_key::path_for_db(db)) else {
+        tracing::warn!("demo: no operator key beside {}", db.display());
+        return;
+    };
     let operator = Hello {
         role: Role::Operator,
+        key: Some(key),
         ..hello("shop-demo-operator")
     };
     let Ok((client, _events)) = Client::connect(addr, operator).await else {

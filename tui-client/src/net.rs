@@ -256,7 +256,7 @@ async fn serve(
         None => None,
     };
     let _ = events.send(NetEvent::Connected {
-        welcome: client.welcome().clone(),
+        welcome: Box::new(client.welcome().clone()),
         session,
     });
 

@@ -155,9 +155,13 @@ async fn a_checkout_whose_answer_is_lost_is_resent_with_its_id_and_buys_exactly_
         stop_server.clone(),
     ));
     let maker = manufacturer(&server_addr).await;
-    let (operator, _) = Client::connect(&server_addr, hello(Role::Operator, None))
-        .await
-        .unwrap();
+    // The server wrote its operator key beside the database before it served the maker.
+    let key = protocol::operator_key::read(&dir.path().join("operator.key")).unwrap();
+    let operator_hello = Hello {
+        key: Some(key),
+        ..hello(Role::Operator, None)
+    };
+    let (operator, _) = Client::connect(&server_addr, operator_hello).await.unwrap();
     // The maker offers into the open month as it connects: no operator step.
 
     let cut = Arc::new(AtomicBool::new(false));

@@ -6,8 +6,10 @@
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
 //! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
+//! - [`lifecycle`]: checkpoints, the running/stopped mark, and refusing a file that lost its `-wal`.
 
 pub mod audit;
+pub mod lifecycle;
 pub mod load;
 pub mod read;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! Opening the database file: refuse foreign or corrupt files, set pragmas, run migrations.
 
+use super::lifecycle::{self, OnDisk};
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -109,15 +110,26 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX ssh_keys_by_account ON ssh_keys(account_id);
     "#,
-    // 3: when each order line reached its status, for the order detail view. NULL: at checkout
+    // 3: manufacturer credentials, and the running/stopped mark (see `lifecycle`).
+    r#"
+    ALTER TABLE manufacturers ADD COLUMN credential_hash BLOB; -- sha256 of its token; NULL: the next to connect registers
+    CREATE TABLE lifecycle (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        running INTEGER NOT NULL                      -- 1 from start until a clean stop
+    );
+    INSERT INTO lifecycle (id, running) VALUES (1, 0);
+    "#,
+    // 4: when each order line reached its status, for the order detail view. NULL: at checkout
     // (lines bought before this column, and lines still placed).
     r#"
     ALTER TABLE order_lines ADD COLUMN status_at_ms INTEGER;
     "#,
 ];
 
-/// Opens (or creates) the database for writing, refusing files that are not ours.
+/// Opens (or creates) the database for writing, refusing files that are not ours or that lost commits
+/// with their `-wal`. Marks the database running and checkpoints, so the main file holds the schema.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let on_disk = OnDisk::inspect(path);
     let existed = path.exists();
     if !existed {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -137,6 +149,13 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         return Err(read_only(path));
     }
     check_identity(&conn, path, Check::Deep)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    lifecycle::refuse_if_lost(&conn, path, on_disk, version, tables)?;
+    if version == 0 {
+        // Still in rollback-journal mode: the schema goes straight into the main file.
+        migrate(&conn)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit the client was told about survives power loss, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -144,6 +163,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;
+    lifecycle::mark(&conn, true)?;
     Ok(conn)
 }
 
@@ -203,6 +223,7 @@ pub fn open_reader(path: &Path, check: Check) -> Result<Connection, StoreError> 
             path.display()
         )));
     }
+    let on_disk = OnDisk::inspect(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -210,6 +231,10 @@ pub fn open_reader(path: &Path, check: Check) -> Result<Connection, StoreError> 
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     check_identity(&conn, path, check)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if check == Check::Deep {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        lifecycle::refuse_if_lost(&conn, path, on_disk, version, tables)?;
+    }
     if version == 0 {
         return Err(StoreError::Foreign(format!(
             "{}: database has no distributor schema",

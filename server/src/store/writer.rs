@@ -125,6 +125,8 @@ pub enum Op {
     LinkKey(String, AccountId),
     /// Unlink an SSH key fingerprint from an account ([`StoreError::NotFound`] if not linked to it).
     UnlinkKey(String, AccountId),
+    /// Store (`Some`) or forget (`None`) the hash of a manufacturer's credential.
+    SetCredential(ManufacturerId, Option<[u8; 32]>),
 }
 
 /// What a job produced, for callers that wait on [`Done::Outcome`].
@@ -224,6 +226,12 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effe
     rx.close();
     while let Ok(job) = rx.try_recv() {
         fail(job.done, StoreError::Closed);
+    }
+    if !effects.fatal.is_cancelled() {
+        // A clean stop: mark it and checkpoint, so the main file holds everything (see `lifecycle`).
+        if let Err(e) = super::lifecycle::mark(&conn, false) {
+            tracing::error!(error = %e, "cannot mark the database stopped; the -wal file still holds every commit");
+        }
     }
 }
 
@@ -376,6 +384,9 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 insert_notice(conn, *manufacturer, notice, None)?;
                 after.outbox.push((*manufacturer, notice.seq));
             }
+        }
+        Op::SetCredential(id, hash) => {
+            crate::identity::credentials::write(conn, *id, hash.as_ref())?
         }
         Op::RegisterManufacturer(id, name) => {
             conn.prepare_cached("INSERT INTO manufacturers (id, name) VALUES (?1, ?2)")?

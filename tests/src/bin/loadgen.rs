@@ -59,9 +59,13 @@ struct Args {
     /// manufacturer that connects mid-month offers into that month at once).
     #[arg(long)]
     close_empty_month: bool,
-    /// The distributor's peer key, for that operator connection.
+    /// The operator key for that operator connection, instead of `operator.key` beside --db.
     #[arg(long, env = "DISTRIBUTOR_PEER_KEY")]
     peer_key: Option<String>,
+    /// The distributor's database, to find its operator key (`operator.key` beside it) for
+    /// --close-empty-month.
+    #[arg(long, default_value = "data/distributor.db")]
+    db: PathBuf,
     /// Connect over TLS, trusting this CA certificate (PEM).
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
@@ -80,6 +84,16 @@ fn main() -> ExitCode {
         .with_ansi(protocol::logging::colour_on_stderr())
         .init();
     let args = Args::parse();
+    let key_file = protocol::operator_key::path_for_db(&args.db);
+    let peer_key = match protocol::operator_key::resolve(args.peer_key.as_deref(), &key_file) {
+        Ok(key) => key,
+        // Only --close-empty-month needs the key; without it a bad key file is no reason to stop.
+        Err(e) if args.close_empty_month => {
+            eprintln!("loadgen: operator key: {e}");
+            return ExitCode::from(2);
+        }
+        Err(_) => None,
+    };
     let config = Config {
         customers: args.customers,
         duration: Duration::from_secs(args.duration).min(traffic::MAX_DURATION),
@@ -94,7 +108,7 @@ fn main() -> ExitCode {
         stock_wait: Duration::from_secs(args.stock_wait),
         rss_pid: args.rss_pid,
         close_empty_month: args.close_empty_month,
-        peer_key: args.peer_key,
+        peer_key,
         tls_ca: args.tls_ca,
         progress: !args.quiet,
         ..Config::new(args.server)

@@ -100,7 +100,7 @@ pub enum NetEvent {
     /// Connected and shaken hands. `session` is the outcome of resuming the session the app had,
     /// if it had one.
     Connected {
-        welcome: Welcome,
+        welcome: Box<Welcome>,
         session: Option<Result<SessionInfo, WireError>>,
     },
     /// The connection is gone; the next attempt is in `retry_in_ms`.

@@ -40,6 +40,7 @@ fn welcome() -> Welcome {
         server: "distributor/test".into(),
         manufacturer: None,
         month: Some(month()),
+        credential: None,
     }
 }
 
@@ -199,7 +200,7 @@ fn fail(app: &mut App, tag: Tag, e: WireError) -> Vec<Cmd> {
 
 fn connected(app: &mut App) -> Vec<Cmd> {
     app.update(Msg::Net(NetEvent::Connected {
-        welcome: welcome(),
+        welcome: Box::new(welcome()),
         session: None,
     }))
 }
@@ -727,7 +728,7 @@ fn a_checkout_lost_with_the_connection_is_resent_with_the_same_id_after_reconnec
     assert!(cmds.is_empty(), "nothing is sent while offline");
     assert_eq!(app.checkout.stage, Stage::Placing);
     let cmds = app.update(Msg::Net(NetEvent::Connected {
-        welcome: welcome(),
+        welcome: Box::new(welcome()),
         session: Some(Ok(session(true))),
     }));
     let (new_tag, resent) = one(&cmds, ReqKind::Checkout);
@@ -797,7 +798,7 @@ fn a_resumed_session_refreshes_everything_without_a_new_login() {
     }));
     assert!(matches!(app.conn, ConnState::Offline { .. }));
     let cmds = app.update(Msg::Net(NetEvent::Connected {
-        welcome: welcome(),
+        welcome: Box::new(welcome()),
         session: Some(Ok(session(true))),
     }));
     assert_eq!(app.conn, ConnState::Online);
@@ -811,7 +812,7 @@ fn a_resumed_session_refreshes_everything_without_a_new_login() {
 fn a_session_that_cannot_be_resumed_goes_back_to_the_login_screen() {
     let mut app = shopping(true);
     let cmds = app.update(Msg::Net(NetEvent::Connected {
-        welcome: welcome(),
+        welcome: Box::new(welcome()),
         session: Some(Err(WireError::new(
             ErrorCode::SessionExpired,
             "Session expired",
