@@ -183,10 +183,14 @@ async fn a_remembered_key_logs_in_through_a_gateway_and_a_customer_cannot_claim_
 #[tokio::test]
 async fn deleting_an_account_unlinks_its_keys() {
     let server = TestServer::start().await;
-    let gw = Client::connect(&server.addr, hello(Role::Gateway, None))
-        .await
-        .unwrap()
-        .0;
+    // Every test server has an operator key now; a gateway presents it.
+    let gw = Client::connect(
+        &server.addr,
+        hello(Role::Gateway, Some(harness::operator_key())),
+    )
+    .await
+    .unwrap()
+    .0;
     sign_up(&gw, &harness::unique_email("gone")).await;
     let key = fingerprint(2);
     gw.call(RequestBody::RememberKey {
@@ -199,10 +203,13 @@ async fn deleting_an_account_unlinks_its_keys() {
     })
     .await
     .unwrap();
-    let next = Client::connect(&server.addr, hello(Role::Gateway, None))
-        .await
-        .unwrap()
-        .0;
+    let next = Client::connect(
+        &server.addr,
+        hello(Role::Gateway, Some(harness::operator_key())),
+    )
+    .await
+    .unwrap()
+    .0;
     assert_eq!(
         code(next.call(RequestBody::KeyLogIn { fingerprint: key }).await),
         ErrorCode::BadCredentials
