@@ -11,6 +11,7 @@
 //! - [`lock_file`]: the exclusive lock beside a SQLite file that keeps a second process out.
 //! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
 //! - [`message`]: the handshake, requests and their replies, and the events the server pushes.
+//! - [`status`]: the operator's snapshot of the system and the deltas that keep it live.
 //! - [`types`]: ids, money and quantities as newtypes.
 //! - [`error`]: the stable error codes and the error value sent on the wire.
 //!
@@ -36,6 +37,7 @@ pub mod logging;
 pub mod message;
 pub mod operator_key;
 pub mod paging;
+pub mod status;
 pub mod types;
 
 pub use client::{Client, ClientError, Events};
@@ -43,6 +45,7 @@ pub use codec::{ClientCodec, CodecError, ServerCodec};
 pub use error::{ErrorCode, Field, Shortage, WireError};
 pub use limits::*;
 pub use message::*;
+pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.

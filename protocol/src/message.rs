@@ -1,6 +1,7 @@
 //! Every message of the protocol: the handshake, requests and replies, and server pushes.
 
 use crate::error::WireError;
+use crate::status::{StatusDelta, SystemStatus};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 
@@ -208,7 +209,8 @@ pub enum RequestBody {
     // ---- Operators ----
     /// Close the open month now. Answered with [`Reply::Done`].
     CloseMonth,
-    /// A summary of the system. Answered with [`Reply::Status`].
+    /// A summary of the system. Answered with [`Reply::Status`]. Also subscribes this connection to
+    /// [`Event::Operator`] pushes.
     Status,
 
     // ---- Gateways (for the one customer they carry) ----
@@ -238,6 +240,12 @@ pub enum RequestBody {
     RevokeManufacturer {
         /// The manufacturer's name.
         name: String,
+    },
+    /// Months that open from now on last `secs` seconds (within [`crate::MONTH_SECS_RANGE`]); the
+    /// open month keeps its end. Answered with [`Reply::Done`].
+    SetMonthLength {
+        /// The new length in seconds.
+        secs: u64,
     },
 
     // ---- Added later; new variants go at the end ----
@@ -355,6 +363,10 @@ impl std::fmt::Debug for RequestBody {
                 .debug_struct("RevokeManufacturer")
                 .field("name", name)
                 .finish(),
+            SetMonthLength { secs } => f
+                .debug_struct("SetMonthLength")
+                .field("secs", secs)
+                .finish(),
             CatalogPage { after } => f.debug_struct("CatalogPage").field("after", after).finish(),
             OrdersPage { before } => f
                 .debug_struct("OrdersPage")
@@ -408,8 +420,9 @@ pub enum Reply {
         /// SKU → listing.
         listings: Vec<(String, ListingId)>,
     },
-    /// A summary of the system.
-    Status(SystemStatus),
+    /// A summary of the system. Boxed: it is by far the largest reply, and every other reply would
+    /// otherwise be as big.
+    Status(Box<SystemStatus>),
 }
 
 /// Sign-up details. `Debug` hides the password.
@@ -813,38 +826,6 @@ pub struct SettlementLine {
     pub unsold: u32,
 }
 
-/// One manufacturer in a [`SystemStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManufacturerStatus {
-    /// Its id.
-    pub id: ManufacturerId,
-    /// Its name.
-    pub name: String,
-    /// Whether it is connected now.
-    pub connected: bool,
-    /// The last notice written to its outbox.
-    pub last_seq: NoticeSeq,
-    /// The last notice it acked.
-    pub acked_seq: NoticeSeq,
-    /// Whether it has offered in the open month.
-    pub offered_this_month: bool,
-}
-
-/// A summary of the system, for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SystemStatus {
-    /// The current month.
-    pub month: Option<MonthView>,
-    /// Every manufacturer ever seen.
-    pub manufacturers: Vec<ManufacturerStatus>,
-    /// Orders ever placed.
-    pub orders: u64,
-    /// Units ever sold.
-    pub sold_units: u64,
-    /// Units still for sale this month.
-    pub remaining_units: u64,
-}
-
 /// A push from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -879,4 +860,8 @@ pub enum Event {
     },
     /// To manufacturers: a durable notice. Apply it once, then ack with [`RequestBody::AckNotices`].
     Notice(Notice),
+    /// To operators that asked [`RequestBody::Status`]: what changed since the last push, at most one
+    /// every [`crate::STATUS_PUSH_INTERVAL_MS`].
+    /// Boxed, so that the small events that every connection gets stay small.
+    Operator(Box<StatusDelta>),
 }

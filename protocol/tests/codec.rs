@@ -122,6 +122,7 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
         ".*".prop_map(|fingerprint| RequestBody::KeyLogIn { fingerprint }),
         ".*".prop_map(|fingerprint| RequestBody::RememberKey { fingerprint }),
         ".*".prop_map(|fingerprint| RequestBody::ForgetKey { fingerprint }),
+        any::<u64>().prop_map(|secs| RequestBody::SetMonthLength { secs }),
         any::<u32>().prop_map(|l| RequestBody::CatalogPage {
             after: ListingId(l)
         }),
@@ -342,7 +343,7 @@ fn any_reply() -> impl Strategy<Value = Reply> {
             listings: vec![(sku, ListingId(m))]
         }),
         (proptest::option::of(any_month()), any::<u64>()).prop_map(|(month, n)| {
-            Reply::Status(SystemStatus {
+            Reply::Status(Box::new(SystemStatus {
                 month,
                 manufacturers: vec![ManufacturerStatus {
                     id: ManufacturerId(1),
@@ -351,11 +352,22 @@ fn any_reply() -> impl Strategy<Value = Reply> {
                     last_seq: NoticeSeq(n),
                     acked_seq: NoticeSeq(n / 2),
                     offered_this_month: false,
+                    oldest_pending_at_ms: Some(n),
+                    ..Default::default()
                 }],
                 orders: n,
                 sold_units: n,
                 remaining_units: n,
-            })
+                history: vec![MonthRecord {
+                    id: MonthId(2),
+                    opened_at_ms: n / 2,
+                    closed_at_ms: n,
+                    reason: CloseReason::Operator,
+                    units: n,
+                    revenue: Cents(n),
+                }],
+                ..Default::default()
+            }))
         }),
     ]
 }
@@ -390,6 +402,17 @@ fn any_event() -> impl Strategy<Value = Event> {
             reason: CloseReason::TimeUp
         }),
         any::<u32>().prop_map(|m| Event::OfferRequested { month: MonthId(m) }),
+        (any::<u64>(), any::<u32>()).prop_map(|(n, q)| Event::Operator(Box::new(StatusDelta {
+            now_ms: n,
+            orders: n,
+            sales_seconds: vec![SalesSecond {
+                at_s: n / 1000,
+                checkouts: q,
+                units: q,
+            }],
+            top_products: Some(vec![]),
+            ..Default::default()
+        }))),
         (any::<u64>(), any_string(), any::<u32>()).prop_map(|(seq, sku, q)| {
             Event::Notice(Notice {
                 seq: NoticeSeq(seq),

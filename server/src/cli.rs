@@ -1,8 +1,13 @@
 //! The `distributor` command line: serve customers and manufacturers, audit or back up a database,
-//! or revoke a manufacturer's credential. Each subcommand's work lives in its own module.
+//! act as the operator of a running distributor (`status`, `close-month`), or revoke a manufacturer's
+//! credential. Each subcommand's work lives in its own module.
 //!
 //! It lives in the library so that tests can run the very same entry point in a child process
 //! (see [`main_from`]) and kill it with `kill -9`.
+
+mod close_month;
+mod operator;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -64,6 +69,21 @@ enum Cmd {
         /// Connect over TLS, trusting this CA certificate (PEM).
         #[arg(long, value_name = "FILE")]
         tls_ca: Option<PathBuf>,
+    },
+    /// Print a running distributor's status as one JSON line: the month, the manufacturers (with
+    /// their pending notices), customers, sales and the last months.
+    Status {
+        #[command(flatten)]
+        operator: operator::OperatorArgs,
+    },
+    /// Close the open month of a running distributor now; the next month opens at once. Asks first
+    /// on a terminal.
+    CloseMonth {
+        #[command(flatten)]
+        operator: operator::OperatorArgs,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -139,6 +159,8 @@ where
         .try_init();
     match cli.command {
         Some(Cmd::Audit { db, acked }) => audit(&db, acked.as_deref()),
+        Some(Cmd::Status { operator }) => status::run(&operator),
+        Some(Cmd::CloseMonth { operator, yes }) => close_month::run(&operator, yes),
         Some(Cmd::Backup { db, to }) => backup(&db, &to),
         Some(Cmd::RevokeManufacturer {
             name,

@@ -73,8 +73,10 @@ pub enum Command {
     ),
     /// An operator closes the month.
     CloseMonth(ReplyTx),
-    /// An operator asks for the market's status.
+    /// An operator asks for the system's status.
     Status(oneshot::Sender<SystemStatus>),
+    /// An operator sets the length of the months that open from now on, in seconds.
+    SetMonthLength(u64, ReplyTx),
     /// A customer logged in or resumed a session: they are active in the open month.
     CustomerLoggedIn(AccountId),
     /// An operator revokes the credential of the manufacturer with this name.
@@ -124,6 +126,8 @@ pub struct Engine {
     waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
     published_version: u64,
     published_epoch: u64,
+    /// What only operators need remembered.
+    ops: crate::operator::Tracker,
     /// Each manufacturer name's credential hash (see [`crate::identity::credentials`]).
     credentials: crate::identity::credentials::Credentials,
 }
@@ -151,7 +155,14 @@ impl Engine {
             published_version: u64::MAX,
             published_epoch: u64::MAX,
             credentials: Default::default(),
+            ops: Default::default(),
         }
+    }
+
+    /// Starts the operator's history and totals from what the store remembers.
+    pub fn with_past(mut self, past: crate::store::history::Past) -> Self {
+        self.ops = crate::operator::Tracker::new(past);
+        self
     }
 
     /// The manufacturers' credentials, as loaded from the database.
@@ -195,6 +206,7 @@ impl Engine {
             }
             self.check_month();
             self.publish();
+            self.publish_status();
             debug_assert_eq!(self.market.check_invariants(), Ok(()));
         }
     }
@@ -222,12 +234,14 @@ impl Engine {
                 if current {
                     self.manufacturers.remove(&id);
                     self.market.set_connected(id, false);
+                    self.ops.link_changed(id, now_ms());
                     tracing::info!(id = id.0, "manufacturer disconnected");
                 }
             }
             Command::SubmitOffer(id, month, lines, reply) => {
                 match self.market.submit_offer(id, month, &lines) {
                     Ok(plan) => {
+                        self.ops.offered(id, month);
                         let answer = Reply::OfferAccepted {
                             month,
                             listings: plan.reply.clone(),
@@ -307,6 +321,7 @@ impl Engine {
                     .checkout(account, checkout_id, lines, confirmed, now_ms())
                 {
                     Ok(plan) => {
+                        self.ops.sale(now_ms(), plan.order.units());
                         let answer = Reply::Order(plan.order.clone());
                         self.submit(Op::Checkout(Box::new(plan)), Done::Reply(reply, Ok(answer)));
                     }
@@ -350,8 +365,10 @@ impl Engine {
                 }
             }
             Command::Status(reply) => {
-                let _ = reply.send(self.market.status(0, 0));
+                self.ops.observe(&self.market, now_ms());
+                let _ = reply.send(self.status(now_ms()));
             }
+            Command::SetMonthLength(secs, reply) => self.set_month_length(secs, reply),
             Command::CustomerLoggedIn(account) if self.deleted.contains(&account) => {}
             Command::CustomerLoggedIn(account) => self.market.customer_seen(account),
         }
@@ -408,6 +425,7 @@ impl Engine {
             .map(|m| m.expected.iter().copied().collect())
             .unwrap_or_default();
         tracing::info!(month = view.id.0, "month opened");
+        self.ops.month_opened();
         // Customers logged in now are active in the new month, like those who log in during it.
         for account in self.registry.logged_in_accounts() {
             if !self.deleted.contains(&account) {
@@ -424,7 +442,18 @@ impl Engine {
             return;
         };
         let at = now_ms();
+        let sales = self.market.status().month_sales;
         let settlements = self.market.close_month(reason, at);
+        if let Some(opened_at_ms) = self.market.month_view().map(|m| m.opened_at_ms) {
+            self.ops.month_closed(MonthRecord {
+                id: month,
+                opened_at_ms,
+                closed_at_ms: at,
+                reason,
+                units: sales.units,
+                revenue: sales.revenue,
+            });
+        }
         tracing::info!(
             month = month.0,
             ?reason,
@@ -453,6 +482,39 @@ impl Engine {
             self.close_month(reason);
             self.open_month();
         }
+    }
+
+    fn status(&self, now: u64) -> SystemStatus {
+        crate::operator::snapshot(&self.market, &self.ops, &self.registry, self.month_ms, now)
+    }
+
+    /// While an operator watches, publishes a fresh status every [`crate::operator::PUBLISH_EVERY_MS`].
+    fn publish_status(&mut self) {
+        let now = now_ms();
+        self.ops.observe(&self.market, now);
+        if self.registry.status_watched()
+            && now.saturating_sub(self.ops.published_at_ms) >= crate::operator::PUBLISH_EVERY_MS
+        {
+            self.registry.publish_status(self.status(now));
+            self.ops.published_at_ms = now;
+        }
+    }
+
+    fn set_month_length(&mut self, secs: u64, reply: ReplyTx) {
+        if !MONTH_SECS_RANGE.contains(&secs) {
+            let _ = reply.send(Err(WireError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a month lasts {} to {} seconds",
+                    MONTH_SECS_RANGE.start(),
+                    MONTH_SECS_RANGE.end()
+                ),
+            )));
+            return;
+        }
+        self.month_ms = secs * 1000;
+        tracing::info!(secs, "month length set for the next months");
+        let _ = reply.send(Ok(Reply::Done));
     }
 
     fn publish(&mut self) {

@@ -5,6 +5,7 @@
 //! - [`session`]: one connection: handshake, timeouts, role checks, requests and pushes.
 //! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
+//! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod identity;
 pub mod listener;
 pub mod market;
+pub mod operator;
 pub mod pages;
 pub mod push;
 pub mod revoke;
@@ -135,6 +137,7 @@ pub async fn run(
         identity::operator::OperatorKey::establish(&config.db, config.peer_key.as_deref())?;
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
+    let past = store::history::load(&conn, protocol::HISTORY_MONTHS)?;
     let mut market = market::Market::restore(snapshot);
     market.set_min_month_ms(config.min_month_ms());
     let credentials = identity::credentials::Credentials::load(&conn)?;
@@ -161,6 +164,7 @@ pub async fn run(
         registry.clone(),
         Duration::from_secs(config.month_secs.max(1)),
     )
+    .with_past(past)
     .with_credentials(credentials);
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));

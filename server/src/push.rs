@@ -6,7 +6,8 @@
 
 use protocol::*;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// How many pushes wait for one customer session before more are dropped.
@@ -22,6 +23,10 @@ pub struct Registry {
     everyone: broadcast::Sender<Event>,
     /// Per manufacturer: the highest notice sequence that is durable in the outbox.
     outbox: Mutex<HashMap<ManufacturerId, watch::Sender<NoticeSeq>>>,
+    /// Customer connections open now, logged in or not (for the operator's status).
+    customer_connections: AtomicU64,
+    /// The newest operator status, published by the engine while someone watches.
+    status: watch::Sender<Arc<SystemStatus>>,
 }
 
 impl Default for Registry {
@@ -30,6 +35,8 @@ impl Default for Registry {
             customers: Mutex::default(),
             everyone: broadcast::channel(16).0,
             outbox: Mutex::default(),
+            customer_connections: AtomicU64::new(0),
+            status: watch::channel(Arc::default()).0,
         }
     }
 }
@@ -105,5 +112,36 @@ impl Registry {
                 false
             }
         });
+    }
+
+    /// A customer connection finished its handshake.
+    pub fn customer_connected(&self) {
+        self.customer_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A customer connection ended.
+    pub fn customer_disconnected(&self) {
+        self.customer_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Customer connections open now, and how many of them are logged in.
+    pub fn customer_counts(&self) -> (u64, u64) {
+        let logged_in = lock(&self.customers).values().map(|l| l.len() as u64).sum();
+        (self.customer_connections.load(Ordering::Relaxed), logged_in)
+    }
+
+    /// Whether any operator connection watches the status.
+    pub fn status_watched(&self) -> bool {
+        self.status.receiver_count() > 0
+    }
+
+    /// The engine's newest status for watchers.
+    pub fn publish_status(&self, status: SystemStatus) {
+        self.status.send_replace(Arc::new(status));
+    }
+
+    /// Watches the operator status.
+    pub fn watch_status(&self) -> watch::Receiver<Arc<SystemStatus>> {
+        self.status.subscribe()
     }
 }

@@ -7,6 +7,7 @@
 use crate::auth::{self, Throttle};
 use crate::board::BoardReader;
 use crate::engine::{CartOp, Command, EngineHandle};
+use crate::operator::watch::{next_delta, StatusWatch};
 use crate::push::Registry;
 use crate::store::read::{self, Reads};
 use crate::store::writer::{Op, Outcome, Writer};
@@ -126,6 +127,8 @@ struct Session<R, W> {
     watch: Option<Watch>,
     /// The parts of a multi-part offer still arriving.
     offer_parts: crate::pages::OfferParts,
+    /// The operator's live status, after a `Status` request.
+    status_watch: Option<StatusWatch>,
     everyone: broadcast::Receiver<Event>,
     partial_since: Option<Instant>,
     last_activity: Instant,
@@ -153,12 +156,23 @@ where
         link: None,
         watch: None,
         offer_parts: Default::default(),
+        status_watch: None,
         everyone,
         partial_since: None,
         last_activity: Instant::now(),
     };
     let end = match session.handshake().await {
-        Ok(()) => session.run(&shutdown).await.err().unwrap_or(End::Gone),
+        Ok(()) => {
+            let customer = session.role == Role::Customer;
+            if customer {
+                session.shared.registry.customer_connected();
+            }
+            let end = session.run(&shutdown).await.err().unwrap_or(End::Gone);
+            if customer {
+                session.shared.registry.customer_disconnected();
+            }
+            end
+        }
         Err(end) => end,
     };
     if let End::Close(reason) = end {
@@ -390,6 +404,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     }
                 }
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
+                delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(Box::new(delta)))).await?,
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
             }
         }
@@ -703,22 +718,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.operator()?;
                 engine.ask(Command::CloseMonth).await
             }
-            RequestBody::Status => {
+            RequestBody::Status => self.status().await,
+            RequestBody::SetMonthLength { secs } => {
                 self.operator()?;
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                engine.send(Command::Status(tx))?;
-                let mut status = rx
-                    .await
-                    .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
-                let (orders, sold) = self
-                    .shared
-                    .reads
-                    .with(read::totals)
-                    .await
-                    .map_err(internal)?;
-                status.orders = orders;
-                status.sold_units = sold;
-                Ok(Reply::Status(status))
+                engine.ask(|tx| Command::SetMonthLength(secs, tx)).await
             }
             RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
             RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
@@ -728,6 +731,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
             }
         }
+    }
+
+    /// The operator's snapshot; from now on this connection also gets the deltas.
+    async fn status(&mut self) -> Answer {
+        self.operator()?;
+        // Subscribe first, so that no change between the snapshot and the subscription is lost.
+        let newest = self.shared.registry.watch_status();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.engine.send(Command::Status(tx))?;
+        let status = rx
+            .await
+            .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
+        self.status_watch = Some(StatusWatch::new(newest, status.clone()));
+        Ok(Reply::Status(Box::new(status)))
     }
 
     /// A catalog page. The first page (re)subscribes this connection to stock updates; a later page

@@ -157,7 +157,7 @@ pub async fn connect_customer(addr: &str) -> (Client, Events) {
 
 /// Connects an operator to a [`TestServer`] (it presents [`operator_key`]).
 pub async fn connect_operator(addr: &str) -> Client {
-    connect_operator_with(addr, operator_key()).await
+    connect_operator_events(addr).await.0
 }
 
 /// Connects an operator presenting `key`.
@@ -166,6 +166,13 @@ pub async fn connect_operator_with(addr: &str, key: &str) -> Client {
         .await
         .expect("connect operator")
         .0
+}
+
+/// Connects an operator and keeps its pushed events (the live status after a `Status` request).
+pub async fn connect_operator_events(addr: &str) -> (Client, Events) {
+    Client::connect(addr, operator_hello(operator_key()))
+        .await
+        .expect("connect operator")
 }
 
 /// Signs up a new customer and attaches the test card.

@@ -60,7 +60,7 @@ async fn start(args: &[String], addr: &str, log: &Path) -> (ChildProcess, Durati
 async fn status(addr: &str) -> Option<SystemStatus> {
     let (op, _) = Client::connect(addr, hello(Role::Operator)).await.ok()?;
     match op.call(RequestBody::Status).await.ok()? {
-        Reply::Status(s) => Some(s),
+        Reply::Status(s) => Some(*s),
         _ => None,
     }
 }

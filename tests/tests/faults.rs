@@ -38,7 +38,7 @@ async fn market(
 
 async fn operator_status(addr: &str) -> SystemStatus {
     match connect_operator(addr).await.call(RequestBody::Status).await {
-        Ok(Reply::Status(s)) => s,
+        Ok(Reply::Status(s)) => *s,
         other => panic!("unexpected status reply {other:?}"),
     }
 }

@@ -183,7 +183,6 @@ async fn a_remembered_key_logs_in_through_a_gateway_and_a_customer_cannot_claim_
 #[tokio::test]
 async fn deleting_an_account_unlinks_its_keys() {
     let server = TestServer::start().await;
-    // Every test server has an operator key now; a gateway presents it.
     let gw = Client::connect(
         &server.addr,
         hello(Role::Gateway, Some(harness::operator_key())),

@@ -75,7 +75,7 @@ async fn status(addr: &str, key: &str) -> SystemStatus {
         .await
         .expect("status")
     {
-        Reply::Status(s) => s,
+        Reply::Status(s) => *s,
         other => panic!("unexpected {other:?}"),
     }
 }

@@ -236,7 +236,7 @@ fn month_closer(addr: &str, every: Duration, stop: CancellationToken) -> JoinHan
 async fn status(addr: &str) -> SystemStatus {
     let operator = harness::connect_operator(addr).await;
     match operator.call(RequestBody::Status).await.expect("status") {
-        Reply::Status(s) => s,
+        Reply::Status(s) => *s,
         other => panic!("unexpected status reply {other:?}"),
     }
 }

@@ -76,7 +76,7 @@ async fn status(addr: &str) -> SystemStatus {
         .await
         .expect("status")
     {
-        Reply::Status(s) => s,
+        Reply::Status(s) => *s,
         other => panic!("unexpected status reply {other:?}"),
     }
 }

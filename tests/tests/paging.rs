@@ -159,7 +159,8 @@ impl Shop {
             let _ = match cmd {
                 Cmd::Send { tag, body } => self.cmds.send(NetCmd::Send { tag, body }),
                 Cmd::Session(token) => self.cmds.send(NetCmd::Session(token)),
-                Cmd::Quit => Ok(()),
+                // This shop is a customer's; it opens no operator connection.
+                Cmd::SendOperator { .. } | Cmd::Quit => Ok(()),
             };
         }
     }

@@ -323,3 +323,101 @@ fn stock_has_moved(line: &str) -> bool {
     let offered = offered.trim().parse::<u32>().ok();
     matches!((left, offered), (Some(l), Some(o)) if l < o)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_console_in_tmux_shows_sales_live_and_closes_the_month_after_confirmation() {
+    if skip_without_tmux() {
+        return;
+    }
+    let server = TestServer::start_with(|c| c.month_secs = 900).await;
+    let script = ManufacturerScript {
+        offer: vec![harness::offer_line("OPS", 40, 250)],
+        // It never acks, so its notices stay pending and the console must show them.
+        ack: false,
+        dispatch: false,
+    };
+    let _maker =
+        TestManufacturer::connect(&server.addr, "ops-maker", script, Default::default()).await;
+    let buyer = harness::customer(&server.addr).await;
+    let listing = harness::wait_for_catalog(&buyer.client, 1, STEP)
+        .await
+        .items[0]
+        .listing;
+
+    // The harness's server runs with an explicit `--peer-key`; the console reads it from a key
+    // file, as it reads the one a distributor writes beside its database.
+    let key_file = server.db.with_file_name("console-operator.key");
+    std::fs::write(&key_file, harness::operator_key()).expect("write the key file");
+    let name = format!("shop-ops-{}", std::process::id());
+    let tmux = Tmux::start(
+        &name,
+        100,
+        30,
+        &shop_command(&format!(
+            "--operator --server {} --key-file {}",
+            server.addr,
+            key_file.display()
+        )),
+    );
+    tmux.wait_for(&["Operator", "online", "ops-maker", "Last months"])
+        .await;
+
+    // A sale shows up without a keypress: units, revenue, and the pending notice.
+    buyer
+        .client
+        .call(RequestBody::Checkout {
+            checkout_id: protocol::CheckoutId::generate(),
+            lines: Some(vec![protocol::CartItem {
+                listing,
+                quantity: 3,
+            }]),
+            confirmed_total: protocol::Cents(750),
+        })
+        .await
+        .expect("checkout");
+    let screen = tmux.wait_for(&["$7.50 · 1 checkout · 3 units"]).await;
+    let row = screen
+        .lines()
+        .find(|l| l.contains("ops-maker"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("up"), "{row}");
+
+    // c asks first; Esc keeps the month; c and Enter close it, and the history says who did.
+    let month = harness::connect_operator(&server.addr)
+        .await
+        .call(RequestBody::Status)
+        .await
+        .ok()
+        .and_then(|r| match r {
+            protocol::Reply::Status(s) => s.month.map(|m| m.id.0),
+            _ => None,
+        })
+        .expect("an open month");
+    tmux.keys(&["c"]);
+    tmux.wait_for(&[&format!("Close month {month} now?")]).await;
+    tmux.keys(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!tmux.screen().contains("now?"), "Esc closes the dialog");
+    tmux.keys(&["c"]);
+    tmux.wait_for(&["now?"]).await;
+    tmux.keys(&["Enter"]);
+    let screen = tmux
+        .wait_for(&[&format!("Month {} ", month + 1), "operator"])
+        .await;
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(&format!("#{month} ")) && l.contains("operator")),
+        "the history lists month {month} as closed by the operator:\n{screen}"
+    );
+
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!tmux.alive(), "the console did not quit on q");
+    drop(tmux);
+    server.stop().await.unwrap();
+}

@@ -76,7 +76,7 @@ impl Rig {
 
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve-ssh.log");
-        // The gateway presents the test server's operator key, read from the key file as in use.
+        // serve-ssh proves itself with the operator key, read from a file as on a real machine.
         std::fs::write(dir.path().join("operator.key"), harness::operator_key()).unwrap();
         let mut args: Vec<String> = [
             "--server",
@@ -197,7 +197,7 @@ async fn account_with_key(addr: &str, first: &str, key: &Path) {
         role: Role::Gateway,
         client: "tests".into(),
         name: None,
-        key: Some(harness::operator_key().into()),
+        key: Some(harness::operator_key().to_string()),
     };
     let (gateway, _events) = Client::connect(addr, hello).await.unwrap();
     gateway

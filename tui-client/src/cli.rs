@@ -3,8 +3,10 @@
 //!
 //! - `shop [--server ADDR] [--tls-ca FILE]` connects to a running distributor.
 //! - `shop --demo` starts a whole system in this process (see [`crate::demo`]) and opens the shop on
-//!   it. Quitting stops everything it started. With `--ssh ADDR` the demo also serves itself over SSH.
+//!   it, with the operator's console as a fifth tab. Quitting stops everything it started. With
+//!   `--ssh ADDR` the demo also serves itself over SSH.
 //! - `shop serve-ssh` serves the shop over SSH (see [`crate::serve_ssh`] and [`crate::ssh`]).
+//! - `shop --operator [--peer-key K]` opens only the operator's console on a running distributor.
 
 use crate::serve_ssh::{self, ServeSshArgs};
 use crate::{demo, net, run, ssh};
@@ -42,6 +44,16 @@ struct Args {
     /// With --demo: how many simulated shoppers buy in the background.
     #[arg(long, default_value_t = 4, requires = "demo")]
     shoppers: usize,
+    /// Open the operator's console instead of the shop: the month, sales, manufacturers and
+    /// customers, live, with actions to close the month and set the month length.
+    #[arg(long, conflicts_with = "demo")]
+    operator: bool,
+    /// With --operator: the operator key. Without it, the key file is read (if it exists).
+    #[arg(long, requires = "operator", env = "DISTRIBUTOR_PEER_KEY")]
+    peer_key: Option<String>,
+    /// With --operator: the distributor's operator key file.
+    #[arg(long, value_name = "FILE", requires = "operator", default_value = protocol::operator_key::DEFAULT_PATH)]
+    key_file: PathBuf,
     /// Use the mouse: the wheel scrolls lists, a click on a tab opens it. Off by default, so the
     /// terminal's own text selection keeps working.
     #[arg(long)]
@@ -151,6 +163,7 @@ async fn app_main(
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = CancellationToken::new();
+    let mut operator = None;
     let (target, system, label) = if args.demo {
         let config = demo::DemoConfig {
             data_dir: args.data_dir,
@@ -168,6 +181,14 @@ async fn app_main(
             }
             None => "demo".to_string(),
         };
+        operator = Some(run::OperatorLink {
+            target: net::Target {
+                role: protocol::Role::Operator,
+                key: system.operator_key.clone(),
+                ..target.clone()
+            },
+            only: false,
+        });
         (target, Some(system), Some(label))
     } else {
         (
@@ -179,7 +200,19 @@ async fn app_main(
             None,
         )
     };
-    let result = run::run(target, label, args.mouse, shutdown.clone()).await;
+    if args.operator {
+        let key = protocol::operator_key::resolve(args.peer_key.as_deref(), &args.key_file)
+            .map_err(|e| format!("the operator key ({}): {e}", args.key_file.display()))?;
+        operator = Some(run::OperatorLink {
+            target: net::Target {
+                role: protocol::Role::Operator,
+                key,
+                ..target.clone()
+            },
+            only: true,
+        });
+    }
+    let result = run::run(target, label, args.mouse, operator, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(system) = system {
         system.stop().await;

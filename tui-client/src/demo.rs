@@ -51,6 +51,8 @@ pub struct DemoSystem {
     pub addr: String,
     /// Where the databases (and key files) live.
     pub data_dir: PathBuf,
+    /// The operator key from the distributor's key file, if it wrote one.
+    pub operator_key: Option<String>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
     /// Kept so the temp dir lives as long as the system.
@@ -102,6 +104,8 @@ pub async fn start(
         }
     });
     wait_until_up(&addr).await?;
+    let key_file = protocol::operator_key::path_for_db(&db);
+    let operator_key = protocol::operator_key::resolve(None, &key_file)?;
 
     for name in MAKERS {
         let catalog = manufacturer_sim::preset(name).ok_or(DemoError::Preset(name))?;
@@ -129,6 +133,7 @@ pub async fn start(
     Ok(DemoSystem {
         addr,
         data_dir: dir,
+        operator_key,
         stop,
         tasks,
         _tmp: tmp,

@@ -78,6 +78,7 @@ pub enum Context {
     Help,
     /// The detail view of one order.
     OrderDetail,
+    Operator,
 }
 
 /// `(key, what it does)` pairs for the footer.
@@ -163,6 +164,14 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
             ("?", "help"),
             ("q", "quit"),
         ],
+        Context::Operator => &[
+            ("c", "close month"),
+            ("l", "month length"),
+            ("r", "refresh"),
+            ("Tab", "next"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
     }
 }
 
@@ -215,3 +224,14 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
 ];
+
+/// The help overlay's section for the operator's console, shown when the app has one.
+pub const OPERATOR_HELP: (&str, &[(&str, &str)]) = (
+    "Operator (tab 5 in the demo)",
+    &[
+        ("c", "close the month now"),
+        ("l", "set the month length"),
+        ("r", "fetch a fresh status"),
+        ("Enter Esc", "confirm / cancel"),
+    ],
+);

@@ -12,7 +12,10 @@
 //!   simulated shoppers.
 //! - [`serve_ssh`]: the command line of `shop serve-ssh`.
 //! - [`ssh`]: `shop serve-ssh`, the shop over SSH: one app per SSH session on the same driver.
-//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop serve-ssh`).
+//! - [`cli`]: the command line (`shop --server ADDR`, `shop --demo`, `shop serve-ssh`, `shop --operator`).
+//!
+//! The operator's console (`app::operator`, `screens::operator`) is one more screen of the same app,
+//! fed by a second connection in the operator role.
 //! - [`keys`], [`theme`], [`strings`]: key bindings, colours, and every user-facing text.
 
 pub mod app;

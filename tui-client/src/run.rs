@@ -27,16 +27,28 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The operator console's connection: `shop --operator`, or the demo's fifth tab.
+pub struct OperatorLink {
+    /// Where the distributor is, in the operator role, with the operator key if it has one.
+    pub target: Target,
+    /// The console is the whole app: no customer connection, no login.
+    pub only: bool,
+}
+
 /// Runs the app in the local terminal until the customer quits, a SIGHUP or SIGTERM arrives, or
 /// `shutdown` is cancelled.
 pub async fn run(
     target: Target,
     label: Option<String>,
     mouse: bool,
+    operator: Option<OperatorLink>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut app = App::new(Theme::from_env(), now_ms());
     app.label = label;
+    if let Some(link) = &operator {
+        app = app.with_operator(link.only);
+    }
 
     // Runs after ratatui's own hook (installed below), which restores the terminal first. A panic
     // anywhere (also in a background task: the connection, or the demo's servers) ends the app, so
@@ -57,7 +69,15 @@ pub async fn run(
     }
     let stop = shutdown.child_token();
     let signals = tokio::spawn(stop_on_signals(stop.clone()));
-    let result = drive(&mut terminal, EventStream::new(), app, target, &stop).await;
+    let result = drive(
+        &mut terminal,
+        EventStream::new(),
+        app,
+        target,
+        operator,
+        &stop,
+    )
+    .await;
     signals.abort();
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
@@ -68,13 +88,15 @@ pub async fn run(
 
 /// The app's loop on any terminal: locally crossterm's `EventStream` and stdout, over SSH the parsed
 /// channel bytes and a backend that writes to the channel (see [`crate::ssh`]). It starts the
-/// connection task for `target`, and stops it on the way out. Returns when the customer quits,
-/// the events end, or `shutdown` is cancelled.
+/// connection task for `target` (and for `operator`'s console, if any; alone in `shop --operator`),
+/// and stops them on the way out. Returns when the customer quits, the events end, or `shutdown` is
+/// cancelled.
 pub async fn drive<B, E>(
     terminal: &mut Terminal<B>,
     events: E,
     mut app: App,
     target: Target,
+    operator: Option<OperatorLink>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()>
 where
@@ -82,12 +104,45 @@ where
     E: Stream<Item = std::io::Result<TermEvent>> + Unpin,
 {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (ops_tx, mut ops_rx) = mpsc::unbounded_channel();
     let net_stop = shutdown.child_token();
-    let (net, net_task) = net::spawn(target, events_tx, net_stop.clone());
-    let result = event_loop(terminal, &mut app, events, &mut events_rx, &net, shutdown).await;
+    let only = operator.as_ref().is_some_and(|o| o.only);
+    let ops = operator.map(|link| net::spawn(link.target, ops_tx, net_stop.clone()));
+    let (net, net_task) = if only {
+        // The console alone: a customer channel that goes nowhere.
+        (mpsc::unbounded_channel().0, None)
+    } else {
+        let (net, task) = net::spawn(target, events_tx, net_stop.clone());
+        (net, Some(task))
+    };
+    let links = Links {
+        net,
+        customer: !only,
+        ops: ops.as_ref().map(|(tx, _)| tx.clone()),
+    };
+    let result = event_loop(
+        terminal,
+        &mut app,
+        events,
+        &mut events_rx,
+        &mut ops_rx,
+        &links,
+        shutdown,
+    )
+    .await;
     net_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), net_task).await;
+    for task in net_task.into_iter().chain(ops.map(|(_, task)| task)) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     result
+}
+
+/// Where commands go: the customer's connection and the operator's.
+struct Links {
+    net: mpsc::UnboundedSender<NetCmd>,
+    /// Whether the customer connection runs (not in `shop --operator`).
+    customer: bool,
+    ops: Option<mpsc::UnboundedSender<NetCmd>>,
 }
 
 async fn event_loop<B, E>(
@@ -95,7 +150,8 @@ async fn event_loop<B, E>(
     app: &mut App,
     mut keys: E,
     net_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
-    net: &mpsc::UnboundedSender<NetCmd>,
+    ops_events: &mut mpsc::UnboundedReceiver<crate::app::NetEvent>,
+    links: &Links,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()>
 where
@@ -125,9 +181,13 @@ where
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
-            event = net_events.recv() => match event {
+            event = net_events.recv(), if links.customer => match event {
                 Some(event) => Msg::Net(event),
                 None => return Err(std::io::Error::other("the connection task stopped")),
+            },
+            event = ops_events.recv(), if links.ops.is_some() => match event {
+                Some(event) => Msg::Operator(event),
+                None => return Err(std::io::Error::other("the operator connection task stopped")),
             },
             _ = tick.tick() => Msg::Tick { now_ms: now_ms() },
         };
@@ -136,10 +196,15 @@ where
         for cmd in app.update(msg) {
             match cmd {
                 Cmd::Send { tag, body } => {
-                    let _ = net.send(NetCmd::Send { tag, body });
+                    let _ = links.net.send(NetCmd::Send { tag, body });
+                }
+                Cmd::SendOperator { tag, body } => {
+                    if let Some(ops) = &links.ops {
+                        let _ = ops.send(NetCmd::Send { tag, body });
+                    }
                 }
                 Cmd::Session(token) => {
-                    let _ = net.send(NetCmd::Session(token));
+                    let _ = links.net.send(NetCmd::Session(token));
                 }
                 Cmd::Quit => return Ok(()),
             }

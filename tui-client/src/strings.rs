@@ -163,6 +163,43 @@ pub fn order_status(order: &protocol::OrderView) -> String {
 }
 
 /// Why a month closed.
+/// The operator console's texts.
+pub const OPS_CLOSED: &str = "Month closed; the next one is open.";
+pub const OPS_LENGTH_SET: &str = "Month length set; it applies from the next month.";
+pub const OPS_LOST: &str = "The operator connection dropped; check the status before trying again.";
+pub const OPS_OFFLINE: &str = "The operator connection is down; wait until it is back.";
+pub const OPS_LENGTH_RANGE: &str = "Whole seconds, 1 to 31536000";
+pub const OPS_WAITING: &str = "Waiting for the distributor's status...";
+pub const OPS_CLOSE_TITLE: &str = "Close the month";
+pub const OPS_LENGTH_TITLE: &str = "Month length";
+pub const OPS_BEHIND: &str = "behind";
+
+/// A close reason in a table cell.
+pub fn close_reason_short(r: CloseReason) -> &'static str {
+    match r {
+        CloseReason::SoldOut => "sold out",
+        CloseReason::AllCustomersDone => "all bought",
+        CloseReason::TimeUp => "time",
+        CloseReason::Operator => "operator",
+    }
+}
+
+/// A duration, coarse: `45s`, `2m05s`, `3h10m`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A wall-clock time of day in UTC, `14:05:09`.
+pub fn clock_utc(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
+}
+
 pub fn close_reason(r: CloseReason) -> &'static str {
     match r {
         CloseReason::SoldOut => "sold out",

@@ -103,6 +103,7 @@ impl Driver {
             match cmd {
                 Cmd::Send { tag, body } => self.net.send(NetCmd::Send { tag, body }).unwrap(),
                 Cmd::Session(token) => self.net.send(NetCmd::Session(token)).unwrap(),
+                Cmd::SendOperator { .. } => panic!("a customer app has no operator connection"),
                 Cmd::Quit => {}
             }
         }

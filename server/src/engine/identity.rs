@@ -3,6 +3,7 @@
 
 use super::{Admitted, Engine, ReplyTx};
 use crate::identity::credentials::{self, Admission};
+use crate::store::now_ms;
 use crate::store::writer::{Done, Op};
 use protocol::*;
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +42,7 @@ impl Engine {
         // Dropping the old sender tells the old session to close.
         self.manufacturers.insert(id, events);
         self.market.set_connected(id, true);
+        self.ops.link_changed(id, now_ms());
         self.market.reset_offer_request(id);
         let acked = self
             .market
@@ -96,6 +98,7 @@ impl Engine {
         self.credentials.revoke(id);
         if self.manufacturers.remove(&id).is_some() {
             self.market.set_connected(id, false);
+            self.ops.link_changed(id, now_ms());
         }
         tracing::info!(manufacturer = %name, id = id.0, "credential revoked by an operator");
         self.submit(

@@ -9,6 +9,7 @@ mod cart;
 mod checkout;
 mod confirm;
 mod month;
+mod status;
 
 pub use cart::CartOutcome;
 pub use checkout::{CheckoutError, CheckoutPlan, Committed};
@@ -335,33 +336,6 @@ impl Market {
     /// The catalog epoch (bumped when listings or prices change).
     pub fn catalog_epoch(&self) -> u64 {
         self.catalog_epoch
-    }
-
-    /// A summary for operators.
-    pub fn status(&self, orders: u64, sold_units: u64) -> SystemStatus {
-        let month = self.month.as_ref();
-        SystemStatus {
-            month: self.month_view(),
-            manufacturers: self
-                .manufacturers
-                .iter()
-                .map(|(id, m)| ManufacturerStatus {
-                    id: *id,
-                    name: m.name.clone(),
-                    connected: m.connected,
-                    last_seq: m.last_seq,
-                    acked_seq: m.acked_seq,
-                    offered_this_month: month.is_some_and(|mo| mo.offered.contains(id)),
-                })
-                .collect(),
-            orders,
-            sold_units,
-            remaining_units: if self.open_month().is_some() {
-                self.stock.values().map(|s| u64::from(s.remaining)).sum()
-            } else {
-                0
-            },
-        }
     }
 
     /// Checks the market's own invariants. Called in debug builds after every command and by tests.

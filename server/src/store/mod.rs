@@ -4,11 +4,13 @@
 //! - [`writer`]: the one thread that owns the write connection and commits in groups.
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
+//! - [`history`]: the past months and totals the operator's status starts from.
 //! - [`audit`]: the read-only invariant check behind `distributor audit`.
 //! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
 //! - [`lifecycle`]: checkpoints, the running/stopped mark, and refusing a file that lost its `-wal`.
 
 pub mod audit;
+pub mod history;
 pub mod lifecycle;
 pub mod load;
 pub mod read;

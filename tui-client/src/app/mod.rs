@@ -13,6 +13,7 @@ pub mod cart;
 pub mod catalog;
 pub mod checkout;
 pub mod login;
+pub mod operator;
 pub mod orders;
 pub mod ssh_key;
 
@@ -34,6 +35,7 @@ pub use cart::CartState;
 pub use catalog::{CatalogState, Sort};
 pub use checkout::{CheckoutState, Stage};
 pub use login::{LoginMode, LoginState};
+pub use operator::{NearestRule, OpReq, OperatorState, OpsDialog};
 pub use orders::OrdersState;
 pub use ssh_key::SshKeyState;
 
@@ -51,9 +53,11 @@ pub enum Screen {
     Checkout,
     Orders,
     Account,
+    /// The operator's console (`shop --operator`, or the fifth tab of `shop --demo`).
+    Operator,
 }
 
-/// The screens reachable with Tab, in order.
+/// The customer's screens reachable with Tab, in order.
 pub const TABS: [Screen; 4] = [
     Screen::Catalog,
     Screen::Cart,
@@ -65,11 +69,28 @@ pub const TAB_NAMES: [&str; 4] = ["Catalog", "Cart", "Orders", "Account"];
 /// The row of the tab bar.
 pub const TAB_ROW: u16 = 1;
 
-/// The tab drawn at column `x` of the tab bar: " 1 Catalog  2 Cart  ..." (the view draws exactly
-/// this layout).
+/// The name of the operator's tab.
+pub const OPERATOR_TAB_NAME: &str = "Operator";
+
+/// A tab's name on the tab bar.
+pub fn tab_name(screen: Screen) -> &'static str {
+    match TABS.iter().position(|s| *s == screen) {
+        Some(i) => TAB_NAMES[i],
+        None => OPERATOR_TAB_NAME,
+    }
+}
+
+/// The customer's tab drawn at column `x` of the tab bar.
 pub fn tab_at(x: u16) -> Option<Screen> {
+    tab_at_in(&TABS, x)
+}
+
+/// The tab of `tabs` drawn at column `x` of the tab bar: " 1 Catalog  2 Cart  ..." (the view draws
+/// exactly this layout).
+pub fn tab_at_in(tabs: &[Screen], x: u16) -> Option<Screen> {
     let mut start = 1u16;
-    for (screen, name) in TABS.iter().zip(TAB_NAMES) {
+    for screen in tabs {
+        let name = tab_name(*screen);
         let end = start + 2 + name.len() as u16;
         if (start..end).contains(&x) {
             return Some(*screen);
@@ -90,6 +111,8 @@ pub enum Msg {
     Tick { now_ms: u64 },
     /// The connection task reported something.
     Net(NetEvent),
+    /// The operator connection's task reported something.
+    Operator(NetEvent),
 }
 
 /// What the connection task reports.
@@ -143,6 +166,8 @@ pub enum ReqKind {
     KeyLogIn,
     RememberKey,
     ForgetKey,
+    /// A request on the operator connection.
+    Operator(OpReq),
     /// A later catalog page; [`CatalogState`] keeps the one request whose reply it applies.
     CatalogPage,
     /// Older orders; [`OrdersState`] keeps the one request whose reply it applies.
@@ -180,6 +205,8 @@ pub struct Tag {
 pub enum Cmd {
     /// Send a request.
     Send { tag: Tag, body: RequestBody },
+    /// Send a request on the operator connection.
+    SendOperator { tag: Tag, body: RequestBody },
     /// Remember (or forget) the session token for resuming after a reconnect.
     Session(Option<SessionToken>),
     /// Stop everything and restore the terminal.
@@ -218,6 +245,8 @@ pub enum Overlay {
     ConfirmDelete(Form),
     /// Over SSH, after a login by hand: remember this key?
     RememberKey,
+    /// One of the operator console's confirmations.
+    Operator(OpsDialog),
 }
 
 /// A logged-in customer.
@@ -260,6 +289,10 @@ pub struct App {
     pub account: AccountState,
     /// The SSH key this session came with (only over `shop serve-ssh`).
     pub ssh_key: SshKeyState,
+    /// The operator's console, when this app has one.
+    pub operator: Option<OperatorState>,
+    /// `shop --operator`: the console is the whole app, there is no customer connection.
+    pub console_only: bool,
     pub quit: bool,
 }
 
@@ -289,8 +322,38 @@ impl App {
             orders: OrdersState::default(),
             account: AccountState::default(),
             ssh_key: SshKeyState::default(),
+            operator: None,
+            console_only: false,
             quit: false,
         }
+    }
+
+    /// Adds the operator's console: as the only screen (`shop --operator`) or as a fifth tab.
+    pub fn with_operator(mut self, console_only: bool) -> Self {
+        self.operator = Some(OperatorState::default());
+        self.console_only = console_only;
+        if console_only {
+            self.screen = Screen::Operator;
+            self.label.get_or_insert_with(|| "operator".into());
+        }
+        self
+    }
+
+    /// The screens on the tab bar, in order.
+    pub fn tabs(&self) -> Vec<Screen> {
+        if self.console_only {
+            return vec![Screen::Operator];
+        }
+        let mut tabs = TABS.to_vec();
+        if self.operator.is_some() {
+            tabs.push(Screen::Operator);
+        }
+        tabs
+    }
+
+    /// Whether the tabs can be used: after logging in, or always in the console.
+    pub fn tabs_open(&self) -> bool {
+        self.console_only || (self.logged_in() && self.screen != Screen::Login)
     }
 
     /// Applies one message. The only function that changes the model.
@@ -305,6 +368,7 @@ impl App {
             Msg::Key(_) => Vec::new(),
             Msg::Mouse(mouse) => self.on_mouse(mouse),
             Msg::Net(event) => self.on_net(event),
+            Msg::Operator(event) => self.on_operator_net(event),
         }
     }
 
@@ -319,7 +383,10 @@ impl App {
 
     /// Whether the keyboard goes to a text field (then `q`, `?` and digits are typed, not commands).
     pub fn typing(&self) -> bool {
-        if matches!(self.overlay, Some(Overlay::ConfirmDelete(_))) {
+        if matches!(
+            self.overlay,
+            Some(Overlay::ConfirmDelete(_)) | Some(Overlay::Operator(OpsDialog::MonthLength(_)))
+        ) {
             return true;
         }
         match self.screen {
@@ -336,7 +403,9 @@ impl App {
         use keys::Context as C;
         match &self.overlay {
             Some(Overlay::Help) => return C::Help,
-            Some(Overlay::ConfirmDelete(_) | Overlay::RememberKey) => return C::Dialog,
+            Some(Overlay::ConfirmDelete(_) | Overlay::RememberKey | Overlay::Operator(_)) => {
+                return C::Dialog
+            }
             None => {}
         }
         match self.screen {
@@ -357,6 +426,7 @@ impl App {
             Screen::Orders => C::Orders,
             Screen::Account if self.account.form.is_some() => C::AccountForm,
             Screen::Account => C::AccountMenu,
+            Screen::Operator => C::Operator,
         }
     }
 
@@ -491,9 +561,9 @@ impl App {
             MouseEventKind::ScrollDown if self.overlay.is_none() => self.on_key(key(KeyCode::Down)),
             MouseEventKind::ScrollUp if self.overlay.is_none() => self.on_key(key(KeyCode::Up)),
             MouseEventKind::Down(MouseButton::Left)
-                if mouse.row == TAB_ROW && self.logged_in() && self.overlay.is_none() =>
+                if mouse.row == TAB_ROW && self.tabs_open() && self.overlay.is_none() =>
             {
-                match tab_at(mouse.column) {
+                match tab_at_in(&self.tabs(), mouse.column) {
                     Some(target) if target != self.screen => self.go(target),
                     _ => Vec::new(),
                 }
@@ -521,7 +591,7 @@ impl App {
                 self.overlay = Some(Overlay::Help);
                 return Vec::new();
             }
-            if self.logged_in() && self.screen != Screen::Login {
+            if self.tabs_open() {
                 if let Some(target) = self.tab_target(&key) {
                     if target != self.screen {
                         return self.go(target);
@@ -537,6 +607,7 @@ impl App {
             Screen::Checkout => self.checkout_key(key),
             Screen::Orders => self.orders_key(key),
             Screen::Account => self.account_key(key),
+            Screen::Operator => self.operator_key(key),
         }
     }
 
@@ -546,12 +617,13 @@ impl App {
             Screen::Checkout => Screen::Cart,
             s => s,
         };
-        let i = TABS.iter().position(|s| *s == current).unwrap_or(0);
+        let tabs = self.tabs();
+        let i = tabs.iter().position(|s| *s == current).unwrap_or(0);
         match key.code {
-            KeyCode::Tab => Some(TABS[(i + 1) % TABS.len()]),
-            KeyCode::BackTab => Some(TABS[(i + TABS.len() - 1) % TABS.len()]),
-            KeyCode::Char(c @ '1'..='4') if key.modifiers.is_empty() => {
-                Some(TABS[(c as u8 - b'1') as usize])
+            KeyCode::Tab => Some(tabs[(i + 1) % tabs.len()]),
+            KeyCode::BackTab => Some(tabs[(i + tabs.len() - 1) % tabs.len()]),
+            KeyCode::Char(c @ '1'..='9') if key.modifiers.is_empty() => {
+                tabs.get((c as u8 - b'1') as usize).copied()
             }
             _ => None,
         }
@@ -571,6 +643,7 @@ impl App {
             }
             Overlay::ConfirmDelete(form) => self.delete_dialog_key(form, key),
             Overlay::RememberKey => self.remember_key_dialog(key),
+            Overlay::Operator(dialog) => self.operator_dialog_key(dialog, key),
         }
     }
 
@@ -667,6 +740,8 @@ impl App {
             | ReqKind::SetCard
             | ReqKind::RemoveCard
             | ReqKind::DeleteAccount => self.account_reply(tag.kind, result),
+            // Operator replies come back on the operator connection (`Msg::Operator`).
+            ReqKind::Operator(_) => Vec::new(),
         }
     }
 
@@ -713,7 +788,7 @@ impl App {
                 self.flash(FlashKind::Info, strings::month_closed(month, reason));
                 Vec::new()
             }
-            Event::OfferRequested { .. } | Event::Notice(_) => Vec::new(),
+            Event::OfferRequested { .. } | Event::Notice(_) | Event::Operator(_) => Vec::new(),
         }
     }
 }

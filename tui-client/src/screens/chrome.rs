@@ -1,7 +1,7 @@
 //! What is always on screen: the header (who, cart, connection), the tabs with the month gauge,
 //! the banner line (connection trouble or a message), and the footer with the keys.
 
-use crate::app::{App, ConnState, FlashKind, Screen, TABS, TAB_NAMES};
+use crate::app::{tab_name, App, ConnState, FlashKind, Screen};
 use crate::keys;
 use crate::strings;
 use protocol::MonthState;
@@ -28,6 +28,7 @@ pub fn header(frame: &mut Frame, area: Rect, app: &App) {
             format!("{} {}", s.account.first_name, s.account.last_name),
             t.text().add_modifier(ratatui::style::Modifier::BOLD),
         )),
+        None if app.console_only => {}
         None => left.push(Span::styled(strings::NOT_LOGGED_IN, t.dim())),
     }
 
@@ -64,13 +65,14 @@ pub fn header(frame: &mut Frame, area: Rect, app: &App) {
 pub fn tabs(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let mut spans = vec![Span::raw(" ")];
-    if app.session.is_some() {
+    if app.session.is_some() || app.console_only {
         let active = match app.screen {
             Screen::Checkout => Screen::Cart,
             s => s,
         };
-        // The same layout as `app::tab_at`, which maps mouse clicks back to tabs.
-        for (i, (s, name)) in TABS.iter().zip(TAB_NAMES).enumerate() {
+        // The same layout as `app::tab_at_in`, which maps mouse clicks back to tabs.
+        for (i, s) in app.tabs().iter().enumerate() {
+            let name = tab_name(*s);
             spans.push(Span::styled(format!("{}", i + 1), t.key()));
             let style = if *s == active {
                 t.tab_active()

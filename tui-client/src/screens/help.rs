@@ -23,9 +23,13 @@ fn section_lines<'a>(app: &App, sections: &[(&'a str, &'a [(&'a str, &'a str)])]
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let half = keys::HELP.len().div_ceil(2);
-    let left = section_lines(app, &keys::HELP[..half]);
-    let right = section_lines(app, &keys::HELP[half..]);
+    let mut sections = keys::HELP.to_vec();
+    if app.operator.is_some() {
+        sections.push(keys::OPERATOR_HELP);
+    }
+    let half = sections.len().div_ceil(2);
+    let left = section_lines(app, &sections[..half]);
+    let right = section_lines(app, &sections[half..]);
     let h = left.len().max(right.len()) as u16 + 2;
     let (r, block) = super::popup(frame, area, 78, h, "Keys (Esc closes)", app);
     let inner = block.inner(r);

@@ -91,7 +91,7 @@ async fn app(
     app.label = shell.label.clone();
     app.ssh_key.fingerprint = shell.fingerprint.clone();
     let stream = futures::stream::poll_fn(move |cx| events.poll_recv(cx));
-    let result = run::drive(&mut terminal, stream, app, shell.target.clone(), stop).await;
+    let result = run::drive(&mut terminal, stream, app, shell.target.clone(), None, stop).await;
     let left = terminal.backend_mut().leave();
     result.and(left)
 }
