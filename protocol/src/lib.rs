@@ -49,4 +49,4 @@ pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
