@@ -106,6 +106,14 @@ impl Catalog {
         if self.products.is_empty() {
             return Err(invalid("it lists no products".into()));
         }
+        // Bigger offers are sent in parts, but the distributor takes at most this many lines.
+        if self.products.len() > protocol::MAX_OFFER_LINES {
+            return Err(invalid(format!(
+                "it lists {} products; the distributor takes at most {} in one offer",
+                self.products.len(),
+                protocol::MAX_OFFER_LINES
+            )));
+        }
         let mut seen = HashSet::new();
         for (i, p) in self.products.iter().enumerate() {
             let at = format!("product #{} ({:?})", i + 1, p.sku);
@@ -122,9 +130,14 @@ impl Catalog {
                 return Err(invalid(format!("{at}: category is empty")));
             }
             // The distributor's limits, checked here so a bad catalog fails at start-up, not at offer time.
-            if p.sku.len() > 64 || p.name.len() > 128 || p.category.len() > 64 {
+            if p.sku.len() > protocol::MAX_SKU_BYTES
+                || p.name.len() > protocol::MAX_PRODUCT_BYTES
+                || p.category.len() > protocol::MAX_CATEGORY_BYTES
+            {
                 return Err(invalid(format!(
-                    "{at}: sku and category may be at most 64 bytes, name at most 128"
+                    "{at}: sku and category may be at most {} bytes, name at most {}",
+                    protocol::MAX_SKU_BYTES,
+                    protocol::MAX_PRODUCT_BYTES
                 )));
             }
             if p.unit_price_cents > 1 << 40 {

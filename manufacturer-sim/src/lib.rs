@@ -74,6 +74,10 @@ pub enum SimError {
     /// A task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The distributor refused this manufacturer's offer for a reason that offering again cannot
+    /// fix (the catalog breaks its rules). Retrying would loop forever, so the manufacturer stops.
+    #[error("the distributor refused the offer: {0}")]
+    OfferRefused(String),
 }
 
 /// One manufacturer's settings.

@@ -5,12 +5,16 @@
 //! - notices are applied (and the high-water mark moved) in one transaction, and acked only after
 //!   it commits; everything waiting is applied as one batch with one cumulative ack;
 //! - an offer is recorded in the books before `SubmitOffer` is sent, and a repeated request for the
-//!   same month re-sends the recorded offer.
+//!   same month re-sends the recorded offer;
+//! - an offer bigger than one frame goes as `SubmitOfferPart`s that the distributor puts back
+//!   together into one offer; a refusal of the offer itself (bad lines, a frame it cannot read) is
+//!   permanent: the manufacturer says so and stops, instead of reconnecting and offering again.
 
 use crate::books::{AppliedNotice, Books, RecordedOffer};
 use crate::dispatch::dispatcher;
 use crate::tally::Tally;
 use crate::SimError;
+use protocol::paging::offer_requests;
 use protocol::{
     Client, ClientError, ErrorCode, Event, Events, Hello, MonthId, Notice, Reply, RequestBody,
     Role, PROTOCOL_VERSION,
@@ -358,17 +362,18 @@ async fn offer(
         " (again, as recorded)"
     };
     info!("{name}: offering for {month}{again}: {what}");
-    match call(
-        client,
-        RequestBody::SubmitOffer {
-            month,
-            lines: recorded.lines,
-        },
-    )
-    .await
-    {
-        Err(reason) => return Ok(Err(reason)),
-        Ok(Ok(Reply::OfferAccepted { listings, .. })) => {
+    let mut answer = Ok(Reply::Done);
+    for request in offer_requests(month, recorded.lines) {
+        answer = match tokio::time::timeout(CALL_TIMEOUT, client.call(request)).await {
+            Err(_) => return Ok(Err("the distributor stopped answering".into())),
+            Ok(result) => result,
+        };
+        if answer.is_err() {
+            break;
+        }
+    }
+    match answer {
+        Ok(Reply::OfferAccepted { listings, .. }) => {
             let books = link.books.clone();
             tokio::task::spawn_blocking(move || crate::lock(&books).mark_offer_accepted(month))
                 .await??;
@@ -377,9 +382,33 @@ async fn offer(
                 listings.len()
             );
         }
-        Ok(Ok(other)) => warn!("{name}: unexpected answer to the offer for {month}: {other:?}"),
-        // The units stay set aside; they come back when the next month's request lapses this offer.
-        Ok(Err(e)) => warn!("{name}: offer for {month} not taken: {e}"),
+        Ok(other) => warn!("{name}: unexpected answer to the offer for {month}: {other:?}"),
+        Err(e) => {
+            if let Some(refusal) = permanent_refusal(&e) {
+                return Err(SimError::OfferRefused(format!(
+                    "{name}: offer for {month}: {refusal}; fix the catalog and start again"
+                )));
+            }
+            match e {
+                // The units stay set aside; they come back when the next month's request lapses
+                // this offer.
+                ClientError::Server(e) => warn!("{name}: offer for {month} not taken: {e}"),
+                e => return Ok(Err(e.to_string())),
+            }
+        }
     }
     Ok(Ok(()))
+}
+
+/// Why an offer failed, when offering the same catalog again cannot change it: the lines break
+/// the distributor's rules, it could not read the frame and closed the connection, or the frame
+/// could not even be written. Anything else (a month that moved on, a lost connection) is worth
+/// another try.
+fn permanent_refusal(e: &ClientError) -> Option<String> {
+    match e {
+        ClientError::Server(w) if w.code == ErrorCode::InvalidInput => Some(w.message.clone()),
+        ClientError::Closed(Some(w)) if w.code == ErrorCode::Malformed => Some(w.message.clone()),
+        ClientError::Codec(c) => Some(c.to_string()),
+        _ => None,
+    }
 }

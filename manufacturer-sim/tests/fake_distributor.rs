@@ -3,7 +3,7 @@
 //! the manufacturer speaks, to prove the ordering rules, not only the end state.
 
 use futures::{SinkExt, StreamExt};
-use manufacturer_sim::{preset, report, SimConfig};
+use manufacturer_sim::{preset, report, Catalog, Product, SimConfig};
 use protocol::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,9 +110,13 @@ struct Sim {
 
 impl Sim {
     fn start(addr: String, dispatch: Option<Duration>) -> Sim {
+        Sim::start_with(addr, dispatch, preset("orchard").unwrap())
+    }
+
+    fn start_with(addr: String, dispatch: Option<Duration>, catalog: Catalog) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("books.db");
-        let mut config = SimConfig::new(addr, "orchard", &db, preset("orchard").unwrap());
+        let mut config = SimConfig::new(addr, "orchard", &db, catalog);
         config.dispatch_delay = dispatch;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(manufacturer_sim::run(config, shutdown.clone()));
@@ -363,4 +367,111 @@ async fn production_continues_while_the_distributor_is_away() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// `n` products, every one in stock.
+fn catalog_of(n: usize) -> Catalog {
+    Catalog {
+        products: (0..n)
+            .map(|i| Product {
+                sku: format!("S{i:04}"),
+                name: format!("good {i:04}"),
+                category: "bulk".into(),
+                unit_price_cents: 1_000,
+                rate_per_sec: 0.0,
+                starting_stock: 100,
+                capacity: 100,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_1500_product_offer_is_sent_in_parts_that_join_into_the_whole_catalog() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sim = Sim::start_with(addr, None, catalog_of(1_500));
+    let mut conn = Conn::accept(&listener).await;
+    conn.push(Event::OfferRequested { month: MonthId(1) }).await;
+    let mut offered = Vec::new();
+    loop {
+        let r = conn.request().await;
+        let RequestBody::SubmitOfferPart { month, lines, last } = r.body else {
+            panic!("expected an offer part, got {:?}", r.body)
+        };
+        assert_eq!(month, MonthId(1));
+        assert!(lines.len() <= MAX_OFFER_PART_LINES);
+        offered.extend(lines);
+        if last {
+            let listings = offered
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.sku.clone(), ListingId(i as u32)))
+                .collect();
+            let accepted = Reply::OfferAccepted { month, listings };
+            conn.reply(r.id, Ok(accepted)).await;
+            break;
+        }
+        conn.reply(r.id, Ok(Reply::Done)).await;
+    }
+    let mut skus: Vec<_> = offered.iter().map(|l| l.sku.clone()).collect();
+    skus.sort();
+    skus.dedup();
+    assert_eq!(skus.len(), 1_500, "every product once");
+    // The manufacturer keeps serving after the offer: a sale is applied and acked.
+    conn.push(sale(1, 10, "S0001", 1)).await;
+    let r = conn.request().await;
+    assert_eq!(
+        r.body,
+        RequestBody::AckNotices {
+            through: NoticeSeq(1)
+        }
+    );
+    sim.stop().await;
+}
+
+/// Waits for the manufacturer to stop by itself, and returns its error.
+async fn stops_with_error(sim: Sim) -> manufacturer_sim::SimError {
+    let outcome = tokio::time::timeout(STEP, sim.task)
+        .await
+        .expect("the manufacturer stops by itself instead of offering again and again")
+        .expect("the manufacturer task");
+    match outcome {
+        Err(e) => e,
+        Ok(()) => panic!("the manufacturer stopped without an error"),
+    }
+}
+
+#[tokio::test]
+async fn an_offer_the_distributor_refuses_is_a_clear_permanent_error_not_a_reconnect_loop() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Sim::start(listener.local_addr().unwrap().to_string(), None);
+    let mut conn = Conn::accept(&listener).await;
+    conn.push(Event::OfferRequested { month: MonthId(1) }).await;
+    let r = conn.request().await;
+    assert!(matches!(r.body, RequestBody::SubmitOffer { .. }));
+    let refusal = WireError::new(ErrorCode::InvalidInput, "APL: bad category or unit price");
+    conn.reply(r.id, Err(refusal)).await;
+    let error = stops_with_error(sim).await.to_string();
+    assert!(error.contains("refused the offer"), "{error}");
+    assert!(error.contains("APL: bad category or unit price"), "{error}");
+}
+
+#[tokio::test]
+async fn an_offer_the_distributor_cannot_read_is_a_permanent_error_not_a_reconnect_loop() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Sim::start(listener.local_addr().unwrap().to_string(), None);
+    let mut conn = Conn::accept(&listener).await;
+    conn.push(Event::OfferRequested { month: MonthId(1) }).await;
+    let r = conn.request().await;
+    assert!(matches!(r.body, RequestBody::SubmitOffer { .. }));
+    // What the distributor does with a frame it cannot decode: say why, and close.
+    let closing = WireError::new(ErrorCode::Malformed, "malformed frame: LimitExceeded");
+    conn.framed
+        .send(ServerMessage::Closing(closing))
+        .await
+        .unwrap();
+    drop(conn);
+    let error = stops_with_error(sim).await.to_string();
+    assert!(error.contains("LimitExceeded"), "{error}");
 }

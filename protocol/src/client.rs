@@ -42,6 +42,9 @@ pub enum ClientError {
     /// The server answered with an error (a business rejection or a refusal).
     #[error("{}", .0.message)]
     Server(WireError),
+    /// The server answered a request with a reply of the wrong kind.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 impl ClientError {

@@ -5,8 +5,9 @@
 //! Defences, in the order they apply:
 //! - [`LengthDelimitedCodec`] refuses a length prefix above the limit as soon as it reads the four
 //!   length bytes, before it reserves any buffer for the body.
-//! - bincode decodes with a byte limit, so a length field inside the payload cannot make it allocate
-//!   more than the frame holds.
+//! - bincode decodes with a byte budget, so a length field inside the payload cannot make it
+//!   allocate without bound. bincode counts decoded sizes, not wire bytes (a `u64` that takes one
+//!   byte on the wire counts as eight), so the budget is [`DECODE_BUDGET_PER_BYTE`] times the frame.
 //! - Bytes left over after a message decoded are an error: a frame carries exactly one message.
 
 use crate::message::{ClientMessage, ServerMessage};
@@ -20,9 +21,14 @@ pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Largest frame a client accepts from a server. Catalogs and order lists are the big replies.
 pub const MAX_SERVER_FRAME: usize = 4 * 1024 * 1024;
 
+/// How many decoded bytes bincode may count per wire byte. The widest value, a `u128`, decodes to 16
+/// bytes from one varint byte, so no valid frame can exceed this; a limit equal to the frame size
+/// refused valid frames (a 48 KB offer counted as more than 64 KiB).
+pub const DECODE_BUDGET_PER_BYTE: usize = 16;
+
 /// bincode's limit is a const generic, so it is spelled out once per direction.
-const CLIENT_LIMIT: usize = MAX_CLIENT_FRAME;
-const SERVER_LIMIT: usize = MAX_SERVER_FRAME;
+const CLIENT_LIMIT: usize = MAX_CLIENT_FRAME * DECODE_BUDGET_PER_BYTE;
+const SERVER_LIMIT: usize = MAX_SERVER_FRAME * DECODE_BUDGET_PER_BYTE;
 
 /// What can go wrong reading or writing frames.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +108,12 @@ fn finish<T>(
 ///
 /// Use [`ServerCodec`] on the server and [`ClientCodec`] on clients.
 pub struct WireCodec<In, Out> {
+    /// Reads incoming frames, refusing any above `max_in`.
     frames: LengthDelimitedCodec,
+    /// Writes outgoing frames. A codec of its own, because `LengthDelimitedCodec` checks both
+    /// directions against one limit: sharing `frames` capped the server's replies at the 64 KiB it
+    /// accepts from clients instead of the 4 MiB clients accept from it.
+    out_frames: LengthDelimitedCodec,
     /// True once `frames` has consumed a length prefix and waits for that frame's body. The next
     /// bytes in the buffer are then body bytes, not a prefix to check.
     in_body: bool,
@@ -149,13 +160,16 @@ impl<In, Out> WireCodec<In, Out> {
         max_out: usize,
         decode: fn(&[u8]) -> Result<In, CodecError>,
     ) -> Self {
-        let frames = LengthDelimitedCodec::builder()
-            .length_field_length(4)
-            .big_endian()
-            .max_frame_length(max_in)
-            .new_codec();
+        let frames = |max| {
+            LengthDelimitedCodec::builder()
+                .length_field_length(4)
+                .big_endian()
+                .max_frame_length(max)
+                .new_codec()
+        };
         WireCodec {
-            frames,
+            frames: frames(max_in),
+            out_frames: frames(max_out),
             in_body: false,
             max_in,
             max_out,
@@ -207,7 +221,7 @@ impl<In, Out: Serialize> Encoder<Out> for WireCodec<In, Out> {
 
     fn encode(&mut self, message: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
         let payload = encode_payload(&message, self.max_out)?;
-        self.frames.encode(Bytes::from(payload), dst)?;
+        self.out_frames.encode(Bytes::from(payload), dst)?;
         Ok(())
     }
 }
@@ -217,7 +231,7 @@ impl<In, Out: Serialize> Encoder<&Out> for WireCodec<In, Out> {
 
     fn encode(&mut self, message: &Out, dst: &mut BytesMut) -> Result<(), CodecError> {
         let payload = encode_payload(message, self.max_out)?;
-        self.frames.encode(Bytes::from(payload), dst)?;
+        self.out_frames.encode(Bytes::from(payload), dst)?;
         Ok(())
     }
 }

@@ -4,7 +4,9 @@
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
-//! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines).
+//! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines),
+//!   and the page and part sizes that keep every message inside its frame.
+//! - [`paging`]: walking catalog and order pages, and cutting a big offer into parts.
 //! - [`operator_key`]: where the operator key file lives and how clients read it.
 //! - [`lock_file`]: the exclusive lock beside a SQLite file that keeps a second process out.
 //! - [`logging`]: what every binary's log set-up shares (colour only on a terminal, never under NO_COLOR).
@@ -34,6 +36,7 @@ pub mod lock_file;
 pub mod logging;
 pub mod message;
 pub mod operator_key;
+pub mod paging;
 pub mod status;
 pub mod types;
 
@@ -46,4 +49,4 @@ pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

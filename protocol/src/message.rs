@@ -128,8 +128,10 @@ pub enum RequestBody {
     SetCard(CardInput),
     /// Remove the payment card. Answered with [`Reply::Account`].
     RemoveCard,
-    /// The current catalog. Also subscribes this connection to live [`Event::Stock`] updates.
-    /// Answered with [`Reply::Catalog`].
+    /// The first page of the current catalog (at most [`crate::CATALOG_PAGE_LEN`] listings, by
+    /// listing id). Also subscribes this connection to live [`Event::Stock`] updates, for every
+    /// listing, fetched or not. Answered with [`Reply::Catalog`]; fetch the rest with
+    /// [`RequestBody::CatalogPage`].
     Catalog,
     /// The cart, checked against stock: lines that can no longer be filled are cut and reported.
     /// Answered with [`Reply::Cart`].
@@ -173,7 +175,8 @@ pub enum RequestBody {
         /// is never charged differently from what they confirmed.
         confirmed_total: Cents,
     },
-    /// The customer's orders, newest first (at most [`MAX_ORDERS_LISTED`]). Answered with [`Reply::Orders`].
+    /// The customer's newest orders, newest first (at most [`crate::ORDERS_PAGE_LEN`]). Answered with
+    /// [`Reply::Orders`]; fetch older ones with [`RequestBody::OrdersPage`].
     Orders,
     /// One of the customer's orders. Another customer's order is [`crate::ErrorCode::NotFound`], exactly
     /// like an order that does not exist. Answered with [`Reply::Order`].
@@ -243,6 +246,37 @@ pub enum RequestBody {
     SetMonthLength {
         /// The new length in seconds.
         secs: u64,
+    },
+
+    // ---- Added later; new variants go at the end ----
+    /// Customers and operators: the next catalog page, listings with ids above `after` (the last
+    /// listing of the previous page). Answered with [`Reply::Catalog`]; a page of fewer than
+    /// [`crate::CATALOG_PAGE_LEN`] listings is the last. Pages are read from the live catalog, and
+    /// stock events keep fetched listings current, so applying pages and events in arrival order is
+    /// always right. After [`Event::Catalog`], start again from that event's page.
+    CatalogPage {
+        /// The last listing already fetched.
+        after: ListingId,
+    },
+    /// Customers: older orders, newest first, those with ids below `before` (the oldest order of the
+    /// previous page). Answered with [`Reply::Orders`]; a page of fewer than
+    /// [`crate::ORDERS_PAGE_LEN`] orders is the last.
+    OrdersPage {
+        /// The oldest order already fetched.
+        before: OrderId,
+    },
+    /// Manufacturers: one part of an offer with more than [`crate::MAX_OFFER_PART_LINES`] lines.
+    /// The distributor holds the parts on this connection and submits them as one offer, all or
+    /// nothing, when the part with `last: true` arrives: that part is answered like
+    /// [`RequestBody::SubmitOffer`], earlier ones with [`Reply::Done`]. A lost connection discards
+    /// the held parts. At most [`crate::MAX_OFFER_LINES`] lines in all.
+    SubmitOfferPart {
+        /// The month the offer is for; the same in every part.
+        month: MonthId,
+        /// At most [`crate::MAX_OFFER_PART_LINES`] lines.
+        lines: Vec<OfferLine>,
+        /// Whether this part completes the offer.
+        last: bool,
     },
 }
 
@@ -333,12 +367,23 @@ impl std::fmt::Debug for RequestBody {
                 .debug_struct("SetMonthLength")
                 .field("secs", secs)
                 .finish(),
+            CatalogPage { after } => f.debug_struct("CatalogPage").field("after", after).finish(),
+            OrdersPage { before } => f
+                .debug_struct("OrdersPage")
+                .field("before", before)
+                .finish(),
+            SubmitOfferPart { month, lines, last } => f
+                .debug_struct("SubmitOfferPart")
+                .field("month", month)
+                .field("lines", &lines.len())
+                .field("last", last)
+                .finish(),
         }
     }
 }
 
-/// The most orders [`RequestBody::Orders`] returns, so that a reply always fits in one frame.
-pub const MAX_ORDERS_LISTED: usize = 100;
+/// The most orders [`RequestBody::Orders`] returns: one page, [`crate::ORDERS_PAGE_LEN`].
+pub const MAX_ORDERS_LISTED: usize = crate::limits::ORDERS_PAGE_LEN;
 
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,13 +405,13 @@ pub enum Reply {
     Session(SessionInfo),
     /// The account as it is now.
     Account(AccountView),
-    /// The catalog as it is now.
+    /// One page of the catalog as it is now (see [`RequestBody::CatalogPage`]).
     Catalog(CatalogSnapshot),
     /// The cart as it is now.
     Cart(CartView),
     /// The order a checkout created (or created earlier, for a retry).
     Order(OrderView),
-    /// The customer's orders, newest first.
+    /// One page of the customer's orders, newest first (see [`RequestBody::OrdersPage`]).
     Orders(Vec<OrderView>),
     /// The offer is on sale. Each offered SKU got this listing id.
     OfferAccepted {
@@ -565,7 +610,7 @@ pub struct CatalogItem {
     pub remaining: u32,
 }
 
-/// The whole catalog at one moment. Sold-out listings are left out.
+/// One page of the catalog at one moment, by listing id. Sold-out listings are left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogSnapshot {
     /// The current month, if any is open.
@@ -665,6 +710,8 @@ pub struct OrderLine {
     pub line_total: Cents,
     /// Where this line is.
     pub status: LineStatus,
+    /// Unix milliseconds when the line reached `status` (the checkout's time while `Placed`).
+    pub status_at_ms: u64,
 }
 
 /// An order as its customer sees it.
@@ -782,9 +829,11 @@ pub struct SettlementLine {
 /// A push from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    /// Stock levels changed. Coalesced: at most one every few tens of milliseconds per connection.
+    /// Stock levels changed. Coalesced: at most one batch every few tens of milliseconds per
+    /// connection, cut into events of at most [`crate::MAX_STOCK_DELTA_LEVELS`] levels.
     Stock(StockDelta),
-    /// A full catalog: sent when offers arrive, when a month opens, or when this client fell behind.
+    /// The catalog changed (offers arrived, a month opened): its first page. Replace what you have
+    /// with it, then fetch the rest with [`RequestBody::CatalogPage`].
     Catalog(CatalogSnapshot),
     /// One of your order lines moved forward.
     OrderStatus {

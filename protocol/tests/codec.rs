@@ -123,6 +123,20 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
         ".*".prop_map(|fingerprint| RequestBody::RememberKey { fingerprint }),
         ".*".prop_map(|fingerprint| RequestBody::ForgetKey { fingerprint }),
         any::<u64>().prop_map(|secs| RequestBody::SetMonthLength { secs }),
+        any::<u32>().prop_map(|l| RequestBody::CatalogPage {
+            after: ListingId(l)
+        }),
+        any::<u64>().prop_map(|o| RequestBody::OrdersPage { before: OrderId(o) }),
+        (
+            any::<u32>(),
+            proptest::collection::vec(any_offer_line(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(m, lines, last)| RequestBody::SubmitOfferPart {
+                month: MonthId(m),
+                lines,
+                last
+            }),
     ]
 }
 
@@ -227,6 +241,7 @@ fn any_order() -> impl Strategy<Value = OrderView> {
                     quantity: l,
                     line_total: price,
                     status,
+                    status_at_ms: u64::from(l),
                 })
                 .collect(),
         })
@@ -624,4 +639,63 @@ fn a_huge_vector_length_inside_a_small_frame_is_refused_by_the_byte_limit() {
         ServerCodec::new().decode(&mut buf),
         Err(CodecError::Malformed(_))
     ));
+}
+
+#[test]
+fn the_server_codec_writes_a_reply_far_bigger_than_what_it_accepts_from_clients() {
+    let items: Vec<CatalogItem> = (0..2_000)
+        .map(|i| CatalogItem {
+            listing: ListingId(i),
+            manufacturer: ManufacturerId(i % 450),
+            manufacturer_name: format!("manufacturer number {}", i % 450),
+            sku: format!("sku-{i:05}"),
+            product: format!("a product with a longish name, number {i}"),
+            category: "groceries".into(),
+            unit_price: Cents(1_234),
+            offered: 100,
+            remaining: 100,
+        })
+        .collect();
+    let reply = ServerMessage::Response(Response {
+        id: RequestId(1),
+        result: Ok(Reply::Catalog(CatalogSnapshot {
+            month: None,
+            items,
+            version: 9,
+        })),
+    });
+    let mut buf = BytesMut::new();
+    ServerCodec::new()
+        .encode(&reply, &mut buf)
+        .expect("a reply under the server frame limit encodes");
+    assert!(buf.len() > MAX_CLIENT_FRAME, "{} bytes", buf.len());
+    assert_eq!(ClientCodec::new().decode(&mut buf).unwrap(), Some(reply));
+}
+
+#[test]
+fn a_1500_line_offer_of_about_48_kb_decodes_on_the_server() {
+    let lines: Vec<OfferLine> = (0..1_500)
+        .map(|i| OfferLine {
+            sku: format!("s{i:04}"),
+            product: format!("good {i:04}"),
+            category: "bulk".into(),
+            quantity: 1_000,
+            unit_price: Cents(1_000),
+        })
+        .collect();
+    let offer = ClientMessage::Request(Request {
+        id: RequestId(1),
+        body: RequestBody::SubmitOffer {
+            month: MonthId(1),
+            lines,
+        },
+    });
+    let mut buf = BytesMut::new();
+    ClientCodec::new().encode(&offer, &mut buf).unwrap();
+    assert!(
+        (40_000..MAX_CLIENT_FRAME).contains(&buf.len()),
+        "{} bytes",
+        buf.len()
+    );
+    assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(offer));
 }

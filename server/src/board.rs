@@ -82,20 +82,56 @@ impl Board {
 }
 
 impl BoardReader {
-    /// A full snapshot for a client: the catalog with current levels, sold-out items left out.
-    pub fn snapshot(&self) -> CatalogSnapshot {
+    /// One catalog page for a client: the listings after `after` (all, from the first, for `None`)
+    /// with current levels, sold-out ones left out, at most [`CATALOG_PAGE_LEN`]. Only the page is
+    /// copied, so a big catalog costs a request no more than a small one.
+    pub fn page(&self, after: Option<ListingId>) -> CatalogSnapshot {
         let catalog = self.catalog.borrow().clone();
         let levels = self.levels.borrow().clone();
-        let mut snapshot = catalog.snapshot.clone();
-        if levels.epoch == catalog.epoch {
-            for item in &mut snapshot.items {
-                if let Some(remaining) = levels.remaining.get(&item.listing) {
+        let current = levels.epoch == catalog.epoch;
+        let items = &catalog.snapshot.items;
+        // Listings are published in id order (the market keeps them in a BTreeMap).
+        let start = after.map_or(0, |a| items.partition_point(|i| i.listing <= a));
+        let page = items[start..]
+            .iter()
+            .map(|item| {
+                let mut item = item.clone();
+                if let Some(remaining) = levels.remaining.get(&item.listing).filter(|_| current) {
                     item.remaining = *remaining;
                 }
-            }
-            snapshot.version = levels.version;
+                item
+            })
+            .filter(|i| i.remaining > 0)
+            .take(CATALOG_PAGE_LEN)
+            .collect();
+        CatalogSnapshot {
+            month: catalog.snapshot.month.clone(),
+            items: page,
+            version: if current {
+                levels.version
+            } else {
+                catalog.snapshot.version
+            },
         }
-        snapshot.items.retain(|i| i.remaining > 0);
-        snapshot
+    }
+
+    /// Every listing's level now, sold-out ones left out: what a new watcher counts as told, since
+    /// pages it has not fetched yet will carry these levels or newer ones.
+    pub fn levels_now(&self) -> HashMap<ListingId, u32> {
+        let catalog = self.catalog.borrow().clone();
+        let levels = self.levels.borrow().clone();
+        catalog
+            .snapshot
+            .items
+            .iter()
+            .map(|item| {
+                let remaining = match levels.epoch == catalog.epoch {
+                    true => levels.remaining.get(&item.listing).copied(),
+                    false => None,
+                };
+                (item.listing, remaining.unwrap_or(item.remaining))
+            })
+            .filter(|(_, remaining)| *remaining > 0)
+            .collect()
     }
 }

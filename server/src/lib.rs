@@ -9,6 +9,7 @@
 //! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
+//! - [`pages`]: stock updates cut to fit a frame, and multi-part offers put back together.
 //! - [`tls`]: loading the TLS certificate and key.
 //! - [`auth`]: session tokens (at most 20 per account) and password rules.
 //! - [`hashing`]: the argon2id pool: one thread per core at most, a bounded queue, memory reused.
@@ -39,6 +40,7 @@ pub mod listener;
 pub mod market;
 pub mod names;
 pub mod operator;
+pub mod pages;
 pub mod push;
 pub mod revoke;
 pub mod session;

@@ -164,6 +164,8 @@ struct Session<R, W> {
     login: Option<Login>,
     link: Option<Link>,
     watch: Option<Watch>,
+    /// The parts of a multi-part offer still arriving.
+    offer_parts: crate::pages::OfferParts,
     /// The operator's live status, after a `Status` request.
     status_watch: Option<StatusWatch>,
     everyone: broadcast::Receiver<Event>,
@@ -192,6 +194,7 @@ where
         login: None,
         link: None,
         watch: None,
+        offer_parts: Default::default(),
         status_watch: None,
         everyone,
         partial_since: None,
@@ -331,7 +334,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let name = match crate::names::catalog_name(
                 hello.name.as_deref().unwrap_or_default(),
                 "a manufacturer name",
-                64,
+                MAX_MANUFACTURER_NAME_BYTES,
             ) {
                 Ok(name) => name,
                 Err(why) => {
@@ -505,18 +508,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         w.last_flush = Instant::now();
         let catalog_epoch = w.catalog.borrow_and_update().epoch;
         let levels = w.levels.borrow_and_update().clone();
-        let event = if catalog_epoch != w.epoch {
-            let snapshot = self.shared.board.snapshot();
+        let events = if catalog_epoch != w.epoch {
+            // Only the first page travels; the client fetches the rest, and `sent` counts every
+            // listing as told because those pages will carry these levels or newer ones.
             w.epoch = catalog_epoch;
-            w.sent = snapshot
-                .items
-                .iter()
-                .map(|i| (i.listing, i.remaining))
-                .collect();
-            Some(Event::Catalog(snapshot))
+            w.sent = self.shared.board.levels_now();
+            vec![Event::Catalog(self.shared.board.page(None))]
         } else {
             if levels.epoch != w.epoch {
-                None // The matching catalog has not been published yet.
+                Vec::new() // The matching catalog has not been published yet.
             } else {
                 let mut changed = Vec::new();
                 for (listing, remaining) in &levels.remaining {
@@ -530,16 +530,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         }
                     }
                 }
-                (!changed.is_empty()).then_some(Event::Stock(StockDelta {
-                    version: levels.version,
-                    levels: changed,
-                }))
+                crate::pages::stock_events(levels.version, changed)
             }
         };
-        match event {
-            Some(event) => self.send(&ServerMessage::Event(event)).await,
-            None => Ok(()),
+        for event in events {
+            self.queue(&ServerMessage::Event(event))?;
         }
+        self.flush().await
     }
 
     /// Sends outbox notices the manufacturer has not seen, up to the window.
@@ -671,35 +668,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 engine.send(Command::CardChanged(account, None))?;
                 Ok(Reply::Account(self.load_account(account).await?))
             }
-            RequestBody::Catalog => {
-                if self.role == Role::Manufacturer {
-                    return Err(err(
-                        ErrorCode::Forbidden,
-                        "manufacturers do not browse the catalog",
-                    ));
-                }
-                if self.carries_customer() {
-                    self.account()?;
-                }
-                let mut catalog = self.shared.board.catalog.clone();
-                let mut levels = self.shared.board.levels.clone();
-                let epoch = catalog.borrow_and_update().epoch;
-                levels.borrow_and_update();
-                let snapshot = self.shared.board.snapshot();
-                self.watch = Some(Watch {
-                    catalog,
-                    levels,
-                    epoch,
-                    sent: snapshot
-                        .items
-                        .iter()
-                        .map(|i| (i.listing, i.remaining))
-                        .collect(),
-                    flush_at: None,
-                    last_flush: Instant::now(),
-                });
-                Ok(Reply::Catalog(snapshot))
-            }
+            RequestBody::Catalog => self.catalog_page(None),
+            RequestBody::CatalogPage { after } => self.catalog_page(Some(after)),
             RequestBody::GetCart => self.cart(CartOp::View).await,
             RequestBody::AddToCart { listing, quantity } => {
                 self.cart(CartOp::Add(listing, quantity)).await
@@ -729,6 +699,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     .map_err(internal)?;
                 Ok(Reply::Orders(orders))
             }
+            RequestBody::OrdersPage { before } => self.orders_page(before).await,
             RequestBody::GetOrder { order } => {
                 let account = self.account()?;
                 let found = self
@@ -753,6 +724,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 engine
                     .ask(|tx| Command::SubmitOffer(id, month, lines, tx))
                     .await
+            }
+            RequestBody::SubmitOfferPart { month, lines, last } => {
+                self.offer_part(month, lines, last).await
             }
             RequestBody::AckNotices { through } => {
                 let id = self.manufacturer()?;
@@ -813,6 +787,59 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
         self.status_watch = Some(StatusWatch::new(newest, status.clone()));
         Ok(Reply::Status(Box::new(status)))
+    }
+
+    /// A catalog page. The first page (re)subscribes this connection to stock updates; a later page
+    /// subscribes it only if nothing did yet.
+    fn catalog_page(&mut self, after: Option<ListingId>) -> Answer {
+        if self.role == Role::Manufacturer {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "manufacturers do not browse the catalog",
+            ));
+        }
+        if self.carries_customer() {
+            self.account()?;
+        }
+        if after.is_none() || self.watch.is_none() {
+            let mut catalog = self.shared.board.catalog.clone();
+            let mut levels = self.shared.board.levels.clone();
+            let epoch = catalog.borrow_and_update().epoch;
+            levels.borrow_and_update();
+            self.watch = Some(Watch {
+                catalog,
+                levels,
+                epoch,
+                sent: self.shared.board.levels_now(),
+                flush_at: None,
+                last_flush: Instant::now(),
+            });
+        }
+        Ok(Reply::Catalog(self.shared.board.page(after)))
+    }
+
+    /// Orders older than `before`, one page.
+    async fn orders_page(&mut self, before: OrderId) -> Answer {
+        let account = self.account()?;
+        let orders = self
+            .shared
+            .reads
+            .with(move |c| read::orders_before(c, account, before, ORDERS_PAGE_LEN))
+            .await
+            .map_err(internal)?;
+        Ok(Reply::Orders(orders))
+    }
+
+    /// One part of a multi-part offer; the last one submits the whole offer.
+    async fn offer_part(&mut self, month: MonthId, lines: Vec<OfferLine>, last: bool) -> Answer {
+        let id = self.manufacturer()?;
+        let Some(lines) = self.offer_parts.add(month, lines, last)? else {
+            return Ok(Reply::Done);
+        };
+        self.shared
+            .engine
+            .ask(|tx| Command::SubmitOffer(id, month, lines, tx))
+            .await
     }
 
     async fn cart(&mut self, op: CartOp) -> Answer {

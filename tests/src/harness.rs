@@ -216,12 +216,9 @@ pub async fn customer(addr: &str) -> Customer {
     }
 }
 
-/// Fetches the catalog (and subscribes to live stock).
+/// Fetches the whole catalog, page by page (and subscribes to live stock).
 pub async fn catalog(client: &Client) -> CatalogSnapshot {
-    match client.call(RequestBody::Catalog).await.expect("catalog") {
-        Reply::Catalog(c) => c,
-        other => panic!("unexpected catalog reply {other:?}"),
-    }
+    client.whole_catalog().await.expect("catalog")
 }
 
 /// Waits until the catalog holds at least `n` items, or panics after `timeout`.
@@ -323,12 +320,7 @@ impl TestManufacturer {
             while let Some(event) = events.recv().await {
                 match event {
                     Event::OfferRequested { month } => {
-                        let reply = worker
-                            .call(RequestBody::SubmitOffer {
-                                month,
-                                lines: script.offer.clone(),
-                            })
-                            .await;
+                        let reply = worker.submit_offer(month, script.offer.clone()).await;
                         if reply.is_ok() {
                             shared.lock().unwrap().offered_months.push(month.0);
                         }

@@ -76,6 +76,8 @@ pub enum Context {
     AccountForm,
     Dialog,
     Help,
+    /// The detail view of one order.
+    OrderDetail,
     Operator,
 }
 
@@ -134,6 +136,8 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
         Context::Placing => &[("", "please wait"), ("^C", "quit")],
         Context::Orders => &[
             ("j/k", "move"),
+            ("Enter", "details"),
+            ("PgDn", "older"),
             ("r", "refresh"),
             ("Tab", "next"),
             ("?", "help"),
@@ -153,6 +157,13 @@ pub fn footer(ctx: Context) -> &'static [(&'static str, &'static str)] {
         ],
         Context::Dialog => &[("Enter", "confirm"), ("Esc", "cancel")],
         Context::Help => &[("Esc", "close help")],
+        Context::OrderDetail => &[
+            ("j/k", "scroll"),
+            ("Esc", "back to orders"),
+            ("Tab", "next"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
         Context::Operator => &[
             ("c", "close month"),
             ("l", "month length"),
@@ -182,6 +193,14 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("h l - +", "change quantity"),
             ("d Delete", "remove line"),
             ("Enter", "checkout"),
+        ],
+    ),
+    (
+        "Orders",
+        &[
+            ("PgDn End", "older orders load"),
+            ("Enter", "order details"),
+            ("Esc", "back to the list"),
         ],
     ),
     (

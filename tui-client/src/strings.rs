@@ -15,6 +15,8 @@ pub const CATALOG_EMPTY: &str = "Nothing for sale right now. A new month brings 
 pub const CATALOG_NO_MATCH: &str = "No product matches the filter. Press x to clear it.";
 pub const CART_EMPTY: &str = "Your cart is empty. Add something from the catalog (Tab).";
 pub const ORDERS_EMPTY: &str = "No orders yet.";
+pub const ORDERS_OLDER: &str = "older orders load as you scroll (PgDn, End)";
+pub const ORDERS_LOADING_OLDER: &str = "loading older orders...";
 pub const REQUIRED: &str = "Required";
 pub const PASSWORD_SHORT: &str = "At least 8 characters";
 pub const PASSWORDS_DIFFER: &str = "The two passwords differ";
@@ -43,6 +45,15 @@ pub const DELETE_TEXT: &str = "This cannot be undone. Enter your password to con
 /// `$12.05`.
 pub fn money(c: protocol::Cents) -> String {
     format!("${c}")
+}
+
+/// `1 line`, `3 lines`.
+pub fn lines(n: usize) -> String {
+    if n == 1 {
+        "1 line".into()
+    } else {
+        format!("{n} lines")
+    }
 }
 
 /// The review step's note after a refused checkout whose total changed.

@@ -209,6 +209,7 @@ impl Market {
                 quantity: *quantity,
                 line_total,
                 status: LineStatus::Placed,
+                status_at_ms: now_ms,
             });
             line_manufacturers.push(listing.manufacturer);
             sales

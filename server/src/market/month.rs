@@ -178,15 +178,27 @@ impl Market {
                 "no offer was asked of you this month; acknowledge every notice, then wait to be asked",
             ));
         }
+        if lines.len() > MAX_OFFER_LINES {
+            return Err(WireError::new(
+                ErrorCode::InvalidInput,
+                format!("an offer may have at most {MAX_OFFER_LINES} lines"),
+            ));
+        }
         let mut skus = BTreeSet::new();
         for line in lines {
-            if line.sku.is_empty() || line.sku.len() > 64 || line.product.len() > 128 {
+            if line.sku.is_empty()
+                || line.sku.len() > MAX_SKU_BYTES
+                || line.product.len() > MAX_PRODUCT_BYTES
+            {
                 return Err(WireError::new(
                     ErrorCode::InvalidInput,
-                    "each line needs a SKU of 1-64 bytes and a product name of up to 128",
+                    format!("each line needs a SKU of 1-{MAX_SKU_BYTES} bytes and a product name of up to {MAX_PRODUCT_BYTES}"),
                 ));
             }
-            if line.category.len() > 64 || line.unit_price.0 == 0 || line.unit_price.0 > 1 << 40 {
+            if line.category.len() > MAX_CATEGORY_BYTES
+                || line.unit_price.0 == 0
+                || line.unit_price.0 > 1 << 40
+            {
                 return Err(WireError::new(
                     ErrorCode::InvalidInput,
                     format!("{}: bad category or unit price", line.sku),

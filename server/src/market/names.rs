@@ -38,7 +38,8 @@ impl Market {
         let mut names = Vec::with_capacity(lines.len());
         for line in lines {
             let what = format!("{}: the product name", line.sku);
-            let name = crate::names::catalog_name(&line.product, &what, 128).map_err(invalid)?;
+            let name = crate::names::catalog_name(&line.product, &what, MAX_PRODUCT_BYTES)
+                .map_err(invalid)?;
             let key = crate::names::lookalike_key(&name);
             if let Some((_, sku, other)) = seen
                 .iter()

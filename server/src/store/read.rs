@@ -151,6 +151,28 @@ pub fn orders(
         .collect()
 }
 
+/// An account's orders older than `before` (lower ids), newest first, at most `limit`.
+pub fn orders_before(
+    conn: &Connection,
+    account: AccountId,
+    before: OrderId,
+    limit: usize,
+) -> Result<Vec<OrderView>, StoreError> {
+    let before = i64::try_from(before.0).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM orders WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )?
+        .query_map(params![account.0 as i64, before, limit as i64], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    ids.into_iter()
+        .map(|id| order(conn, OrderId(id as u64)))
+        .filter_map(|r| r.transpose())
+        .collect()
+}
+
 /// One order with its lines.
 pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreError> {
     let head = conn
@@ -171,7 +193,7 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     };
     let lines = conn
         .prepare_cached(
-            "SELECT listing_id, product, manufacturer_name, unit_price, quantity, status
+            "SELECT listing_id, product, manufacturer_name, unit_price, quantity, status, status_at_ms
              FROM order_lines WHERE order_id = ?1 ORDER BY listing_id",
         )?
         .query_map([id.0 as i64], |r| {
@@ -185,6 +207,8 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
                 quantity,
                 line_total: unit_price.times(quantity).unwrap_or(Cents(u64::MAX)),
                 status: status_from_code(r.get(5)?),
+                // Lines bought before the column existed, and lines still placed, changed at checkout.
+                status_at_ms: r.get::<_, Option<i64>>(6)?.unwrap_or(placed) as u64,
             })
         })?
         .collect::<Result<_, _>>()?;

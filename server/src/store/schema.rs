@@ -119,7 +119,12 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO lifecycle (id, running) VALUES (1, 0);
     "#,
-    // 4: login throttling that survives restarts, and email keys under full Unicode case folding.
+    // 4: when each order line reached its status, for the order detail view. NULL: at checkout
+    // (lines bought before this column, and lines still placed).
+    r#"
+    ALTER TABLE order_lines ADD COLUMN status_at_ms INTEGER;
+    "#,
+    // 5: login throttling that survives restarts, and email keys under full Unicode case folding.
     // Old keys were `lower()`-ed, which folds only ASCII: `ÖZIL@x` was keyed `Özil@x` and could not be
     // found. Every key is recomputed; should two accounts now fold to one key, the older keeps it and
     // the newer gets a key no login can type (`#` cannot stand in a domain), for the operator to sort out.

@@ -428,13 +428,18 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             conn.prepare_cached("UPDATE manufacturers SET acked_seq = ?2 WHERE id = ?1")?
                 .execute(params![manufacturer.0, through.0 as i64])?;
             let mut stmt = conn.prepare_cached(
-                "UPDATE order_lines SET status = 1
+                "UPDATE order_lines SET status = 1, status_at_ms = ?4
                  WHERE manufacturer_id = ?1 AND status = 0 AND order_id IN
                    (SELECT order_id FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 AND order_id IS NOT NULL)
                  RETURNING order_id, listing_id, (SELECT account_id FROM orders WHERE orders.id = order_id)",
             )?;
             let rows = stmt.query_map(
-                params![manufacturer.0, from.0 as i64, through.0 as i64],
+                params![
+                    manufacturer.0,
+                    from.0 as i64,
+                    through.0 as i64,
+                    now_ms() as i64
+                ],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -468,11 +473,12 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 return Err(StoreError::NotFound);
             }
             let mut stmt = conn.prepare_cached(
-                "UPDATE order_lines SET status = 2
+                "UPDATE order_lines SET status = 2, status_at_ms = ?3
                  WHERE order_id = ?1 AND manufacturer_id = ?2 AND status < 2
                  RETURNING listing_id, (SELECT account_id FROM orders WHERE orders.id = order_id)",
             )?;
-            let rows = stmt.query_map(params![order.0 as i64, manufacturer.0], |r| {
+            let now = now_ms() as i64;
+            let rows = stmt.query_map(params![order.0 as i64, manufacturer.0, now], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
             for row in rows {

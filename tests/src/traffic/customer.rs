@@ -11,6 +11,7 @@ use super::ledger::{Check, Confirmed, Ledger};
 use super::stats::{is_business_rejection, rejection};
 use super::stock::StockView;
 use super::Shared;
+use protocol::paging::next_catalog_page;
 use protocol::{
     CardInput, CartItem, CartView, Cents, CheckoutId, Client, ClientError, ErrorCode, Event,
     Events, Hello, ListingId, MonthState, Reply, RequestBody, Role, SessionToken, SignUp,
@@ -187,6 +188,8 @@ pub struct Customer {
     broken: bool,
     /// Errors logged so far (only the first few are, so a failing server does not flood stderr).
     logged_errors: u32,
+    /// The request for the next catalog page, while the view is missing some.
+    more_catalog: Option<RequestBody>,
 }
 
 async fn expect(
@@ -274,10 +277,17 @@ impl Customer {
             ledger: Ledger::default(),
             broken: false,
             logged_errors: 0,
+            more_catalog: None,
         };
         match expect(&customer.client, "catalog", RequestBody::Catalog).await? {
             Reply::Catalog(snapshot) => customer.take_snapshot(&snapshot),
             _ => return Err(SetupError::UnexpectedReply("catalog")),
+        }
+        while let Some(request) = customer.more_catalog.take() {
+            match expect(&customer.client, "catalog page", request).await? {
+                Reply::Catalog(page) => customer.take_page(&page),
+                _ => return Err(SetupError::UnexpectedReply("catalog page")),
+            }
         }
         Ok(customer)
     }
@@ -320,9 +330,38 @@ impl Customer {
         }
     }
 
+    /// Takes a first catalog page (a reply to `Catalog`, or an `Event::Catalog`): the view starts
+    /// again from it, and the rest is fetched by [`Customer::fetch_more_catalog`].
     fn take_snapshot(&mut self, snapshot: &protocol::CatalogSnapshot) {
         self.stock.replace(snapshot);
         self.month_closed = !matches!(&snapshot.month, Some(m) if m.state == MonthState::Open);
+        self.more_catalog = next_catalog_page(snapshot);
+    }
+
+    /// Takes a later catalog page.
+    fn take_page(&mut self, page: &protocol::CatalogSnapshot) {
+        self.stock.merge_page(page);
+        self.more_catalog = next_catalog_page(page);
+    }
+
+    /// Fetches the catalog pages still missing after a first page. Returns false on failure.
+    pub async fn fetch_more_catalog(&mut self, shared: &Shared) -> bool {
+        while let Some(request) = self.more_catalog.take() {
+            match self.call(shared, request).await {
+                Ok(Reply::Catalog(page)) => self.take_page(&page),
+                Ok(_) => {
+                    shared.stats.error();
+                    return false;
+                }
+                Err(e) => {
+                    if let Some(code) = rejection(&e) {
+                        shared.stats.rejected(code);
+                    }
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Fetches the catalog again. Returns false on failure (already counted).
@@ -330,7 +369,7 @@ impl Customer {
         match self.call(shared, RequestBody::Catalog).await {
             Ok(Reply::Catalog(snapshot)) => {
                 self.take_snapshot(&snapshot);
-                true
+                self.fetch_more_catalog(shared).await
             }
             Ok(_) => {
                 shared.stats.error();
@@ -364,6 +403,7 @@ impl Customer {
     pub async fn shop_checkout(&mut self, shared: &Shared, deadline: Instant, plan: &Plan) {
         while Instant::now() < deadline && !self.broken {
             self.drain_events();
+            self.fetch_more_catalog(shared).await;
             if self.month_closed {
                 self.wait_for_push(shared, deadline).await;
                 continue;
@@ -386,6 +426,7 @@ impl Customer {
     pub async fn shop_mixed(&mut self, shared: &Shared, deadline: Instant) {
         while Instant::now() < deadline && !self.broken {
             self.drain_events();
+            self.fetch_more_catalog(shared).await;
             if self.month_closed {
                 self.wait_for_push(shared, deadline).await;
                 continue;
@@ -606,6 +647,7 @@ impl Customer {
                 if let Ok(Reply::Catalog(snapshot)) = self.client.call(RequestBody::Catalog).await {
                     self.take_snapshot(&snapshot);
                 }
+                // Fetched by the shopping loop, through `call`, which counts and recovers.
                 return true;
             }
         }

@@ -200,6 +200,7 @@ mod tests {
                 quantity: units,
                 line_total: Cents(u64::from(units)),
                 status: LineStatus::Placed,
+                status_at_ms: 0,
             }],
             total: Cents(u64::from(units)),
         }

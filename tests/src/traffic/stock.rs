@@ -1,6 +1,6 @@
 //! A simulated customer's own view of the stock, and the random choices it makes from it.
 //!
-//! The view starts from a `Catalog` snapshot and is kept fresh by the live `StockDelta`s the server
+//! The view starts from the catalog's pages and is kept fresh by the live `StockDelta`s the server
 //! pushes (the `Catalog` request subscribed the connection) and by the shortages in `OutOfStock`
 //! rejections. Choices are pure functions of the view and a seeded rng, so a seed replays the same
 //! decisions against the same stock.
@@ -47,6 +47,14 @@ impl StockView {
             .collect();
         self.version = snapshot.version;
         self.recount();
+    }
+
+    /// Adds a later catalog page: its listings join the view, and their levels replace what the view
+    /// held. The version stays the first page's, so every delta sent after that page still applies.
+    pub fn merge_page(&mut self, page: &CatalogSnapshot) {
+        for item in &page.items {
+            self.set(item.listing, item.remaining);
+        }
     }
 
     /// Applies a live delta, unless it is older than what the view already holds.

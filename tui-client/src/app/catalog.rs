@@ -1,12 +1,18 @@
 //! The live catalog: stock that moves in place, filters, search, sort, and choosing a quantity.
+//!
+//! The catalog arrives in pages (a `Catalog` reply or an `Event::Catalog` first, then `CatalogPage`
+//! replies). Each page is the truth for its range of listing ids, so a page replaces exactly the
+//! listings in that range: the rest stays on screen until its own page comes, and the catalog never
+//! flickers down to one page while the others load.
 
-use super::{App, Cmd, FlashKind, ReqKind, HIGHLIGHT_MS};
+use super::{App, Cmd, FlashKind, ReqKind, RequestError, HIGHLIGHT_MS};
 use crate::keys::{self, Nav};
 use crate::strings;
 use crate::widgets::text_input::{InputKind, TextInput};
 use crossterm::event::{KeyCode, KeyEvent};
+use protocol::paging::next_catalog_page;
 use protocol::{
-    CatalogItem, CatalogSnapshot, ListingId, RequestBody, StockDelta, MAX_CART_LINES,
+    CatalogItem, CatalogSnapshot, ListingId, Reply, RequestBody, StockDelta, MAX_CART_LINES,
     MAX_LINE_QUANTITY,
 };
 use std::collections::HashMap;
@@ -83,6 +89,10 @@ pub struct CatalogState {
     pub category: Option<String>,
     pub sort: Sort,
     next_sample_ms: u64,
+    /// The catalog page request in flight (its tag's sequence number and its cursor): only its
+    /// reply is applied, so a chain of pages started before a newer first page cannot bring back
+    /// older listings.
+    pub page_request: Option<(u64, ListingId)>,
 }
 
 impl CatalogState {
@@ -197,6 +207,26 @@ impl CatalogState {
 
     /// A full snapshot: replaces the items, keeps history and selection.
     pub fn replace(&mut self, snapshot: CatalogSnapshot, now_ms: u64) {
+        self.take_page(snapshot, None, now_ms);
+    }
+
+    /// One page, the listings after `after` (from the first for `None`): replaces the listings in
+    /// the range the page covers (up to its last listing, or to the end when it is the last page)
+    /// and keeps history and selection. Returns the request for the next page, if there is one.
+    pub fn take_page(
+        &mut self,
+        snapshot: CatalogSnapshot,
+        after: Option<ListingId>,
+        now_ms: u64,
+    ) -> Option<RequestBody> {
+        let next = next_catalog_page(&snapshot);
+        let through = match &next {
+            Some(_) => snapshot.items.last().map(|i| i.listing),
+            None => None, // The last page: everything after `after`.
+        };
+        let covers = |listing: ListingId| {
+            after.is_none_or(|a| listing > a) && through.is_none_or(|t| listing <= t)
+        };
         for item in &snapshot.items {
             let old = self.items.iter().find(|i| i.listing == item.listing);
             if let Some(old) = old.filter(|o| o.remaining != item.remaining) {
@@ -209,12 +239,18 @@ impl CatalogState {
                 );
             }
         }
-        self.items = snapshot.items;
+        self.items.retain(|i| !covers(i.listing));
+        self.items.extend(snapshot.items);
         self.items.retain(|i| i.remaining > 0);
-        self.version = snapshot.version;
+        self.items.sort_by_key(|i| i.listing);
+        if after.is_none() {
+            // Later pages keep the first page's version, so every delta sent after it applies.
+            self.version = snapshot.version;
+        }
         self.loaded = true;
         self.sample();
         self.reselect();
+        next
     }
 
     /// A live stock change. Levels of 0 remove the listing (sold out).
@@ -272,6 +308,75 @@ fn cycle(options: &[String], current: &Option<String>) -> Option<String> {
 }
 
 impl App {
+    /// A first catalog page, from a `Catalog` reply or an `Event::Catalog` push: cart lines in its
+    /// range learn what is left, and the next page is asked for.
+    pub(super) fn catalog_first_page(&mut self, snapshot: CatalogSnapshot) -> Vec<Cmd> {
+        // A cart listing in the page's range but missing from it is sold out (or not offered).
+        let through =
+            next_catalog_page(&snapshot).and_then(|_| snapshot.items.last().map(|i| i.listing));
+        let levels: Vec<_> = self
+            .cart
+            .view
+            .lines
+            .iter()
+            .filter(|l| through.is_none_or(|t| l.listing <= t))
+            .map(|l| {
+                let left = snapshot
+                    .items
+                    .iter()
+                    .find(|i| i.listing == l.listing)
+                    .map_or(0, |i| i.remaining);
+                (l.listing, left)
+            })
+            .collect();
+        self.cart.apply_levels(&levels);
+        self.cart.apply_prices(&snapshot.items);
+        if snapshot.month.is_some() {
+            self.month = snapshot.month.clone();
+        }
+        let next = self.catalog.take_page(snapshot, None, self.now_ms);
+        self.request_catalog_page(next)
+    }
+
+    /// The reply to a `CatalogPage` request.
+    pub(super) fn catalog_page_reply(
+        &mut self,
+        seq: u64,
+        result: Result<Reply, RequestError>,
+    ) -> Vec<Cmd> {
+        let after = match self.catalog.page_request {
+            Some((pending, after)) if pending == seq => after,
+            _ => return Vec::new(), // A newer first page started a new chain.
+        };
+        self.catalog.page_request = None;
+        let Ok(Reply::Catalog(page)) = result else {
+            return Vec::new(); // Lost: the reconnect fetches the catalog again from its start.
+        };
+        let levels: Vec<_> = page
+            .items
+            .iter()
+            .map(|i| (i.listing, i.remaining))
+            .collect();
+        let in_cart = |l: &(ListingId, u32)| self.cart.view.lines.iter().any(|c| c.listing == l.0);
+        let levels: Vec<_> = levels.into_iter().filter(in_cart).collect();
+        self.cart.apply_levels(&levels);
+        self.cart.apply_prices(&page.items);
+        let next = self.catalog.take_page(page, Some(after), self.now_ms);
+        self.request_catalog_page(next)
+    }
+
+    fn request_catalog_page(&mut self, next: Option<RequestBody>) -> Vec<Cmd> {
+        let Some(RequestBody::CatalogPage { after }) = next else {
+            self.catalog.page_request = None;
+            return Vec::new();
+        };
+        let cmd = self.request(ReqKind::CatalogPage, RequestBody::CatalogPage { after });
+        if let Cmd::Send { tag, .. } = &cmd {
+            self.catalog.page_request = Some((tag.seq, after));
+        }
+        vec![cmd]
+    }
+
     pub(super) fn catalog_key(&mut self, key: KeyEvent) -> Vec<Cmd> {
         let cat = &mut self.catalog;
         if cat.searching {

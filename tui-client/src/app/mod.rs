@@ -168,6 +168,10 @@ pub enum ReqKind {
     ForgetKey,
     /// A request on the operator connection.
     Operator(OpReq),
+    /// A later catalog page; [`CatalogState`] keeps the one request whose reply it applies.
+    CatalogPage,
+    /// Older orders; [`OrdersState`] keeps the one request whose reply it applies.
+    OrdersPage,
 }
 
 impl ReqKind {
@@ -418,6 +422,7 @@ impl App {
                 Stage::Confirm => C::Confirm,
                 Stage::Placing => C::Placing,
             },
+            Screen::Orders if self.orders.detail.is_some() => C::OrderDetail,
             Screen::Orders => C::Orders,
             Screen::Account if self.account.form.is_some() => C::AccountForm,
             Screen::Account => C::AccountMenu,
@@ -715,22 +720,19 @@ impl App {
                 self.ssh_key_reply(tag.kind, result)
             }
             ReqKind::LogOut => Vec::new(),
-            ReqKind::Catalog => {
-                if let Ok(Reply::Catalog(snapshot)) = result {
-                    if snapshot.month.is_some() {
-                        self.month = snapshot.month.clone();
-                    }
-                    self.catalog.replace(snapshot, self.now_ms);
-                }
-                Vec::new()
-            }
+            ReqKind::Catalog => match result {
+                Ok(Reply::Catalog(snapshot)) => self.catalog_first_page(snapshot),
+                _ => Vec::new(),
+            },
+            ReqKind::CatalogPage => self.catalog_page_reply(tag.seq, result),
+            ReqKind::OrdersPage => self.orders_page_reply(tag.seq, result),
             ReqKind::Cart | ReqKind::AddToCart => self.cart_reply(tag.kind, result),
             ReqKind::Checkout => self.checkout_reply(tag, result),
             ReqKind::Orders => {
                 if let Ok(Reply::Orders(list)) = result {
                     self.orders.replace(list);
                 }
-                Vec::new()
+                self.orders_prefetch()
             }
             ReqKind::Account
             | ReqKind::UpdateAccount
@@ -750,36 +752,18 @@ impl App {
                 self.catalog.apply_delta(delta, self.now_ms);
                 Vec::new()
             }
-            Event::Catalog(snapshot) => {
-                // A listing missing from the snapshot is sold out (or not offered this month).
-                let levels: Vec<_> = self
-                    .cart
-                    .view
-                    .lines
-                    .iter()
-                    .map(|l| {
-                        let left = snapshot
-                            .items
-                            .iter()
-                            .find(|i| i.listing == l.listing)
-                            .map_or(0, |i| i.remaining);
-                        (l.listing, left)
-                    })
-                    .collect();
-                self.cart.apply_levels(&levels);
-                self.cart.apply_prices(&snapshot.items);
-                if snapshot.month.is_some() {
-                    self.month = snapshot.month.clone();
-                }
-                self.catalog.replace(snapshot, self.now_ms);
-                Vec::new()
-            }
+            Event::Catalog(snapshot) => self.catalog_first_page(snapshot),
             Event::OrderStatus {
                 order,
                 listing,
                 status,
             } => {
-                if self.orders.set_status(order, listing, status, self.now_ms) || !self.logged_in()
+                // An unknown order older than the newest loaded is on a page not loaded yet: it
+                // arrives with its page.
+                let on_older_page = self.orders.list.first().is_some_and(|o| order < o.id);
+                if self.orders.set_status(order, listing, status, self.now_ms)
+                    || !self.logged_in()
+                    || on_older_page
                 {
                     Vec::new()
                 } else {

@@ -146,6 +146,7 @@ fn order(id: u64, status: LineStatus) -> OrderView {
                 quantity: 3,
                 line_total: Cents(348),
                 status,
+                status_at_ms: NOW - 60_000,
             },
             OrderLine {
                 listing: ListingId(31),
@@ -155,6 +156,7 @@ fn order(id: u64, status: LineStatus) -> OrderView {
                 quantity: 2,
                 line_total: Cents(258),
                 status: LineStatus::Placed,
+                status_at_ms: NOW - 120_000,
             },
         ],
         total: Cents(606),
@@ -1322,3 +1324,5 @@ fn declining_to_remember_sends_nothing_and_the_account_menu_can_forget_the_key()
     reply(&mut app, tag, Reply::Done);
     assert!(!app.ssh_key.linked);
 }
+
+mod paging;
