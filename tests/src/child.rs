@@ -6,7 +6,7 @@
 //! code the real binary runs.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 /// The environment variable that carries a child's arguments (a JSON array).
@@ -16,6 +16,19 @@ pub const ARGS_ENV: &str = "TESTS_CHILD_ARGS";
 pub fn child_args() -> Option<Vec<String>> {
     let json = std::env::var(ARGS_ENV).ok()?;
     serde_json::from_str(&json).ok()
+}
+
+/// The body of an entry-point test: when this process is a child, runs `main` (a binary's own
+/// `cli::main_from`) with the child's arguments behind `program`, and exits 0 on success or
+/// `failure` otherwise. Returns at once when this process is not a child.
+pub fn run_child(program: &str, main: impl FnOnce(Vec<String>) -> ExitCode, failure: i32) {
+    let Some(args) = child_args() else { return };
+    let code = main(std::iter::once(program.to_string()).chain(args).collect());
+    std::process::exit(if code == ExitCode::SUCCESS {
+        0
+    } else {
+        failure
+    });
 }
 
 /// A child process that is killed (`SIGKILL`) when dropped, so a failing test leaves nothing behind.

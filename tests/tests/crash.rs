@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::traffic::acked::{AckedLine, AckedLog};
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +21,7 @@ const BUYERS: usize = 8;
 #[test]
 #[ignore = "entry point for the child distributor process spawned by the crash tests"]
 fn child_distributor_process() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("distributor", server::cli::main_from, 1);
 }
 
 fn hello(role: Role) -> Hello {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,28 +18,14 @@ const DISTRIBUTOR: &str = "child_distributor_for_database_file";
 #[test]
 #[ignore = "entry point for the child distributor spawned by the database file tests"]
 fn child_distributor_for_database_file() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        2
-    });
+    run_child("distributor", server::cli::main_from, 2);
 }
 
 /// Not a test: the body of a child manufacturer-sim process.
 #[test]
 #[ignore = "entry point for the child manufacturer-sim spawned by the database file tests"]
 fn child_manufacturer_for_database_file() {
-    let Some(args) = child_args() else { return };
-    let code = manufacturer_sim::cli::main_from(
-        std::iter::once("manufacturer-sim".to_string()).chain(args),
-    );
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("manufacturer-sim", manufacturer_sim::cli::main_from, 1);
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -4,7 +4,7 @@
 use protocol::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -15,13 +15,7 @@ const PASSWORD: &str = "the right password";
 #[test]
 #[ignore = "entry point for the child distributor spawned by the flood test"]
 fn child_distributor_for_flood() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("distributor", server::cli::main_from, 1);
 }
 
 fn code(result: &Result<Reply, ClientError>) -> Result<(), ErrorCode> {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,28 +21,14 @@ const WAIT: Duration = Duration::from_secs(30);
 #[test]
 #[ignore = "entry point for the child distributor spawned by the identity tests"]
 fn child_distributor_for_identity() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        2
-    });
+    run_child("distributor", server::cli::main_from, 2);
 }
 
 /// Not a test: the body of a child manufacturer-sim process.
 #[test]
 #[ignore = "entry point for the child manufacturer-sim spawned by the identity tests"]
 fn child_manufacturer_for_identity() {
-    let Some(args) = child_args() else { return };
-    let code = manufacturer_sim::cli::main_from(
-        std::iter::once("manufacturer-sim".to_string()).chain(args),
-    );
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("manufacturer-sim", manufacturer_sim::cli::main_from, 1);
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -9,7 +9,7 @@
 use protocol::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::{self, offer_line, script, Books, TestManufacturer, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -18,28 +18,14 @@ const WAIT: Duration = Duration::from_secs(20);
 #[test]
 #[ignore = "entry point for child distributor processes spawned by the other tests"]
 fn child_distributor_process() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("distributor", server::cli::main_from, 1);
 }
 
 /// Not a test: the body of a child manufacturer process.
 #[test]
 #[ignore = "entry point for child manufacturer processes spawned by the other tests"]
 fn child_manufacturer_process() {
-    let Some(args) = child_args() else { return };
-    let code = manufacturer_sim::cli::main_from(
-        std::iter::once("manufacturer-sim".to_string()).chain(args),
-    );
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("manufacturer-sim", manufacturer_sim::cli::main_from, 1);
 }
 
 fn spawn(entry: &str, args: &[&str], log: &Path) -> ChildProcess {

@@ -6,7 +6,7 @@
 use protocol::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tests::child::{child_args, free_port, ChildProcess};
+use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -16,13 +16,7 @@ const ENTRY: &str = "child_distributor_for_security";
 #[test]
 #[ignore = "entry point for the child distributor spawned by the card-scan test"]
 fn child_distributor_for_security() {
-    let Some(args) = child_args() else { return };
-    let code = server::cli::main_from(std::iter::once("distributor".to_string()).chain(args));
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
+    run_child("distributor", server::cli::main_from, 1);
 }
 
 fn read_only(db: &Path) -> rusqlite::Connection {
