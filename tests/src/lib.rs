@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`child`]: re-run this test executable as a child process that a test can `kill -9`.
+//! - [`logins`]: what the login and sign-up tests share (clients at chosen addresses, requests).
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
 //!   customers, manufacturers and operators to it.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
@@ -12,6 +13,7 @@
 
 pub mod child;
 pub mod harness;
+pub mod logins;
 pub mod proxy;
 pub mod tmux;
 pub mod traffic;

@@ -2,60 +2,18 @@
 //! and memory stays bounded. Alone in its own test binary, so no sibling test competes for the CPU.
 
 use protocol::*;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tests::child::{free_port, run_child, ChildProcess};
-use tests::harness::*;
+use tests::logins::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 const ENTRY: &str = "child_distributor_for_flood";
-const PASSWORD: &str = "the right password";
 
 /// Not a test: the body of the child distributor the flood test floods.
 #[test]
 #[ignore = "entry point for the child distributor spawned by the flood test"]
 fn child_distributor_for_flood() {
     run_child("distributor", server::cli::main_from, 1);
-}
-
-fn code(result: &Result<Reply, ClientError>) -> Result<(), ErrorCode> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e
-            .server_error()
-            .map(|e| e.code)
-            .unwrap_or_else(|| panic!("transport error: {e}"))),
-    }
-}
-
-/// A customer connection from a chosen loopback address (all of 127.0.0.0/8 is this machine).
-async fn connect_from(server: &str, source: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(source.parse().unwrap(), 0))
-        .unwrap();
-    let stream = socket.connect(server.parse().unwrap()).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    Client::handshake(stream, hello(Role::Customer, None))
-        .await
-        .unwrap()
-        .0
-}
-
-fn sign_up_body(email: &str) -> RequestBody {
-    RequestBody::SignUp(SignUp {
-        first_name: "Grace".into(),
-        last_name: "Hopper".into(),
-        email: email.into(),
-        password: PASSWORD.into(),
-    })
-}
-
-fn log_in(email: &str, password: &str) -> RequestBody {
-    RequestBody::LogIn {
-        email: email.into(),
-        password: password.into(),
-    }
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
