@@ -32,7 +32,7 @@ enum Cmd {
     /// Check the invariants of a database (read-only; safe while the server runs). The last line of
     /// output is a JSON object; the exit code is 0 only when it says "ok": true.
     Audit {
-        /// The database file.
+        /// The database file, or a `postgres://` URL.
         #[arg(long)]
         db: PathBuf,
         /// A file of `<checkout_id> <order_id> <units>` lines (as `loadgen --acked-log` writes):
@@ -92,9 +92,17 @@ struct ServeArgs {
     /// Address to listen on. Addresses outside loopback need TLS or --insecure.
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// The SQLite database file (created if missing; never overwritten if foreign or corrupt).
+    /// The SQLite database file (created if missing; never overwritten if foreign or corrupt), or a
+    /// `postgres://` URL: then this is one node of a cluster, which listens only while it holds the
+    /// lease (see --node and --data-dir).
     #[arg(long, default_value = "data/distributor.db")]
     db: PathBuf,
+    /// This node's name in logs and in the lease (PostgreSQL only). Default: host and listen address.
+    #[arg(long)]
+    node: Option<String>,
+    /// Where `operator.key` lives when --db is a URL. Every node of a cluster uses the same key.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// The longest a month lasts, in seconds. It closes earlier when stock runs out, or when every
     /// active customer has checked out (see --min-month-secs).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -194,7 +202,7 @@ fn audit(db: &std::path::Path, acked: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::audit(db, acked.as_deref()) {
+    match crate::store::backend::audit(db, acked.as_deref()) {
         Ok(report) => {
             for v in &report.violations {
                 eprintln!("violation: {v}");
@@ -294,6 +302,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut config = crate::Config::new(&args.db);
+    config.node = args.node.clone();
+    config.data_dir = args.data_dir.clone();
     config.month_secs = args.month_secs;
     config.min_month_secs = args.min_month_secs;
     config.max_connections = args.max_connections.max(1);
@@ -313,9 +323,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
@@ -323,6 +330,16 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::info!("signal received; finishing requests in flight");
             signal.cancel();
         });
+        if crate::store::backend::postgres_url(&config.db).is_some() {
+            // A node listens only while it holds the lease, so it binds later.
+            let listen = crate::node::Listen::Addr(args.listen);
+            return crate::node::run(config, listen, shutdown)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         crate::run(config, listener, shutdown)
             .await
             .map_err(|e| e.to_string())

@@ -9,7 +9,7 @@ use crate::board::{Board, Levels};
 use crate::market::{CheckoutError, Market};
 use crate::push::Registry;
 use crate::store::now_ms;
-use crate::store::read::{self, Reads};
+use crate::store::read::Reads;
 use crate::store::writer::{Done, Op, Writer};
 use protocol::*;
 use std::collections::HashMap;
@@ -377,7 +377,7 @@ impl Engine {
     fn answer_with_order(&self, order: OrderId, reply: ReplyTx) {
         let reads = self.reads.clone();
         tokio::spawn(async move {
-            let result = match reads.with(move |c| read::order(c, order)).await {
+            let result = match reads.order(order).await {
                 Ok(Some(view)) => Ok(Reply::Order(view)),
                 Ok(None) => Err(WireError::new(ErrorCode::NotFound, "order not found")),
                 Err(e) => Err(WireError::new(ErrorCode::Internal, e.to_string())),

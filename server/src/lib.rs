@@ -6,7 +6,8 @@
 //! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
 //! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
-//! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
+//! - [`store`]: SQLite or PostgreSQL: schema, the group-committing writer, reads, start-up load, audit.
+//! - [`node`]: on PostgreSQL, the lease that makes one node active and the others standbys.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
 //! - [`pages`]: stock updates cut to fit a frame, and multi-part offers put back together.
@@ -39,6 +40,7 @@ pub mod identity;
 pub mod listener;
 pub mod market;
 pub mod names;
+pub mod node;
 pub mod operator;
 pub mod pages;
 pub mod push;
@@ -55,13 +57,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use store::audit::{audit, AuditReport};
+pub use store::audit::AuditReport;
+pub use store::backend::audit;
 
 /// Server settings. [`Config::new`] gives sensible defaults.
 #[derive(Clone)]
 pub struct Config {
-    /// The SQLite file.
+    /// The SQLite file, or a `postgres://` URL (see [`store::backend`]).
     pub db: PathBuf,
+    /// This node's name in logs and in the lease row; `None`: host and listen address.
+    pub node: Option<String>,
+    /// Where `operator.key` lives when `db` is a URL (every node of a cluster shares one).
+    pub data_dir: Option<PathBuf>,
     /// How long a month lasts at most.
     pub month_secs: u64,
     /// How long a month lasts at least before "every customer has bought" may close it; `None`
@@ -96,6 +103,8 @@ impl Config {
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Config {
             db: db.into(),
+            node: None,
+            data_dir: None,
             month_secs: 120,
             min_month_secs: None,
             max_connections: 10_000,
@@ -143,11 +152,17 @@ pub enum ServerError {
 }
 
 /// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.
+///
+/// With a `postgres://` database this is one node of a cluster (see [`node`]): it serves on
+/// `listener` only while it holds the lease.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    if store::backend::postgres_url(&config.db).is_some() {
+        return node::run(config, node::Listen::Bound(listener), shutdown).await;
+    }
     let started = std::time::Instant::now();
     // Held until `run` returns; the kernel lets go if the process dies.
     let _lock = protocol::lock_file::LockFile::acquire(&config.db)?;
@@ -158,24 +173,103 @@ pub async fn run(
     let past = store::history::load(&conn, protocol::HISTORY_MONTHS)?;
     let mut throttle = throttle::Throttle::new(config.limits);
     store::logins::load_throttle(&conn, &mut throttle, store::now_ms())?;
+    let credentials = identity::credentials::Credentials::load(&conn)?;
+    let wiring = Wiring::new();
+    let (writer, writer_thread) = store::writer::Writer::start(conn, wiring.effects())
+        .map_err(ServerError::Start)?;
+    let reads = store::read::Reads::new(config.db.clone());
+    let ready = Ready {
+        started,
+        operator_key,
+        snapshot,
+        past,
+        throttle,
+        credentials,
+        writer,
+        writer_done: tokio::task::spawn_blocking(move || {
+            let _ = writer_thread.join();
+        }),
+        reads,
+        wiring,
+    };
+    serve(config, ready, listener, shutdown).await
+}
+
+/// What connects the writer to the rest of the server: made before the writer starts.
+pub(crate) struct Wiring {
+    registry: Arc<push::Registry>,
+    committed_tx: tokio::sync::mpsc::UnboundedSender<market::Committed>,
+    committed_rx: tokio::sync::mpsc::UnboundedReceiver<market::Committed>,
+    fatal: CancellationToken,
+}
+
+impl Wiring {
+    pub(crate) fn new() -> Wiring {
+        let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+        Wiring {
+            registry: Arc::new(push::Registry::default()),
+            committed_tx,
+            committed_rx,
+            fatal: CancellationToken::new(),
+        }
+    }
+
+    /// The writer's side of the wiring.
+    pub(crate) fn effects(&self) -> store::writer::Effects {
+        store::writer::Effects {
+            registry: self.registry.clone(),
+            committed: self.committed_tx.clone(),
+            fatal: self.fatal.clone(),
+        }
+    }
+}
+
+/// A loaded store with its writer running: everything [`serve`] needs, from either back end.
+pub(crate) struct Ready {
+    pub(crate) started: std::time::Instant,
+    pub(crate) operator_key: identity::operator::OperatorKey,
+    pub(crate) snapshot: market::Snapshot,
+    pub(crate) past: store::history::Past,
+    pub(crate) throttle: throttle::Throttle,
+    pub(crate) credentials: identity::credentials::Credentials,
+    pub(crate) writer: store::writer::Writer,
+    /// Ends when the writer has drained and stopped.
+    pub(crate) writer_done: tokio::task::JoinHandle<()>,
+    pub(crate) reads: store::read::Reads,
+    pub(crate) wiring: Wiring,
+}
+
+/// Serves a loaded store on `listener` until `shutdown` is cancelled or the writer fails.
+pub(crate) async fn serve(
+    config: Config,
+    ready: Ready,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let Ready {
+        started,
+        operator_key,
+        snapshot,
+        past,
+        throttle,
+        credentials,
+        writer,
+        writer_done,
+        reads,
+        wiring,
+    } = ready;
+    let Wiring {
+        registry,
+        committed_tx,
+        committed_rx,
+        fatal,
+    } = wiring;
+    // Only the writer reports commits: when it stops, the engine's receiver closes.
+    drop(committed_tx);
     let hashing = hashing::HashPool::start(config.hash_threads, config.hash_queue)
         .map_err(ServerError::Start)?;
     let mut market = market::Market::restore(snapshot);
     market.set_min_month_ms(config.min_month_ms());
-    let credentials = identity::credentials::Credentials::load(&conn)?;
-    let registry = Arc::new(push::Registry::default());
-    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let fatal = CancellationToken::new();
-    let (writer, writer_thread) = store::writer::Writer::start(
-        conn,
-        store::writer::Effects {
-            registry: registry.clone(),
-            committed: committed_tx,
-            fatal: fatal.clone(),
-        },
-    )
-    .map_err(ServerError::Start)?;
-    let reads = store::read::Reads::new(config.db.clone());
     let (board, board_reader) = board::Board::new();
     let (engine_handle, commands) = engine::channel();
     let engine = engine::Engine::new(
@@ -191,7 +285,8 @@ pub async fn run(
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
     tracing::info!(
-        db = %config.db.display(),
+        db = %store::postgres::audit::redact(&config.db.display().to_string()),
+        node = config.node.as_deref().unwrap_or(""),
         addr = ?listener.local_addr().ok(),
         ms = started.elapsed().as_millis() as u64,
         operator_key = %operator_key.source,
@@ -229,7 +324,7 @@ pub async fn run(
     // Every session is done: nothing new reaches the engine. Stop it, then let the writer drain.
     engine_stop.cancel();
     let _ = engine_task.await;
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = writer_done.await;
     tracing::info!("distributor stopped");
     if fatal.is_cancelled() {
         return Err(ServerError::Fatal);

@@ -10,7 +10,7 @@ use crate::engine::{CartOp, Command, EngineHandle};
 use crate::hashing::{HashPool, Priority};
 use crate::operator::watch::{next_delta, StatusWatch};
 use crate::push::Registry;
-use crate::store::read::{self, Reads};
+use crate::store::read::Reads;
 use crate::store::writer::{Op, Outcome, Writer};
 use crate::store::{now_ms, StoreError};
 use crate::throttle::{Refusal, Throttle};
@@ -555,7 +555,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let notices = self
                 .shared
                 .reads
-                .with(move |c| read::notices(c, id, after, through, RELAY_CHUNK))
+                .notices(id, after, through, RELAY_CHUNK)
                 .await
                 .map_err(|e| End::Close(internal(e)))?;
             let Some(last) = notices.last().map(|n| n.seq) else {
@@ -694,7 +694,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let orders = self
                     .shared
                     .reads
-                    .with(move |c| read::orders(c, account, MAX_ORDERS_LISTED))
+                    .orders(account, MAX_ORDERS_LISTED)
                     .await
                     .map_err(internal)?;
                 Ok(Reply::Orders(orders))
@@ -705,14 +705,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let found = self
                     .shared
                     .reads
-                    .with(move |c| {
-                        // Ownership is checked before anything about the order is read, so another
-                        // customer's order and a missing one give the same answer.
-                        match read::order_owner(c, order)? {
-                            Some(owner) if owner == account => read::order(c, order),
-                            _ => Ok(None),
-                        }
-                    })
+                    .order_of(account, order)
                     .await
                     .map_err(internal)?;
                 found
@@ -824,7 +817,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let orders = self
             .shared
             .reads
-            .with(move |c| read::orders_before(c, account, before, ORDERS_PAGE_LEN))
+            .orders_before(account, before, ORDERS_PAGE_LEN)
             .await
             .map_err(internal)?;
         Ok(Reply::Orders(orders))
@@ -936,7 +929,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let row = self
             .shared
             .reads
-            .with(move |c| read::account_by_email(c, &key))
+            .account_by_email(key)
             .await
             .map_err(internal)?;
         let hash = row.as_ref().map(|r| r.password_hash.clone());
@@ -984,7 +977,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let found = self
             .shared
             .reads
-            .with(move |c| read::session(c, &hash, now_ms()))
+            .session(hash, now_ms())
             .await
             .map_err(internal)?;
         let Some((account, expires_at_ms)) = found else {
@@ -1050,7 +1043,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn load_account(&self, account: AccountId) -> Result<AccountView, WireError> {
         self.shared
             .reads
-            .with(move |c| read::account_by_id(c, account))
+            .account_by_id(account)
             .await
             .map_err(internal)?
             .map(|row| row.view)
@@ -1061,7 +1054,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let row = self
             .shared
             .reads
-            .with(move |c| read::account_by_id(c, account))
+            .account_by_id(account)
             .await
             .map_err(internal)?;
         let hash = row.map(|r| r.password_hash);

@@ -33,7 +33,15 @@ impl TestServer {
     /// Starts a server on a fresh database, letting the caller adjust the config.
     pub async fn start_with(adjust: impl FnOnce(&mut server::Config)) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let db = dir.path().join("distributor.db");
+        let db = match store_switch() {
+            Store::Sqlite => dir.path().join("distributor.db"),
+            Store::Postgres => {
+                let url = tokio::task::spawn_blocking(crate::pg::PgServer::fresh_database)
+                    .await
+                    .expect("a database on the shared PostgreSQL");
+                PathBuf::from(url)
+            }
+        };
         let mut server = Self::start_on(db, adjust).await;
         server.dir = Some(dir);
         server
@@ -89,6 +97,25 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Which store [`TestServer::start`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A SQLite file in a temporary directory (the default).
+    Sqlite,
+    /// A database on a throwaway PostgreSQL, one per server.
+    Postgres,
+}
+
+/// The harness switch: `DISTRIBUTOR_TEST_STORE=postgres` runs every [`TestServer::start`] and
+/// [`TestServer::start_with`] on a fresh database of one throwaway PostgreSQL per test process
+/// ([`crate::pg::PgServer::shared`]), so the same end-to-end tests cover both stores.
+pub fn store_switch() -> Store {
+    match std::env::var("DISTRIBUTOR_TEST_STORE").as_deref() {
+        Ok("postgres") => Store::Postgres,
+        _ => Store::Sqlite,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`logins`]: what the login and sign-up tests share (clients at chosen addresses, requests).
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
 //!   customers, manufacturers and operators to it.
+//! - [`pg`]: a throwaway PostgreSQL on a free 127.0.0.1 port, for the cluster tests.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
 //! - [`proxy`]: a fault-injecting TCP proxy (cut after N bytes, 1-byte writes, delays, cut all).
 //! - [`tmux`]: a private tmux server for terminal tests: sessions, keys in, screens out.
@@ -14,6 +15,7 @@
 pub mod child;
 pub mod harness;
 pub mod logins;
+pub mod pg;
 pub mod proxy;
 pub mod tmux;
 pub mod traffic;

@@ -598,10 +598,7 @@ async fn audit_reports_ok_for_a_sound_database_and_catches_one_broken_on_purpose
     let bogus = format!("{} 999 1\n", CheckoutId::generate().to_hex());
     assert!(!server::audit(&db, Some(&bogus)).unwrap().ok);
     // Stock that does not add up is caught.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE offers SET remaining = remaining + 1", [])
-        .unwrap();
-    drop(conn);
+    break_stock(&db).await;
     let broken = server::audit(&db, None).unwrap();
     assert!(!broken.ok);
     assert!(
@@ -774,4 +771,23 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
     let report = server::audit(&db, None).unwrap();
     assert!(report.ok, "{:?}", report.violations);
     drop(dir);
+}
+
+/// Adds a unit to every offer behind the server's back, in whichever store the harness runs on.
+async fn break_stock(db: &std::path::Path) {
+    const BREAK: &str = "UPDATE offers SET remaining = remaining + 1";
+    match store_switch() {
+        Store::Sqlite => {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.execute(BREAK, []).unwrap();
+        }
+        Store::Postgres => {
+            let url = db.to_str().unwrap();
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.execute(BREAK, &[]).await.unwrap();
+        }
+    }
 }

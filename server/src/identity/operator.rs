@@ -46,7 +46,12 @@ pub enum KeyError {
 impl OperatorKey {
     /// Resolves the key for a distributor whose database is `db`.
     pub fn establish(db: &Path, explicit: Option<&str>) -> Result<OperatorKey, KeyError> {
-        let path = operator_key::path_for_db(db);
+        Self::establish_at(operator_key::path_for_db(db), explicit)
+    }
+
+    /// Resolves the key from the key file at `path` (written if missing), unless `explicit` is given.
+    /// A PostgreSQL node has no database file: its key file is in `--data-dir`.
+    pub fn establish_at(path: PathBuf, explicit: Option<&str>) -> Result<OperatorKey, KeyError> {
         if let Some(key) = explicit {
             if key.trim().is_empty() {
                 return Err(KeyError::Empty(path.display().to_string()));

@@ -6,7 +6,6 @@
 
 use super::{err, internal, Answer, Session};
 use crate::store::read::Reads;
-use crate::store::ssh_keys;
 use crate::store::writer::Op;
 use crate::store::StoreError;
 use protocol::{ErrorCode, Reply, Role, WireError};
@@ -30,7 +29,7 @@ async fn linked_account(
     fingerprint: String,
 ) -> Result<Option<protocol::AccountId>, WireError> {
     reads
-        .with(move |c| ssh_keys::account_by_key(c, &fingerprint))
+        .account_by_key(fingerprint)
         .await
         .map_err(internal)
 }

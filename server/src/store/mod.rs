@@ -9,12 +9,17 @@
 //! - [`logins`]: session tokens with their cap, the login throttle's state, the email key function.
 //! - [`ssh_keys`]: SSH key fingerprints that log straight in to an account (`shop serve-ssh`).
 //! - [`lifecycle`]: checkpoints, the running/stopped mark, and refusing a file that lost its `-wal`.
+//! - [`backend`]: which store a `--db` names (a SQLite file or a `postgres://` URL), and the reads
+//!   that work on either.
+//! - [`postgres`]: the same schema, group commit, load, reads and audit on a shared PostgreSQL.
 
 pub mod audit;
+pub mod backend;
 pub mod history;
 pub mod lifecycle;
 pub mod load;
 pub mod logins;
+pub mod postgres;
 pub mod read;
 pub mod schema;
 pub mod ssh_keys;
@@ -41,6 +46,12 @@ pub enum StoreError {
     /// The writer thread is gone (the server is stopping or hit a fatal error).
     #[error("the store is shutting down")]
     Closed,
+    /// PostgreSQL reported an error, or the connection to it is gone.
+    #[error("store unavailable: {0}")]
+    Postgres(String),
+    /// Another node took the lease: this one must not write (see [`crate::node`]).
+    #[error("another node took over (this node's lease epoch {0} is stale); stepping down")]
+    Fenced(i64),
 }
 
 impl StoreError {

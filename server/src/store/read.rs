@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 pub struct Reads {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// On PostgreSQL, its read connections instead (see [`super::backend`]).
+    pg: Option<super::postgres::read::Pool>,
 }
 
 /// An account row with its password hash.
@@ -31,7 +33,22 @@ impl Reads {
         Reads {
             path,
             idle: Arc::default(),
+            pg: None,
         }
+    }
+
+    /// Reads from PostgreSQL's read connections.
+    pub fn on_postgres(pool: super::postgres::read::Pool) -> Self {
+        Reads {
+            path: PathBuf::new(),
+            idle: Arc::default(),
+            pg: Some(pool),
+        }
+    }
+
+    /// The PostgreSQL read connections, when the store is PostgreSQL.
+    pub(crate) fn postgres(&self) -> Option<&super::postgres::read::Pool> {
+        self.pg.as_ref()
     }
 
     /// Runs `f` on a read connection, on a blocking thread.

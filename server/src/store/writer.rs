@@ -207,6 +207,11 @@ impl Writer {
         Ok((Writer { tx }, handle))
     }
 
+    /// A handle whose jobs another back end's writer drains from `tx`'s receiver (PostgreSQL's).
+    pub(crate) fn over(tx: mpsc::UnboundedSender<Job>) -> Writer {
+        Writer { tx }
+    }
+
     /// Queues a job. Fails only when the writer has stopped.
     pub fn submit(&self, op: Op, done: Done) -> Result<(), StoreError> {
         self.tx
