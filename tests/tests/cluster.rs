@@ -1,0 +1,585 @@
+//! The cluster on PostgreSQL: two distributor nodes on one database behind HAProxy, with real
+//! processes on 127.0.0.1 only. Fail-over by `kill -9` (three rounds, alternating), fencing of a
+//! paused node (SIGSTOP/SIGCONT), and PostgreSQL restarted under load.
+//!
+//! These tests need PostgreSQL and HAProxy (`scripts/test` installs them). Without them each test
+//! returns at once, and the process prints one line saying why and how to run them.
+
+use protocol::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tests::child::{free_port, run_child, ChildProcess};
+use tests::pg::PgServer;
+use tokio_util::sync::CancellationToken;
+
+const NODE_ENTRY: &str = "child_cluster_node_process";
+
+/// Not a test: the body of a child distributor node.
+#[test]
+#[ignore = "entry point for the distributor nodes spawned by the cluster tests"]
+fn child_cluster_node_process() {
+    run_child("distributor", server::cli::main_from, 1);
+}
+
+/// Whether the cluster tests can run; prints why not, once per process.
+fn can_run() -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match tests::pg::missing() {
+        None => true,
+        Some(why) => {
+            SAID.call_once(|| eprintln!("cluster tests {why}"));
+            false
+        }
+    }
+}
+
+/// One distributor node: a child process, its address and its log.
+struct Node {
+    name: String,
+    addr: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<ChildProcess>,
+}
+
+impl Node {
+    fn new(name: &str, url: &str, dir: &Path) -> Node {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "--db",
+            url,
+            "--listen",
+            &addr,
+            "--node",
+            name,
+            "--peer-key",
+            tests::harness::operator_key(),
+            "--month-secs",
+            "600",
+            "--signups-per-minute",
+            "100000",
+            "--logins-per-minute",
+            "100000",
+            "--hash-queue",
+            "4096",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut node = Node {
+            name: name.into(),
+            addr,
+            args,
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        node.start();
+        node
+    }
+
+    fn start(&mut self) {
+        self.child =
+            Some(ChildProcess::spawn_self(NODE_ENTRY, &self.args, &self.log).expect("spawn node"));
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, ChildProcess::id)
+    }
+
+    /// Only the active node listens.
+    fn listens(&self) -> bool {
+        std::net::TcpStream::connect(&self.addr).is_ok()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill9();
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// HAProxy in front of `nodes`, from deploy/haproxy.cfg. Killed when dropped.
+struct Haproxy {
+    addr: String,
+    _child: ChildProcess,
+}
+
+impl Haproxy {
+    fn start(nodes: &[&Node], dir: &Path) -> Haproxy {
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
+        let template = std::fs::read_to_string(template).expect("deploy/haproxy.cfg");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let servers: String = nodes
+            .iter()
+            .map(|n| format!("    server {} {}\n", n.name, n.addr))
+            .collect();
+        let config = template
+            .replace("@FRONTEND@", &addr)
+            .replace("@SERVERS@\n", &servers);
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).expect("write haproxy.cfg");
+        let haproxy = tests::pg::which("haproxy").expect("haproxy");
+        let child = ChildProcess::spawn_bin(
+            &haproxy,
+            &["-db".into(), "-f".into(), path.display().to_string()],
+            &dir.join("haproxy.log"),
+        )
+        .expect("start haproxy");
+        Haproxy {
+            addr,
+            _child: child,
+        }
+    }
+}
+
+fn customer_hello() -> Hello {
+    tests::harness::hello(Role::Customer, None)
+}
+
+/// Waits until one of `nodes` listens; returns its index.
+async fn active(nodes: &[Node], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(i) = nodes.iter().position(Node::listens) {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node took the lease within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A customer account that buys one unit through `addr` on a fresh connection: resume the session,
+/// buy, hang up. Used to time fail-overs from the outside.
+struct Probe {
+    token: SessionToken,
+}
+
+impl Probe {
+    async fn new(addr: &str) -> Probe {
+        let c = tests::harness::customer(addr).await;
+        Probe {
+            token: c.session.token,
+        }
+    }
+
+    /// One attempt; `Ok` when a checkout (or a definite out-of-stock answer) came back.
+    async fn buy_once(&self, addr: &str) -> Result<(), String> {
+        let (client, _events) = Client::connect(addr, customer_hello())
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .call(RequestBody::Resume {
+                token: self.token.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let catalog = client.whole_catalog().await.map_err(|e| e.to_string())?;
+        let Some(item) = catalog.items.iter().find(|i| i.remaining > 0) else {
+            return Ok(()); // sold out: the node answered
+        };
+        let result = client
+            .call(RequestBody::Checkout {
+                checkout_id: CheckoutId::generate(),
+                confirmed_total: item.unit_price,
+                lines: Some(vec![CartItem {
+                    listing: item.listing,
+                    quantity: 1,
+                }]),
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.server_error().is_some_and(|w| w.code == ErrorCode::OutOfStock) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Retries until a checkout succeeds; returns when.
+    async fn buy(&self, addr: &str, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.buy_once(addr).await.is_ok() {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no checkout got through {addr} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// Units the distributor sold, by manufacturer and SKU.
+async fn distributor_sold(url: &str) -> std::collections::BTreeMap<(String, String), u64> {
+    let client = pg_client(url).await;
+    client
+        .query(
+            "SELECT m.name, l.sku, sum(ol.quantity)::bigint FROM order_lines ol
+             JOIN listings l ON l.id = ol.listing_id JOIN manufacturers m ON m.id = ol.manufacturer_id
+             GROUP BY m.name, l.sku",
+            &[],
+        )
+        .await
+        .expect("sold by sku")
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get::<_, i64>(2) as u64))
+        .collect()
+}
+
+async fn status(addr: &str) -> Option<SystemStatus> {
+    let hello = tests::harness::operator_hello(tests::harness::operator_key());
+    let (op, _) = Client::connect(addr, hello).await.ok()?;
+    match op.call(RequestBody::Status).await.ok()? {
+        Reply::Status(s) => Some(*s),
+        _ => None,
+    }
+}
+
+fn audit_ok(url: &str, acked: &Path, round: usize) -> server::AuditReport {
+    let acked = std::fs::read_to_string(acked).unwrap_or_default();
+    let report = server::audit(Path::new(url), Some(&acked)).expect("audit");
+    assert!(report.ok, "round {round}: {:?}", report.violations);
+    report
+}
+
+fn spawn_makers(addr: &str, dir: &Path, stop: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let configs: Vec<_> = ["orchard", "dairy", "bakery"]
+        .iter()
+        .map(|preset| {
+            let catalog = manufacturer_sim::preset(preset).expect("preset");
+            let mut sim = manufacturer_sim::SimConfig::new(
+                addr,
+                *preset,
+                dir.join(format!("{preset}.db")),
+                catalog,
+            );
+            sim.rate_scale = 20.0;
+            sim.dispatch_delay = None;
+            sim
+        })
+        .collect();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        // A manufacturer that could not reconnect with its own credential after a fail-over would
+        // end here with an error; the test checks they all stay connected to the end.
+        if let Err(e) = manufacturer_sim::run_all(configs, stop).await {
+            panic!("manufacturers stopped: {e}");
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_loses_no_acknowledged_checkout(
+) {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start();
+        pg.create_database("cds");
+        pg
+    })
+    .await
+    .unwrap();
+    let url = pg.url("cds");
+    let mut nodes = vec![
+        Node::new("node-a", &url, dir.path()),
+        Node::new("node-b", &url, dir.path()),
+    ];
+    let first = active(&nodes, Duration::from_secs(60)).await;
+    let haproxy = Haproxy::start(&[&nodes[0], &nodes[1]], dir.path());
+    let front = haproxy.addr.clone();
+
+    let makers_stop = CancellationToken::new();
+    let makers = spawn_makers(&front, dir.path(), &makers_stop);
+    tests::harness::eventually("three manufacturers offered", Duration::from_secs(60), async || {
+        status(&front).await.is_some_and(|s| {
+            s.manufacturers.iter().filter(|m| m.connected).count() == 3
+        })
+    })
+    .await;
+    let probe = Probe::new(&front).await;
+
+    // 32 customers buy through HAProxy for the whole test and log every acknowledged checkout.
+    let acked = dir.path().join("acked.log");
+    let mut loadgen = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    loadgen
+        .args(["--server", &front, "--customers", "32", "--duration", "40"])
+        .args(["--mode", "checkout", "--quiet", "--watchers", "0"])
+        .arg("--acked-log")
+        .arg(&acked)
+        .env("DISTRIBUTOR_PEER_KEY", tests::harness::operator_key())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let loadgen = loadgen.spawn().expect("start loadgen");
+
+    let mut current = first;
+    let mut times = Vec::new();
+    for round in 1..=3 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(nodes[current].listens(), "round {round}: the active node stopped listening");
+        let killed = Instant::now();
+        nodes[current].kill9();
+        let standby = 1 - current;
+        let took_over = active(std::slice::from_ref(&nodes[standby]), Duration::from_secs(20)).await;
+        assert_eq!(took_over, 0);
+        let listening = killed.elapsed();
+        let bought = probe.buy(&front, Duration::from_secs(20)).await;
+        let failover = bought.duration_since(killed);
+        eprintln!(
+            "round {round}: killed {}, {} listened after {listening:?}, first checkout through HAProxy after {failover:?}",
+            nodes[current].name, nodes[standby].name
+        );
+        times.push(failover);
+        // The dead node comes back as the standby.
+        nodes[current].start();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!nodes[current].listens(), "round {round}: a restarted node must wait as standby");
+        audit_ok(&url, &acked, round);
+        current = standby;
+    }
+
+    let output = loadgen.wait_with_output().await.expect("loadgen");
+    let summary = String::from_utf8_lossy(&output.stdout).to_string();
+    let last = summary.lines().last().unwrap_or_default().to_string();
+    let json: serde_json::Value = serde_json::from_str(&last).expect("loadgen summary");
+    assert!(json["checkouts_ok"].as_u64().unwrap_or(0) > 0, "{last}");
+    assert_eq!(json["consistent"], serde_json::Value::Bool(true), "{last}");
+
+    // The outbox drains to all three manufacturers, and their books equal the distributor's.
+    tests::harness::eventually("outbox drained", Duration::from_secs(60), async || {
+        status(&front).await.is_some_and(|s| {
+            s.manufacturers.len() == 3
+                && s.manufacturers
+                    .iter()
+                    .all(|m| m.connected && m.acked_seq == m.last_seq)
+        })
+    })
+    .await;
+    let report = audit_ok(&url, &acked, 4);
+    assert_eq!(report.outbox_pending, 0);
+    assert!(!makers.is_finished(), "a manufacturer gave up");
+    makers_stop.cancel();
+    makers.await.expect("manufacturers");
+    let mut theirs = std::collections::BTreeMap::new();
+    for preset in ["orchard", "dairy", "bakery"] {
+        let books = manufacturer_sim::report(&dir.path().join(format!("{preset}.db"))).unwrap();
+        for m in books.manufacturers {
+            for p in m.products.iter().filter(|p| p.sold > 0) {
+                theirs.insert((m.name.clone(), p.sku.clone()), p.sold);
+            }
+        }
+    }
+    assert_eq!(theirs, distributor_sold(&url).await);
+    let mut sorted = times.clone();
+    sorted.sort();
+    eprintln!(
+        "fail-over (kill -9 to first checkout through HAProxy): median {:?}, max {:?}; {} acknowledged checkouts",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+        report.acked_checked
+    );
+    assert!(sorted[sorted.len() - 1] < Duration::from_secs(10), "{times:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_active_node_commits_nothing_after_the_standby_takes_over_and_steps_down() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start();
+        pg.create_database("cds");
+        pg
+    })
+    .await
+    .unwrap();
+    let url = pg.url("cds");
+    let nodes = vec![
+        Node::new("node-a", &url, dir.path()),
+        Node::new("node-b", &url, dir.path()),
+    ];
+    let a = active(&nodes, Duration::from_secs(60)).await;
+    let b = 1 - a;
+    let maker = tests::harness::TestManufacturer::connect(
+        &nodes[a].addr,
+        "orchard",
+        tests::harness::script(vec![tests::harness::offer_line("apple", 1000, 100)]),
+        Default::default(),
+    )
+    .await;
+    let c = tests::harness::customer(&nodes[a].addr).await;
+    let catalog = tests::harness::wait_for_catalog(&c.client, 1, Duration::from_secs(20)).await;
+    let apple = catalog.items[0].listing;
+    let checkout = move |id| RequestBody::Checkout {
+        checkout_id: id,
+        confirmed_total: Cents(100),
+        lines: Some(vec![CartItem {
+            listing: apple,
+            quantity: 1,
+        }]),
+    };
+    c.client
+        .call(checkout(CheckoutId::generate()))
+        .await
+        .expect("a checkout before the pause");
+
+    // Paused: it stops its heartbeat, PostgreSQL ends its lease connection, the standby takes over.
+    nodes[a].signal("-STOP");
+    let paused = Instant::now();
+    let queued = CheckoutId::generate();
+    let client = Arc::new(c.client);
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(checkout(queued)).await })
+    };
+    active(std::slice::from_ref(&nodes[b]), Duration::from_secs(20)).await;
+    eprintln!("standby took over {:?} after the pause", paused.elapsed());
+    nodes[a].signal("-CONT");
+
+    // The paused node answers its queued checkout with an error (or hangs up), and never writes it.
+    let answer = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("the resumed node answers or hangs up")
+        .expect("task");
+    assert!(answer.is_err(), "the fenced node reported success: {answer:?}");
+    tests::harness::eventually("the resumed node steps down", Duration::from_secs(20), async || {
+        !nodes[a].listens() && nodes[a].log_text().contains("stepping down")
+    })
+    .await;
+    let db = pg_client(&url).await;
+    let found = db
+        .query_opt(
+            "SELECT 1 FROM orders WHERE checkout_id = $1",
+            &[&queued.0.to_be_bytes().to_vec()],
+        )
+        .await
+        .unwrap();
+    assert!(found.is_none(), "the fenced node's checkout was written");
+    let log = nodes[a].log_text();
+    assert!(
+        log.contains("another node took over") || log.contains("lost the lease"),
+        "{log}"
+    );
+    // Still running, as a standby.
+    assert!(nodes[a].child.as_ref().is_some_and(|_| !nodes[a].listens()));
+    let report = server::audit(Path::new(&url), None).unwrap();
+    assert!(report.ok, "{:?}", report.violations);
+    drop(maker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_load_fails_checkouts_clearly_leaves_nothing_half_written_and_service_resumes(
+) {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start();
+        pg.create_database("cds");
+        pg
+    })
+    .await
+    .unwrap();
+    let url = pg.url("cds");
+    let nodes = vec![Node::new("node-a", &url, dir.path())];
+    active(&nodes, Duration::from_secs(60)).await;
+    let addr = nodes[0].addr.clone();
+    let _maker = tests::harness::TestManufacturer::connect(
+        &addr,
+        "orchard",
+        tests::harness::script(vec![tests::harness::offer_line("apple", 100_000, 100)]),
+        Default::default(),
+    )
+    .await;
+    let probe = Probe::new(&addr).await;
+    probe.buy(&addr, Duration::from_secs(20)).await;
+
+    // Eight buyers keep checking out while PostgreSQL stops and starts again.
+    let stop = CancellationToken::new();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut buyers = Vec::new();
+    for _ in 0..8 {
+        let c = tests::harness::customer(&addr).await;
+        let catalog = tests::harness::wait_for_catalog(&c.client, 1, Duration::from_secs(20)).await;
+        let apple = catalog.items[0].listing;
+        let (stop, errors) = (stop.clone(), errors.clone());
+        buyers.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let result = c
+                    .client
+                    .call(RequestBody::Checkout {
+                        checkout_id: CheckoutId::generate(),
+                        confirmed_total: Cents(100),
+                        lines: Some(vec![CartItem {
+                            listing: apple,
+                            quantity: 1,
+                        }]),
+                    })
+                    .await;
+                if let Err(e) = result {
+                    let closed = e.server_error().is_none();
+                    errors.lock().unwrap().push(e.to_string());
+                    if closed {
+                        return; // the node hung up as it stepped down
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted = Instant::now();
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .expect("restart PostgreSQL");
+    // Service resumes on its own: the node takes the lease again, reloads and listens.
+    let resumed = probe.buy(&addr, Duration::from_secs(60)).await;
+    eprintln!(
+        "a checkout succeeded again {:?} after PostgreSQL was told to restart",
+        resumed.duration_since(restarted)
+    );
+    stop.cancel();
+    for b in buyers {
+        let _ = b.await;
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.iter().any(|e| e.contains("store unavailable")),
+        "no checkout was told the store is unavailable: {errors:?}"
+    );
+    // Nothing half-written: every order is whole and the stock adds up.
+    let report = server::audit(Path::new(&url), None).unwrap();
+    assert!(report.ok, "{:?}", report.violations);
+    drop(pg);
+}
