@@ -10,7 +10,7 @@ use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-const ENTRY: &str = "child_distributor_for_security";
+const ENTRY: &str = "security::child_distributor_for_security";
 
 /// Not a test: the body of the child distributor whose logs are scanned for card data.
 #[test]

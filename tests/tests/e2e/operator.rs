@@ -54,7 +54,7 @@ fn distributor_cli(args: &[String]) -> (bool, Option<Value>, String) {
         .args([
             "--ignored",
             "--exact",
-            "child_distributor_process",
+            "operator::child_distributor_process",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -128,8 +128,12 @@ impl System {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        ChildProcess::spawn_self("child_manufacturer_process", &args, &self.log(name))
-            .expect("spawn manufacturer")
+        ChildProcess::spawn_self(
+            "operator::child_manufacturer_process",
+            &args,
+            &self.log(name),
+        )
+        .expect("spawn manufacturer")
     }
 }
 
@@ -149,8 +153,8 @@ async fn start_system() -> System {
     .map(|s| s.to_string())
     .collect();
     let log = dir.path().join("distributor.log");
-    let distributor =
-        ChildProcess::spawn_self("child_distributor_process", &args, &log).expect("spawn");
+    let distributor = ChildProcess::spawn_self("operator::child_distributor_process", &args, &log)
+        .expect("spawn");
     let system = System {
         dir,
         addr,

@@ -40,7 +40,7 @@ fn child_manufacturer_process() {
 fn spawn_manufacturer(args: &[String], log: &Path) -> ChildProcess {
     let child = match std::env::var_os("MANUFACTURER_SIM_BIN") {
         Some(bin) => ChildProcess::spawn_bin(Path::new(&bin), args, log),
-        None => ChildProcess::spawn_self("child_manufacturer_process", args, log),
+        None => ChildProcess::spawn_self("manufacturers::child_manufacturer_process", args, log),
     };
     child.expect("spawn manufacturer")
 }

@@ -92,7 +92,7 @@ impl Rig {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let serve_ssh = ChildProcess::spawn_self("child_serve_ssh", &args, &log).unwrap();
+        let serve_ssh = ChildProcess::spawn_self("ssh::child_serve_ssh", &args, &log).unwrap();
         let port = listening_port(&log).await;
         let tmux = TmuxServer::new(dir.path());
         Rig {
@@ -718,7 +718,7 @@ async fn serve_ssh_refuses_a_non_loopback_address_without_public() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut child = ChildProcess::spawn_self("child_serve_ssh", &args, &log).unwrap();
+    let mut child = ChildProcess::spawn_self("ssh::child_serve_ssh", &args, &log).unwrap();
     let deadline = Instant::now() + STEP;
     let status = loop {
         if let Some(status) = child.try_wait() {

@@ -13,7 +13,7 @@ use tests::child::{free_port, run_child, ChildProcess};
 use tests::traffic::acked::{AckedLine, AckedLog};
 use tokio_util::sync::CancellationToken;
 
-const ENTRY: &str = "child_distributor_process";
+const ENTRY: &str = "crash::child_distributor_process";
 const ROUNDS: usize = 5;
 const BUYERS: usize = 8;
 
