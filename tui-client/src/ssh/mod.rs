@@ -169,7 +169,7 @@ async fn serve_connection(
     ssh: Arc<russh::server::Config>,
     stop: CancellationToken,
 ) {
-    let connection = handler::Connection::new(gateway, stop.clone());
+    let connection = handler::Connection::new(gateway, peer.ip(), stop.clone());
     let authenticated = connection.authenticated.clone();
     let session = match russh::server::run_stream(ssh, socket, connection).await {
         Ok(session) => session,
