@@ -458,9 +458,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn on_bytes(&mut self) -> Result<(), End> {
         self.last_activity = Instant::now();
+        let mut completed_a_frame = false;
         loop {
             match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(ClientMessage::Request(request))) => {
+                    completed_a_frame = true;
                     let result = self.handle(request.body).await;
                     let response = ServerMessage::Response(Response {
                         id: request.id,
@@ -486,10 +488,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
             }
         }
-        self.partial_since = if self.rbuf.is_empty() && !self.codec.in_frame() {
-            None
-        } else {
-            self.partial_since.or(Some(Instant::now()))
+        // The frame deadline runs from the last completed frame: a client that pipelines a long
+        // stream whose reads always end mid-frame is making progress, while one that dribbles a
+        // single frame is not.
+        self.partial_since = match (
+            self.rbuf.is_empty() && !self.codec.in_frame(),
+            completed_a_frame,
+        ) {
+            (true, _) => None,
+            (false, true) => Some(Instant::now()),
+            (false, false) => self.partial_since.or(Some(Instant::now())),
         };
         if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * 1024 {
             self.rbuf = BytesMut::new(); // An idle connection keeps no big buffer.
