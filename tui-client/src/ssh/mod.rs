@@ -121,6 +121,10 @@ pub async fn serve(
     config: SshConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // crossterm drops every colour when NO_COLOR is in *this process's* environment. Over SSH each
+    // session picks its own theme (its client's NO_COLOR or TERM=dumb; the plain theme sets no
+    // colour at all), so the server's own environment must not decide for everyone.
+    crossterm::style::force_color_output(true);
     let gateway = Arc::new(gateway);
     let ssh = Arc::new(russh_config(&config));
     // A permit is taken before a connection is served and given back when it ends, so the cap holds
