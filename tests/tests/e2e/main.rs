@@ -7,6 +7,7 @@
 //! with its module path (`crash::child_distributor_process`); see `tests::child`.
 
 mod checkout;
+mod cluster;
 mod crash;
 mod database_file;
 mod distributor;

@@ -13,7 +13,7 @@ use tests::child::{free_port, run_child, ChildProcess};
 use tests::pg::PgServer;
 use tokio_util::sync::CancellationToken;
 
-const NODE_ENTRY: &str = "child_cluster_node_process";
+const NODE_ENTRY: &str = "cluster::child_cluster_node_process";
 
 /// Not a test: the body of a child distributor node.
 #[test]
@@ -523,11 +523,12 @@ async fn postgres_restarted_under_load_fails_checkouts_clearly_leaves_nothing_ha
     let probe = Probe::new(&addr).await;
     probe.buy(&addr, Duration::from_secs(20)).await;
 
-    // Eight buyers keep checking out while PostgreSQL stops and starts again.
+    // Sixteen buyers keep checking out while PostgreSQL stops and starts again, so that a batch is
+    // in the writer when it goes.
     let stop = CancellationToken::new();
     let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut buyers = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..16 {
         let c = tests::harness::customer(&addr).await;
         let catalog = tests::harness::wait_for_catalog(&c.client, 1, Duration::from_secs(20)).await;
         let apple = catalog.items[0].listing;
