@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`child`]: re-run this test executable as a child process that a test can `kill -9`.
 //! - [`logins`]: what the login and sign-up tests share (clients at chosen addresses, requests).
+//! - [`failover`]: a probe customer that times a fail-over from the outside.
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
 //!   customers, manufacturers and operators to it.
 //! - [`pg`]: a throwaway PostgreSQL on a free 127.0.0.1 port, for the cluster tests.
@@ -13,6 +14,7 @@
 //! - `tests/*.rs`: the end-to-end tests, one file per promise.
 
 pub mod child;
+pub mod failover;
 pub mod harness;
 pub mod logins;
 pub mod pg;
