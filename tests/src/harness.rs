@@ -451,3 +451,95 @@ pub fn buy_now(listing: ListingId, quantity: u32, total: Cents) -> RequestBody {
         lines: Some(vec![CartItem { listing, quantity }]),
     }
 }
+
+/// Runs `sql` (no parameters) on the store behind `db`, either store, and returns every row with each
+/// value as text (`None` for NULL): for tests that look at, or change, the database behind the
+/// server's back.
+pub fn store_rows(db: &std::path::Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    match db.to_str().filter(|s| s.starts_with("postgres://")) {
+        None => {
+            let conn = rusqlite::Connection::open(db).expect("open the database");
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            let columns = stmt.column_count();
+            stmt.query_map([], |r| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                            rusqlite::types::Value::Null => None,
+                            rusqlite::types::Value::Integer(v) => Some(v.to_string()),
+                            rusqlite::types::Value::Real(v) => Some(v.to_string()),
+                            rusqlite::types::Value::Text(v) => Some(v),
+                            rusqlite::types::Value::Blob(v) => Some(hex_of(&v)),
+                        })
+                    })
+                    .collect()
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+        }
+        Some(url) => {
+            let (url, sql) = (url.to_string(), sql.to_string());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect to PostgreSQL");
+                    tokio::spawn(connection);
+                    client
+                        .simple_query(&sql)
+                        .await
+                        .expect("query")
+                        .into_iter()
+                        .filter_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                                (0..row.len())
+                                    .map(|i| row.get(i).map(str::to_string))
+                                    .collect(),
+                            ),
+                            _ => None,
+                        })
+                        .collect()
+                })
+            })
+            .join()
+            .expect("query thread")
+        }
+    }
+}
+
+/// Runs a statement that changes rows (no parameters) on either store; returns how many it changed.
+pub fn store_execute(db: &std::path::Path, sql: &str) -> u64 {
+    match db.to_str().filter(|s| s.starts_with("postgres://")) {
+        None => {
+            let conn = rusqlite::Connection::open(db).expect("open the database");
+            conn.execute(sql, []).expect("execute") as u64
+        }
+        Some(url) => {
+            let (url, sql) = (url.to_string(), sql.to_string());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect to PostgreSQL");
+                    tokio::spawn(connection);
+                    client.execute(&sql, &[]).await.expect("execute")
+                })
+            })
+            .join()
+            .expect("statement thread")
+        }
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

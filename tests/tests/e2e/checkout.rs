@@ -210,16 +210,11 @@ async fn a_card_that_expired_while_on_file_is_refused_at_checkout_and_a_new_card
     // past while the server is down (a card cannot be attached already expired).
     let (db, dir) = (server.db.clone(), server.dir.clone());
     server.stop().await.unwrap();
-    {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let changed = conn
-            .execute(
-                "UPDATE accounts SET card_exp_month = 1, card_exp_year = 2024 WHERE card_last4 IS NOT NULL",
-                [],
-            )
-            .unwrap();
-        assert_eq!(changed, 1);
-    }
+    let changed = store_execute(
+        &db,
+        "UPDATE accounts SET card_exp_month = 1, card_exp_year = 2024 WHERE card_last4 IS NOT NULL",
+    );
+    assert_eq!(changed, 1);
     let mut server = TestServer::start_on(db, |_| {}).await;
     server.dir = dir;
     let _m = TestManufacturer::connect(

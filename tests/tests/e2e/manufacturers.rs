@@ -174,28 +174,19 @@ async fn shoppers(
 
 /// Units sold per (manufacturer name, SKU), from the distributor's own order lines.
 fn distributor_sold(db: &Path) -> BTreeMap<(String, String), u64> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the distributor's database");
-    let mut stmt = conn
-        .prepare(
-            "SELECT m.name, l.sku, SUM(ol.quantity) FROM order_lines ol
-             JOIN listings l ON l.id = ol.listing_id
-             JOIN manufacturers m ON m.id = ol.manufacturer_id
-             GROUP BY m.name, l.sku",
-        )
-        .expect("query");
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .expect("rows");
-    rows.map(|r| {
-        let (key, units) = r.expect("row");
-        (key, units as u64)
+    harness::store_rows(
+        db,
+        "SELECT m.name, l.sku, SUM(ol.quantity) FROM order_lines ol
+         JOIN listings l ON l.id = ol.listing_id
+         JOIN manufacturers m ON m.id = ol.manufacturer_id
+         GROUP BY m.name, l.sku",
+    )
+    .into_iter()
+    .map(|row| match row.as_slice() {
+        [Some(name), Some(sku), Some(units)] => {
+            ((name.clone(), sku.clone()), units.parse().expect("units"))
+        }
+        other => panic!("unexpected row {other:?}"),
     })
     .collect()
 }

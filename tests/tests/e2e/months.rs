@@ -247,14 +247,13 @@ async fn after_a_restart_mid_month_who_offered_is_kept_and_a_newcomer_still_join
     let catalog = harness::catalog(&buyer.client).await;
     assert_eq!(catalog.items.len(), 2, "both offers are still on sale");
     assert_eq!(dairy_books.lock().unwrap().offered_months, vec![1]);
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM month_manufacturers WHERE month_id = 1 AND offered = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows: i64 = harness::store_rows(
+        &server.db,
+        "SELECT count(*) FROM month_manufacturers WHERE month_id = 1 AND offered = 1",
+    )[0][0]
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
     assert_eq!(rows, 2, "one expected-and-offered row per manufacturer");
     server.stop().await.unwrap();
 }
@@ -377,14 +376,14 @@ async fn mixed_shoppers_do_not_turn_months_over_faster_than_the_minimum_length()
     };
     let summary = tests::traffic::run(config).await.expect("the run was made");
     assert!(summary.checkouts_ok > 0, "{}", summary.to_json());
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
-    let months: Vec<(i64, i64, Option<i64>)> = conn
-        .prepare("SELECT id, opened_at_ms, closed_at_ms FROM months ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let number = |v: &Option<String>| v.as_deref().and_then(|n| n.parse::<i64>().ok());
+    let months: Vec<(i64, i64, Option<i64>)> = harness::store_rows(
+        &server.db,
+        "SELECT id, opened_at_ms, closed_at_ms FROM months ORDER BY id",
+    )
+    .iter()
+    .map(|r| (number(&r[0]).unwrap_or(0), number(&r[1]).unwrap_or(0), number(&r[2])))
+    .collect();
     for (id, opened, closed) in &months {
         if let Some(closed) = closed {
             assert!(
