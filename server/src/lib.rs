@@ -175,8 +175,8 @@ pub async fn run(
     store::logins::load_throttle(&conn, &mut throttle, store::now_ms())?;
     let credentials = identity::credentials::Credentials::load(&conn)?;
     let wiring = Wiring::new();
-    let (writer, writer_thread) = store::writer::Writer::start(conn, wiring.effects())
-        .map_err(ServerError::Start)?;
+    let (writer, writer_thread) =
+        store::writer::Writer::start(conn, wiring.effects()).map_err(ServerError::Start)?;
     let reads = store::read::Reads::new(config.db.clone());
     let ready = Ready {
         started,

@@ -186,24 +186,21 @@ pub async fn run(
     };
     let node = name(&config, &listen);
     config.node = Some(node.clone());
-    let key_file = match (&config.data_dir, &config.peer_key) {
-        (Some(dir), _) => dir.join(protocol::operator_key::FILE_NAME),
-        (None, Some(_)) => std::path::PathBuf::new(),
-        (None, None) => {
-            return Err(ServerError::Store(StoreError::Foreign(
+    let key_file =
+        match (&config.data_dir, &config.peer_key) {
+            (Some(dir), _) => dir.join(protocol::operator_key::FILE_NAME),
+            (None, Some(_)) => std::path::PathBuf::new(),
+            (None, None) => return Err(ServerError::Store(StoreError::Foreign(
                 "with a postgres:// database, give --data-dir DIR (where the operator key that \
                  every node shares lives) or --peer-key"
                     .into(),
-            )))
-        }
-    };
+            ))),
+        };
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir).map_err(ServerError::Start)?;
     }
-    let operator_key = crate::identity::operator::OperatorKey::establish_at(
-        key_file,
-        config.peer_key.as_deref(),
-    )?;
+    let operator_key =
+        crate::identity::operator::OperatorKey::establish_at(key_file, config.peer_key.as_deref())?;
     let (mut bound, addr) = match listen {
         Listen::Bound(l) => (Some(l), None),
         Listen::Addr(a) => (None, Some(a)),
@@ -213,8 +210,21 @@ pub async fn run(
         let Some(lease) = acquire(&url, &node, &shutdown).await else {
             return Ok(());
         };
-        tracing::info!(node, epoch = lease.epoch, "took the lease; loading the market");
-        let result = active(&config, &url, &lease, bound.take(), addr, &operator_key, &shutdown).await;
+        tracing::info!(
+            node,
+            epoch = lease.epoch,
+            "took the lease; loading the market"
+        );
+        let result = active(
+            &config,
+            &url,
+            &lease,
+            bound.take(),
+            addr,
+            &operator_key,
+            &shutdown,
+        )
+        .await;
         if shutdown.is_cancelled() {
             return result;
         }
@@ -249,12 +259,10 @@ async fn active(
     let started = std::time::Instant::now();
     let mut throttle = crate::throttle::Throttle::new(config.limits);
     let mut client = postgres::connect(url, Purpose::Work).await?;
-    let loaded =
-        postgres::load::load(&mut client, &mut throttle, protocol::HISTORY_MONTHS).await?;
+    let loaded = postgres::load::load(&mut client, &mut throttle, protocol::HISTORY_MONTHS).await?;
     drop(client);
     let wiring = crate::Wiring::new();
-    let (writer, writer_done) =
-        postgres::writer::start(url, lease.epoch, wiring.effects()).await?;
+    let (writer, writer_done) = postgres::writer::start(url, lease.epoch, wiring.effects()).await?;
     let reads = crate::store::read::Reads::on_postgres(postgres::read::Pool::open(url).await?);
     let listener = match (listener, addr) {
         (Some(listener), _) => listener,

@@ -51,7 +51,12 @@ impl Probe {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.server_error().is_some_and(|w| w.code == ErrorCode::OutOfStock) => Ok(()),
+            Err(e)
+                if e.server_error()
+                    .is_some_and(|w| w.code == ErrorCode::OutOfStock) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -71,4 +76,3 @@ impl Probe {
         }
     }
 }
-

@@ -101,7 +101,12 @@ impl PgServer {
         }
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
             .arg("-D")
             .arg(&data)
             .stdout(Stdio::null())
@@ -260,7 +265,15 @@ impl PgServer {
     /// Creates a database (the distributor creates its schema in it).
     pub fn create_database(&self, name: &str) {
         let status = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-q"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-q",
+            ])
             .args(["-c", &format!("CREATE DATABASE \"{name}\"")])
             .stdout(Stdio::null())
             .status()

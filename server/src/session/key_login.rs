@@ -28,10 +28,7 @@ async fn linked_account(
     reads: &Reads,
     fingerprint: String,
 ) -> Result<Option<protocol::AccountId>, WireError> {
-    reads
-        .account_by_key(fingerprint)
-        .await
-        .map_err(internal)
+    reads.account_by_key(fingerprint).await.map_err(internal)
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {

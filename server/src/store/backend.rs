@@ -47,7 +47,9 @@ impl Reads {
         limit: usize,
     ) -> Result<Vec<Notice>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::notices(pool.client(), manufacturer, after, through, limit).await,
+            Some(pool) => {
+                pg_read::notices(pool.client(), manufacturer, after, through, limit).await
+            }
             None => {
                 self.with(move |c| read::notices(c, manufacturer, after, through, limit))
                     .await
@@ -125,7 +127,10 @@ impl Reads {
     }
 
     /// The account with this id.
-    pub async fn account_by_id(&self, account: AccountId) -> Result<Option<AccountRow>, StoreError> {
+    pub async fn account_by_id(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<AccountRow>, StoreError> {
         match self.postgres() {
             Some(pool) => pg_read::account_by_id(pool.client(), account).await,
             None => self.with(move |c| read::account_by_id(c, account)).await,
@@ -140,12 +145,18 @@ impl Reads {
     ) -> Result<Option<(AccountId, u64)>, StoreError> {
         match self.postgres() {
             Some(pool) => pg_read::session(pool.client(), &token_hash, now_ms).await,
-            None => self.with(move |c| read::session(c, &token_hash, now_ms)).await,
+            None => {
+                self.with(move |c| read::session(c, &token_hash, now_ms))
+                    .await
+            }
         }
     }
 
     /// The account an SSH key logs in to, if any.
-    pub async fn account_by_key(&self, fingerprint: String) -> Result<Option<AccountId>, StoreError> {
+    pub async fn account_by_key(
+        &self,
+        fingerprint: String,
+    ) -> Result<Option<AccountId>, StoreError> {
         match self.postgres() {
             Some(pool) => pg_read::account_by_key(pool.client(), &fingerprint).await,
             None => {

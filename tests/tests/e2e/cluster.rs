@@ -145,7 +145,6 @@ impl Haproxy {
     }
 }
 
-
 /// Waits until one of `nodes` listens; returns its index.
 async fn active(nodes: &[Node], timeout: Duration) -> usize {
     let deadline = Instant::now() + timeout;
@@ -253,11 +252,15 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
 
     let makers_stop = CancellationToken::new();
     let makers = spawn_makers(&front, dir.path(), &makers_stop);
-    tests::harness::eventually("three manufacturers offered", Duration::from_secs(60), async || {
-        status(&front).await.is_some_and(|s| {
-            s.manufacturers.iter().filter(|m| m.connected).count() == 3
-        })
-    })
+    tests::harness::eventually(
+        "three manufacturers offered",
+        Duration::from_secs(60),
+        async || {
+            status(&front)
+                .await
+                .is_some_and(|s| s.manufacturers.iter().filter(|m| m.connected).count() == 3)
+        },
+    )
     .await;
     let probe = Probe::new(&front).await;
 
@@ -279,11 +282,18 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
     let mut times = Vec::new();
     for round in 1..=3 {
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(nodes[current].listens(), "round {round}: the active node stopped listening");
+        assert!(
+            nodes[current].listens(),
+            "round {round}: the active node stopped listening"
+        );
         let killed = Instant::now();
         nodes[current].kill9();
         let standby = 1 - current;
-        let took_over = active(std::slice::from_ref(&nodes[standby]), Duration::from_secs(20)).await;
+        let took_over = active(
+            std::slice::from_ref(&nodes[standby]),
+            Duration::from_secs(20),
+        )
+        .await;
         assert_eq!(took_over, 0);
         let listening = killed.elapsed();
         let bought = probe.buy(&front, Duration::from_secs(20)).await;
@@ -296,7 +306,10 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
         // The dead node comes back as the standby.
         nodes[current].start();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!nodes[current].listens(), "round {round}: a restarted node must wait as standby");
+        assert!(
+            !nodes[current].listens(),
+            "round {round}: a restarted node must wait as standby"
+        );
         audit_ok(&url, &acked, round);
         current = standby;
     }
@@ -341,7 +354,10 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
         sorted[sorted.len() - 1],
         report.acked_checked
     );
-    assert!(sorted[sorted.len() - 1] < Duration::from_secs(10), "{times:?}");
+    assert!(
+        sorted[sorted.len() - 1] < Duration::from_secs(10),
+        "{times:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,10 +421,15 @@ async fn a_paused_active_node_commits_nothing_after_the_standby_takes_over_and_s
         .await
         .expect("the resumed node answers or hangs up")
         .expect("task");
-    assert!(answer.is_err(), "the fenced node reported success: {answer:?}");
-    tests::harness::eventually("the resumed node steps down", Duration::from_secs(20), async || {
-        !nodes[a].listens() && nodes[a].log_text().contains("stepping down")
-    })
+    assert!(
+        answer.is_err(),
+        "the fenced node reported success: {answer:?}"
+    );
+    tests::harness::eventually(
+        "the resumed node steps down",
+        Duration::from_secs(20),
+        async || !nodes[a].listens() && nodes[a].log_text().contains("stepping down"),
+    )
     .await;
     let db = pg_client(&url).await;
     let found = db

@@ -382,7 +382,13 @@ async fn mixed_shoppers_do_not_turn_months_over_faster_than_the_minimum_length()
         "SELECT id, opened_at_ms, closed_at_ms FROM months ORDER BY id",
     )
     .iter()
-    .map(|r| (number(&r[0]).unwrap_or(0), number(&r[1]).unwrap_or(0), number(&r[2])))
+    .map(|r| {
+        (
+            number(&r[0]).unwrap_or(0),
+            number(&r[1]).unwrap_or(0),
+            number(&r[2]),
+        )
+    })
     .collect();
     for (id, opened, closed) in &months {
         if let Some(closed) = closed {

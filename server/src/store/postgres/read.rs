@@ -228,7 +228,10 @@ pub async fn notices(
 }
 
 /// The account an SSH key logs in to, if any.
-pub async fn account_by_key(c: &Client, fingerprint: &str) -> Result<Option<AccountId>, StoreError> {
+pub async fn account_by_key(
+    c: &Client,
+    fingerprint: &str,
+) -> Result<Option<AccountId>, StoreError> {
     let row = c
         .query_opt(
             "SELECT account_id FROM ssh_keys WHERE fingerprint = $1",

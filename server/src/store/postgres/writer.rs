@@ -168,7 +168,9 @@ async fn commit_batch(
             continue;
         }
         // Jobs apply in the market's order: the checkouts queued so far go first.
-        write_checkouts(&tx, st, &checkouts).await.map_err(market_failed)?;
+        write_checkouts(&tx, st, &checkouts)
+            .await
+            .map_err(market_failed)?;
         checkouts.clear();
         if matches!(job.done, Done::Reply(..) | Done::Nothing) {
             apply(&tx, st, &job.op, &mut after)
@@ -548,13 +550,23 @@ async fn apply(
                  ON CONFLICT (account_key, address) DO UPDATE SET failures = excluded.failures, last_at_ms = excluded.last_at_ms";
             tx.execute(
                 upsert,
-                &[account_key, address, &i64::from(pair.count), &i(pair.last_ms)],
+                &[
+                    account_key,
+                    address,
+                    &i64::from(pair.count),
+                    &i(pair.last_ms),
+                ],
             )
             .await
             .map_err(pg)?;
             tx.execute(
                 upsert,
-                &[account_key, &"", &i64::from(account.count), &i(account.last_ms)],
+                &[
+                    account_key,
+                    &"",
+                    &i64::from(account.count),
+                    &i(account.last_ms),
+                ],
             )
             .await
             .map_err(pg)?;
