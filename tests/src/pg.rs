@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Where PostgreSQL's programs are: `PG_BIN`, else Debian's `/usr/lib/postgresql/<version>/bin`
 /// (newest first), else the `PATH`.
 pub fn bin_dir() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
+    if let Some(dir) = std::env::var("PG_BIN").ok().filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -37,7 +37,7 @@ pub fn missing() -> Option<String> {
         return None;
     }
     Some(format!(
-        "skipped: the cluster tests need {} (run scripts/test, which installs them, or apt-get install {})",
+        "cluster tests skipped: they need {} (scripts/test installs them; or apt-get install {})",
         missing.join(" and "),
         missing.join(" ")
     ))
