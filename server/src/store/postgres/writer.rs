@@ -202,6 +202,11 @@ async fn commit_batch(
         .await
         .map_err(market_failed)?;
     tx.commit().await.map_err(pg)?;
+    tracing::debug!(
+        jobs = batch.len(),
+        checkouts = after.committed.checkouts.len(),
+        "batch committed"
+    );
     deliver(batch, results, after, effects);
     Ok(())
 }
