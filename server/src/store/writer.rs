@@ -8,7 +8,7 @@
 //! market's live state. If one of them fails anyway, memory and disk disagree, and the writer stops the
 //! server rather than carry on with wrong data; a restart rebuilds memory from disk.
 
-use super::{checkout_key, now_ms, ssh_keys, StoreError};
+use super::{now_ms, ssh_keys, StoreError};
 use crate::market::{CheckoutPlan, Committed, OfferPlan};
 use crate::push::Registry;
 use protocol::*;
@@ -285,8 +285,30 @@ fn commit_batch(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut after = After::default();
     let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        if matches!(job.done, Done::Reply(..) | Done::Nothing) {
+    let mut i = 0;
+    while i < batch.len() {
+        let job = &batch[i];
+        if market_job(job) && matches!(job.op, Op::Checkout(_)) {
+            // A run of checkouts between two other jobs is written with a few statements in all.
+            let run: Vec<&CheckoutPlan> = batch[i..]
+                .iter()
+                .take_while(|job| market_job(job))
+                .map_while(|job| match &job.op {
+                    Op::Checkout(plan) => Some(&**plan),
+                    _ => None,
+                })
+                .collect();
+            super::checkouts::write(&tx, &run)
+                .map_err(|e| StoreError::Corrupt(format!("market job failed: {e}")))?;
+            for plan in &run {
+                after.checkout(plan);
+                results.push(Ok(Outcome::Done));
+            }
+            i += run.len();
+            continue;
+        }
+        i += 1;
+        if market_job(job) {
             // From the market, validated against live state: a failure means memory and disk
             // disagree, and the whole batch is abandoned (see the module docs). No savepoint needed.
             apply(&tx, &job.op, &mut after)
@@ -341,6 +363,20 @@ fn commit_batch(
     Ok(())
 }
 
+/// A job from the market, validated against live state: it cannot fail unless memory and disk
+/// disagree.
+fn market_job(job: &Job) -> bool {
+    matches!(job.done, Done::Reply(..) | Done::Nothing)
+}
+
+impl After {
+    fn checkout(&mut self, plan: &CheckoutPlan) {
+        self.committed.checkouts.push(plan.order.checkout_id);
+        self.outbox
+            .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
+    }
+}
+
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::from_sqlite(e)
 }
@@ -348,11 +384,8 @@ fn sql(e: rusqlite::Error) -> StoreError {
 fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, StoreError> {
     match op {
         Op::Checkout(plan) => {
-            write_checkout(conn, plan)?;
-            after.committed.checkouts.push(plan.order.checkout_id);
-            after
-                .outbox
-                .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
+            super::checkouts::write(conn, &[plan])?;
+            after.checkout(plan);
         }
         Op::Cart { account, writes } => write_cart(conn, *account, writes)?,
         Op::Offer(plan) => {
@@ -606,56 +639,6 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
         Op::UnlinkKey(fingerprint, account) => ssh_keys::unlink(conn, fingerprint, *account)?,
     }
     Ok(Outcome::Done)
-}
-
-fn write_checkout(conn: &Connection, plan: &CheckoutPlan) -> Result<(), StoreError> {
-    let order = &plan.order;
-    conn.prepare_cached(
-        "INSERT INTO orders (id, checkout_id, account_id, month_id, placed_at_ms, total) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        order.id.0 as i64,
-        &checkout_key(order.checkout_id)[..],
-        plan.account.0 as i64,
-        order.month.0,
-        order.placed_at_ms as i64,
-        order.total.0 as i64
-    ])
-    .map_err(sql)?;
-    for (line, manufacturer) in order.lines.iter().zip(&plan.line_manufacturers) {
-        conn.prepare_cached(
-            "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, product, manufacturer_name, unit_price, quantity)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            order.id.0 as i64,
-            line.listing.0,
-            manufacturer.0,
-            line.product,
-            line.manufacturer_name,
-            line.unit_price.0 as i64,
-            line.quantity
-        ])
-        .map_err(sql)?;
-    }
-    for (listing, remaining) in &plan.stock {
-        let changed = conn
-            .prepare_cached(
-                "UPDATE offers SET remaining = ?3 WHERE month_id = ?1 AND listing_id = ?2",
-            )?
-            .execute(params![order.month.0, listing.0, remaining])?;
-        if changed != 1 {
-            return Err(StoreError::NotFound);
-        }
-    }
-    for (manufacturer, notice) in &plan.notices {
-        insert_notice(conn, *manufacturer, notice, Some(order.id))?;
-    }
-    if plan.clears_cart {
-        conn.prepare_cached("DELETE FROM cart_lines WHERE account_id = ?1")?
-            .execute([plan.account.0 as i64])?;
-    }
-    Ok(())
 }
 
 fn write_cart(

@@ -1,0 +1,154 @@
+//! Checkouts written a run at a time: the writer hands over every checkout of a batch that sits
+//! between two other jobs, and they are written with a few statements instead of a few per checkout.
+//!
+//! - orders, order lines and sale notices go in with multi-row `INSERT`s;
+//! - each listing's stock is written once per run, with its last level (the market only ever lowers
+//!   it, so the last plan holds the newest level).
+//!
+//! Each row costs SQLite the same B-tree work as before; what goes is the per-statement overhead
+//! (binding, `sqlite3_step`, resetting, the statement cache look-up), which was most of the cost.
+
+use super::{checkout_key, StoreError};
+use crate::market::CheckoutPlan;
+use protocol::{ListingId, MonthId};
+use rusqlite::{Connection, Statement};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Rows per multi-row statement, largest first. A run is cut into chunks of these sizes, so only a
+/// handful of distinct statements are ever prepared (and then found in the statement cache).
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// One multi-row `INSERT`: its head and how many values a row binds. The SQL for each chunk size is
+/// built once per process.
+struct MultiInsert {
+    head: &'static str,
+    columns: usize,
+    sql: OnceLock<Vec<String>>,
+}
+
+impl MultiInsert {
+    const fn new(head: &'static str, columns: usize) -> Self {
+        MultiInsert {
+            head,
+            columns,
+            sql: OnceLock::new(),
+        }
+    }
+
+    /// The statement text for `CHUNKS[size]` rows.
+    fn sql(&self, size: usize) -> &str {
+        let all = self.sql.get_or_init(|| {
+            CHUNKS
+                .iter()
+                .map(|rows| {
+                    let row = format!("({})", vec!["?"; self.columns].join(","));
+                    format!("{} VALUES {}", self.head, vec![row; *rows].join(","))
+                })
+                .collect()
+        });
+        &all[size]
+    }
+
+    /// Inserts `rows`, binding each with `bind(statement, first parameter index, row)`.
+    fn run<T>(
+        &self,
+        conn: &Connection,
+        rows: &[T],
+        bind: impl Fn(&mut Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        let mut rest = rows;
+        for (size, rows_per) in CHUNKS.iter().enumerate() {
+            while rest.len() >= *rows_per {
+                let (chunk, tail) = rest.split_at(*rows_per);
+                let mut stmt = conn.prepare_cached(self.sql(size))?;
+                for (i, row) in chunk.iter().enumerate() {
+                    bind(&mut stmt, 1 + i * self.columns, row)?;
+                }
+                stmt.raw_execute().map_err(StoreError::from_sqlite)?;
+                rest = tail;
+            }
+        }
+        Ok(())
+    }
+}
+
+static ORDERS: MultiInsert = MultiInsert::new(
+    "INSERT INTO orders (id, checkout_id, account_id, month_id, placed_at_ms, total)",
+    6,
+);
+static ORDER_LINES: MultiInsert = MultiInsert::new(
+    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, product, manufacturer_name, unit_price, quantity)",
+    7,
+);
+static SALE_NOTICES: MultiInsert = MultiInsert::new(
+    "INSERT INTO outbox (manufacturer_id, seq, order_id, body)",
+    4,
+);
+
+/// Writes a run of checkouts, in the order the market planned them.
+pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), StoreError> {
+    ORDERS.run(conn, plans, |s, at, plan| {
+        let order = &plan.order;
+        s.raw_bind_parameter(at, order.id.0 as i64)?;
+        s.raw_bind_parameter(at + 1, &checkout_key(order.checkout_id)[..])?;
+        s.raw_bind_parameter(at + 2, plan.account.0 as i64)?;
+        s.raw_bind_parameter(at + 3, order.month.0)?;
+        s.raw_bind_parameter(at + 4, order.placed_at_ms as i64)?;
+        s.raw_bind_parameter(at + 5, order.total.0 as i64)
+    })?;
+
+    let lines: Vec<_> = plans
+        .iter()
+        .flat_map(|plan| {
+            let lines = plan.order.lines.iter().zip(&plan.line_manufacturers);
+            lines.map(move |(line, maker)| (plan.order.id, line, *maker))
+        })
+        .collect();
+    ORDER_LINES.run(conn, &lines, |s, at, (order, line, maker)| {
+        s.raw_bind_parameter(at, order.0 as i64)?;
+        s.raw_bind_parameter(at + 1, line.listing.0)?;
+        s.raw_bind_parameter(at + 2, maker.0)?;
+        s.raw_bind_parameter(at + 3, &line.product)?;
+        s.raw_bind_parameter(at + 4, &line.manufacturer_name)?;
+        s.raw_bind_parameter(at + 5, line.unit_price.0 as i64)?;
+        s.raw_bind_parameter(at + 6, line.quantity)
+    })?;
+
+    let mut notices = Vec::new();
+    for plan in plans {
+        for (maker, notice) in &plan.notices {
+            let body = protocol::codec::encode_payload(&notice.body, usize::MAX)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            notices.push((*maker, notice.seq, plan.order.id, body));
+        }
+    }
+    SALE_NOTICES.run(conn, &notices, |s, at, (maker, seq, order, body)| {
+        s.raw_bind_parameter(at, maker.0)?;
+        s.raw_bind_parameter(at + 1, seq.0 as i64)?;
+        s.raw_bind_parameter(at + 2, order.0 as i64)?;
+        s.raw_bind_parameter(at + 3, &body[..])
+    })?;
+
+    // The last level of each listing in the run is its level after the run.
+    let mut levels: BTreeMap<(MonthId, ListingId), u32> = BTreeMap::new();
+    for plan in plans {
+        for (listing, remaining) in &plan.stock {
+            levels.insert((plan.order.month, *listing), *remaining);
+        }
+    }
+    let mut update = conn.prepare_cached(
+        "UPDATE offers SET remaining = ?3 WHERE month_id = ?1 AND listing_id = ?2",
+    )?;
+    for ((month, listing), remaining) in levels {
+        if update.execute((month.0, listing.0, remaining))? != 1 {
+            return Err(StoreError::NotFound);
+        }
+    }
+
+    for plan in plans.iter().filter(|p| p.clears_cart) {
+        conn.prepare_cached("DELETE FROM cart_lines WHERE account_id = ?1")?
+            .execute([plan.account.0 as i64])?;
+    }
+    Ok(())
+}
