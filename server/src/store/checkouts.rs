@@ -78,8 +78,8 @@ static ORDERS: MultiInsert = MultiInsert::new(
     6,
 );
 static ORDER_LINES: MultiInsert = MultiInsert::new(
-    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, product, manufacturer_name, unit_price, quantity)",
-    7,
+    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity)",
+    5,
 );
 static SALE_NOTICES: MultiInsert = MultiInsert::new(
     "INSERT INTO outbox (manufacturer_id, seq, order_id, body)",
@@ -109,10 +109,8 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
         s.raw_bind_parameter(at, order.0 as i64)?;
         s.raw_bind_parameter(at + 1, line.listing.0)?;
         s.raw_bind_parameter(at + 2, maker.0)?;
-        s.raw_bind_parameter(at + 3, &line.product)?;
-        s.raw_bind_parameter(at + 4, &line.manufacturer_name)?;
-        s.raw_bind_parameter(at + 5, line.unit_price.0 as i64)?;
-        s.raw_bind_parameter(at + 6, line.quantity)
+        s.raw_bind_parameter(at + 3, line.unit_price.0 as i64)?;
+        s.raw_bind_parameter(at + 4, line.quantity)
     })?;
 
     let mut notices = Vec::new();

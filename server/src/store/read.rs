@@ -193,8 +193,12 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     };
     let lines = conn
         .prepare_cached(
-            "SELECT listing_id, product, manufacturer_name, unit_price, quantity, status, status_at_ms
-             FROM order_lines WHERE order_id = ?1 ORDER BY listing_id",
+            // The names as they were at purchase: the month's offer and the maker's stable name.
+            "SELECT l.listing_id, f.product, m.name, l.unit_price, l.quantity, l.status, l.status_at_ms
+             FROM order_lines l JOIN orders o ON o.id = l.order_id
+             JOIN offers f ON f.month_id = o.month_id AND f.listing_id = l.listing_id
+             JOIN manufacturers m ON m.id = l.manufacturer_id
+             WHERE l.order_id = ?1 ORDER BY l.listing_id",
         )?
         .query_map([id.0 as i64], |r| {
             let unit_price = Cents(r.get::<_, i64>(3)? as u64);

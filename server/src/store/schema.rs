@@ -148,6 +148,19 @@ const MIGRATIONS: &[&str] = &[
                           AND email_key(older.email) = email_key(accounts.email))
              THEN '#duplicate-of-an-older-account-' || id ELSE '' END;
     "#,
+    // 6: an order line no longer copies its product and maker names; the names at purchase are the
+    // month's offer's product (kept per month here) and the maker's stable name. Two short rows per
+    // checkout instead of two long ones.
+    r#"
+    ALTER TABLE offers ADD COLUMN product TEXT NOT NULL DEFAULT ''; -- the product name as offered that month
+    UPDATE offers SET product = (SELECT product FROM listings WHERE listings.id = offers.listing_id);
+    UPDATE offers SET product = sold.product
+        FROM (SELECT o.month_id AS month_id, l.listing_id AS listing_id, max(l.product) AS product
+              FROM order_lines l JOIN orders o ON o.id = l.order_id GROUP BY 1, 2) AS sold
+        WHERE offers.month_id = sold.month_id AND offers.listing_id = sold.listing_id;
+    ALTER TABLE order_lines DROP COLUMN product;
+    ALTER TABLE order_lines DROP COLUMN manufacturer_name;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours or that lost commits

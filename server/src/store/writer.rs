@@ -417,7 +417,8 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             }
             for (listing, stock) in &plan.stock {
                 conn.prepare_cached(
-                    "INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining, product)
+                     VALUES (?1, ?2, ?3, ?4, ?5, (SELECT product FROM listings WHERE id = ?2))",
                 )?
                 .execute(params![plan.month.0, listing.0, stock.unit_price.0 as i64, stock.offered, stock.remaining])
                 .map_err(sql)?;
