@@ -1,7 +1,8 @@
 //! Checkouts written a run at a time: the writer hands over every checkout of a batch that sits
 //! between two other jobs, and they are written with a few statements instead of a few per checkout.
 //!
-//! - orders, order lines and sale notices go in with multi-row `INSERT`s;
+//! - orders, order lines and sale notices go in with multi-row `INSERT`s (a sale notice is only its
+//!   sequence number and order: its lines are the order's lines of that maker);
 //! - each listing's stock is written once per run, with its last level (the market only ever lowers
 //!   it, so the last plan holds the newest level).
 //!
@@ -81,10 +82,8 @@ static ORDER_LINES: MultiInsert = MultiInsert::new(
     "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity)",
     5,
 );
-static SALE_NOTICES: MultiInsert = MultiInsert::new(
-    "INSERT INTO outbox (manufacturer_id, seq, order_id, body)",
-    4,
-);
+static SALE_NOTICES: MultiInsert =
+    MultiInsert::new("INSERT INTO outbox (manufacturer_id, seq, order_id)", 3);
 
 /// Writes a run of checkouts, in the order the market planned them.
 pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), StoreError> {
@@ -113,19 +112,18 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
         s.raw_bind_parameter(at + 4, line.quantity)
     })?;
 
-    let mut notices = Vec::new();
-    for plan in plans {
-        for (maker, notice) in &plan.notices {
-            let body = protocol::codec::encode_payload(&notice.body, usize::MAX)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            notices.push((*maker, notice.seq, plan.order.id, body));
-        }
-    }
-    SALE_NOTICES.run(conn, &notices, |s, at, (maker, seq, order, body)| {
+    // A sale notice is its order's lines of that maker: only the sequence number is stored.
+    let notices: Vec<_> = plans
+        .iter()
+        .flat_map(|plan| {
+            let notices = plan.notices.iter();
+            notices.map(move |(maker, notice)| (*maker, notice.seq, plan.order.id))
+        })
+        .collect();
+    SALE_NOTICES.run(conn, &notices, |s, at, (maker, seq, order)| {
         s.raw_bind_parameter(at, maker.0)?;
         s.raw_bind_parameter(at + 1, seq.0 as i64)?;
-        s.raw_bind_parameter(at + 2, order.0 as i64)?;
-        s.raw_bind_parameter(at + 3, &body[..])
+        s.raw_bind_parameter(at + 2, order.0 as i64)
     })?;
 
     // The last level of each listing in the run is its level after the run.

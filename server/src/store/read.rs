@@ -245,7 +245,7 @@ pub fn notices(
     limit: usize,
 ) -> Result<Vec<Notice>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, body FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+        "SELECT seq, order_id, body FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
@@ -254,19 +254,78 @@ pub fn notices(
             through.0 as i64,
             limit as i64
         ],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        },
     )?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, body) = row?;
-        let body: NoticeBody = protocol::codec::decode_server_payload(&body)
-            .map_err(|e| StoreError::Corrupt(format!("outbox notice {seq}: {e}")))?;
+        let (seq, order, body) = row?;
+        let body = match (order, body) {
+            (_, Some(body)) => protocol::codec::decode_server_payload(&body)
+                .map_err(|e| StoreError::Corrupt(format!("outbox notice {seq}: {e}")))?,
+            (Some(order), None) => {
+                NoticeBody::Sale(sale_notice(conn, manufacturer, OrderId(order as u64))?)
+            }
+            (None, None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "outbox notice {seq}: neither an order nor a body"
+                )))
+            }
+        };
         out.push(Notice {
             seq: NoticeSeq(seq as u64),
             body,
         });
     }
     Ok(out)
+}
+
+/// A sale notice as the market made it: the order's lines of this maker, by listing id.
+pub fn sale_notice(
+    conn: &Connection,
+    manufacturer: ManufacturerId,
+    order: OrderId,
+) -> Result<SaleNotice, StoreError> {
+    let mut month = None;
+    let mut lines = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.month_id, s.sku, l.quantity, l.unit_price
+         FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN listings s ON s.id = l.listing_id
+         WHERE l.order_id = ?1 AND l.manufacturer_id = ?2 ORDER BY l.listing_id",
+    )?;
+    let rows = stmt.query_map(params![order.0 as i64, manufacturer.0], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (m, sku, quantity, unit_price) = row?;
+        month = Some(MonthId(m));
+        lines.push(SaleLine {
+            sku,
+            quantity,
+            unit_price: Cents(unit_price as u64),
+        });
+    }
+    let month = month.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "sale notice for order {} names no line of manufacturer {}",
+            order.0, manufacturer.0
+        ))
+    })?;
+    Ok(SaleNotice {
+        month,
+        order,
+        lines,
+    })
 }
 
 /// (orders, units sold) over all time.

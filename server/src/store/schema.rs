@@ -148,7 +148,7 @@ const MIGRATIONS: &[&str] = &[
                           AND email_key(older.email) = email_key(accounts.email))
              THEN '#duplicate-of-an-older-account-' || id ELSE '' END;
     "#,
-    // 6: an order line no longer copies its product and maker names; the names at purchase are the
+    // 6: a checkout writes less. An order line no longer copies its product and maker names; the names at purchase are the
     // month's offer's product (kept per month here) and the maker's stable name. Two short rows per
     // checkout instead of two long ones.
     r#"
@@ -160,6 +160,20 @@ const MIGRATIONS: &[&str] = &[
         WHERE offers.month_id = sold.month_id AND offers.listing_id = sold.listing_id;
     ALTER TABLE order_lines DROP COLUMN product;
     ALTER TABLE order_lines DROP COLUMN manufacturer_name;
+    -- A sale notice is no longer a second encoded copy of the order: its lines are the order's lines
+    -- of that maker (see `read::notices`). Only settlements keep a body.
+    CREATE TABLE outbox_v6 (
+        manufacturer_id INTEGER NOT NULL REFERENCES manufacturers(id),
+        seq             INTEGER NOT NULL CHECK (seq > 0),
+        order_id        INTEGER,                      -- a sale's order; NULL for settlements
+        body            BLOB,                         -- a settlement's encoded protocol::NoticeBody; NULL for sales
+        PRIMARY KEY (manufacturer_id, seq),
+        CHECK ((order_id IS NULL) <> (body IS NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO outbox_v6 (manufacturer_id, seq, order_id, body)
+        SELECT manufacturer_id, seq, order_id, CASE WHEN order_id IS NULL THEN body END FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v6 RENAME TO outbox;
     "#,
 ];
 

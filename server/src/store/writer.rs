@@ -460,7 +460,7 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 return Err(StoreError::NotFound);
             }
             for (manufacturer, notice) in settlements {
-                insert_notice(conn, *manufacturer, notice, None)?;
+                insert_settlement(conn, *manufacturer, notice)?;
                 after.outbox.push((*manufacturer, notice.seq));
             }
         }
@@ -684,24 +684,17 @@ fn write_cart(
     Ok(())
 }
 
-fn insert_notice(
+/// A settlement keeps its encoded body (a sale's notice is written by `checkouts`).
+fn insert_settlement(
     conn: &Connection,
     manufacturer: ManufacturerId,
     notice: &Notice,
-    order: Option<OrderId>,
 ) -> Result<(), StoreError> {
     let body = protocol::codec::encode_payload(&notice.body, usize::MAX)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO outbox (manufacturer_id, seq, order_id, body) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        manufacturer.0,
-        notice.seq.0 as i64,
-        order.map(|o| o.0 as i64),
-        body
-    ])
-    .map_err(sql)?;
+    conn.prepare_cached("INSERT INTO outbox (manufacturer_id, seq, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![manufacturer.0, notice.seq.0 as i64, body])
+        .map_err(sql)?;
     Ok(())
 }
 
