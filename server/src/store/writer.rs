@@ -226,7 +226,6 @@ impl Writer {
 #[derive(Default)]
 struct After {
     committed: Committed,
-    outbox: Vec<(ManufacturerId, NoticeSeq)>,
     statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
 }
 
@@ -350,8 +349,15 @@ fn commit_batch(
         }
     }
     tx.commit()?;
-    // Durable now: tell everyone.
+    // Durable now: tell everyone. The notices go to the relays in memory, so that delivering them
+    // does not read and rebuild them from the database (`read::notices` is for catching up).
+    let mut notices = Vec::new();
     for (job, result) in batch.drain(..).zip(results) {
+        match job.op {
+            Op::Checkout(plan) if result.is_ok() => notices.extend(plan.notices),
+            Op::CloseMonth { settlements, .. } if result.is_ok() => notices.extend(settlements),
+            _ => {}
+        }
         match (job.done, result) {
             (Done::Nothing, _) => {}
             (Done::Reply(tx, reply), _) => {
@@ -365,8 +371,8 @@ fn commit_batch(
     if !after.committed.checkouts.is_empty() {
         let _ = effects.committed.send(after.committed);
     }
-    for (manufacturer, seq) in after.outbox {
-        effects.registry.outbox_durable(manufacturer, seq);
+    if !notices.is_empty() {
+        effects.registry.outbox_committed(notices);
     }
     for (account, order, listing, status) in after.statuses {
         effects.registry.push_to_account(
@@ -390,8 +396,6 @@ fn market_job(job: &Job) -> bool {
 impl After {
     fn checkout(&mut self, plan: &CheckoutPlan) {
         self.committed.checkouts.push(plan.order.checkout_id);
-        self.outbox
-            .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
     }
 }
 
@@ -461,7 +465,6 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             }
             for (manufacturer, notice) in settlements {
                 insert_settlement(conn, *manufacturer, notice)?;
-                after.outbox.push((*manufacturer, notice.seq));
             }
         }
         Op::SetCredential(id, hash) => {
