@@ -178,6 +178,40 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             ));
         }
     }
+    // The per-month sums the operator's history starts from match the order lines.
+    let mut stmt = conn.prepare(
+        "WITH sold AS (
+             SELECT o.month_id AS month_id, count(DISTINCT o.id) AS orders, sum(l.quantity) AS units,
+                    sum(l.quantity * l.unit_price) AS revenue
+             FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.month_id)
+         SELECT sold.month_id, sold.orders, sold.units, sold.revenue, s.orders, s.units, s.revenue
+         FROM sold LEFT JOIN month_sales s ON s.month_id = sold.month_id
+         WHERE s.month_id IS NULL OR s.orders <> sold.orders OR s.units <> sold.units OR s.revenue <> sold.revenue
+         UNION ALL
+         SELECT s.month_id, 0, 0, 0, s.orders, s.units, s.revenue FROM month_sales s
+         WHERE s.orders > 0 AND s.month_id NOT IN (SELECT month_id FROM sold)",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            [
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ],
+            [
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ],
+        ))
+    })? {
+        let (month, sold, kept) = row?;
+        v.push(format!(
+            "month {month}: sold (orders, units, revenue) {sold:?} but month_sales says {kept:?}"
+        ));
+    }
+
     let mut outbox_pending = 0u64;
     let mut stmt = conn.prepare("SELECT id, acked_seq FROM manufacturers")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {

@@ -4,7 +4,8 @@
 //! - orders, order lines and sale notices go in with multi-row `INSERT`s (a sale notice is only its
 //!   sequence number and order: its lines are the order's lines of that maker);
 //! - each listing's stock is written once per run, with its last level (the market only ever lowers
-//!   it, so the last plan holds the newest level).
+//!   it, so the last plan holds the newest level);
+//! - each month's sales (`month_sales`) once per run.
 //!
 //! Each row costs SQLite the same B-tree work as before; what goes is the per-statement overhead
 //! (binding, `sqlite3_step`, resetting, the statement cache look-up), which was most of the cost.
@@ -140,6 +141,23 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
         if update.execute((month.0, listing.0, remaining))? != 1 {
             return Err(StoreError::NotFound);
         }
+    }
+
+    // Each month's running sales, for the operator's history (one row per month, not per order).
+    let mut sales: BTreeMap<MonthId, (i64, i64, i64)> = BTreeMap::new();
+    for plan in plans {
+        let month = sales.entry(plan.order.month).or_default();
+        month.0 += 1;
+        month.1 += plan.order.units() as i64;
+        month.2 += plan.order.total.0 as i64;
+    }
+    let mut add = conn.prepare_cached(
+        "INSERT INTO month_sales (month_id, orders, units, revenue) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(month_id) DO UPDATE SET orders = orders + excluded.orders,
+           units = units + excluded.units, revenue = revenue + excluded.revenue",
+    )?;
+    for (month, (orders, units, revenue)) in sales {
+        add.execute((month.0, orders, units, revenue))?;
     }
 
     for plan in plans.iter().filter(|p| p.clears_cart) {

@@ -226,6 +226,22 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     }))
 }
 
+/// The account and order of a checkout id, if it was ever made.
+pub fn checkout(
+    conn: &Connection,
+    id: CheckoutId,
+) -> Result<Option<(Option<AccountId>, OrderId)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT account_id, id FROM orders WHERE checkout_id = ?1")?
+        .query_row([&super::checkout_key(id)[..]], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.map(|a| AccountId(a as u64)),
+                OrderId(r.get::<_, i64>(1)? as u64),
+            ))
+        })
+        .optional()?)
+}
+
 /// The account that placed an order (`None` if deleted or unknown).
 pub fn order_owner(conn: &Connection, id: OrderId) -> Result<Option<AccountId>, StoreError> {
     Ok(conn

@@ -174,6 +174,17 @@ const MIGRATIONS: &[&str] = &[
         SELECT manufacturer_id, seq, order_id, CASE WHEN order_id IS NULL THEN body END FROM outbox;
     DROP TABLE outbox;
     ALTER TABLE outbox_v6 RENAME TO outbox;
+    -- Each month's sales, kept as checkouts commit, so that a restart need not sum every order line
+    -- ever sold (the operator's history and totals start from here; `audit` checks it against the lines).
+    CREATE TABLE month_sales (
+        month_id INTEGER PRIMARY KEY REFERENCES months(id),
+        orders   INTEGER NOT NULL CHECK (orders >= 0),
+        units    INTEGER NOT NULL CHECK (units >= 0),
+        revenue  INTEGER NOT NULL CHECK (revenue >= 0)
+    );
+    INSERT INTO month_sales (month_id, orders, units, revenue)
+        SELECT o.month_id, count(DISTINCT o.id), sum(l.quantity), sum(l.quantity * l.unit_price)
+        FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.month_id;
     "#,
 ];
 
