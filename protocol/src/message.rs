@@ -278,6 +278,13 @@ pub enum RequestBody {
         /// Whether this part completes the offer.
         last: bool,
     },
+    /// Gateways, before a login: the address the carried customer connects to the gateway from, so
+    /// that sign-up and login throttling count that customer's address, not the gateway's (which
+    /// every customer of the gateway shares). Answered with [`Reply::Done`].
+    CustomerAddress {
+        /// The customer's IP address, as the gateway saw it.
+        ip: std::net::IpAddr,
+    },
 }
 
 const REDACTED: &str = "<redacted>";
@@ -378,6 +385,7 @@ impl std::fmt::Debug for RequestBody {
                 .field("lines", &lines.len())
                 .field("last", last)
                 .finish(),
+            CustomerAddress { ip } => f.debug_struct("CustomerAddress").field("ip", ip).finish(),
         }
     }
 }

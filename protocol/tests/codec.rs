@@ -137,6 +137,7 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
                 lines,
                 last
             }),
+        any::<std::net::IpAddr>().prop_map(|ip| RequestBody::CustomerAddress { ip }),
     ]
 }
 

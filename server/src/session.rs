@@ -159,6 +159,9 @@ struct Session<R, W> {
     codec: ServerCodec,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The address that sign-up and login throttling count: the peer's, or for a gateway the one it
+    /// says its customer connects from ([`RequestBody::CustomerAddress`]).
+    client_ip: std::net::IpAddr,
     id: u64,
     role: Role,
     login: Option<Login>,
@@ -189,6 +192,7 @@ where
         codec: ServerCodec::new(),
         shared,
         peer,
+        client_ip: peer.ip(),
         id,
         role: Role::Customer,
         login: None,
@@ -454,9 +458,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn on_bytes(&mut self) -> Result<(), End> {
         self.last_activity = Instant::now();
+        let mut completed_a_frame = false;
         loop {
             match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(ClientMessage::Request(request))) => {
+                    completed_a_frame = true;
                     let result = self.handle(request.body).await;
                     let response = ServerMessage::Response(Response {
                         id: request.id,
@@ -482,10 +488,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
             }
         }
-        self.partial_since = if self.rbuf.is_empty() && !self.codec.in_frame() {
-            None
-        } else {
-            self.partial_since.or(Some(Instant::now()))
+        // The frame deadline runs from the last completed frame: a client that pipelines a long
+        // stream whose reads always end mid-frame is making progress, while one that dribbles a
+        // single frame is not.
+        self.partial_since = match (
+            self.rbuf.is_empty() && !self.codec.in_frame(),
+            completed_a_frame,
+        ) {
+            (true, _) => None,
+            (false, true) => Some(Instant::now()),
+            (false, false) => self.partial_since.or(Some(Instant::now())),
         };
         if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * 1024 {
             self.rbuf = BytesMut::new(); // An idle connection keeps no big buffer.
@@ -777,6 +789,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             RequestBody::KeyLogIn { fingerprint } => self.key_log_in(fingerprint).await,
             RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
             RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
+            RequestBody::CustomerAddress { ip } => self.customer_address(ip),
             RequestBody::RevokeManufacturer { name } => {
                 self.operator()?;
                 engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
@@ -893,7 +906,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         auth::validate_password(&form.password)?;
         // Checked after the fields, so a typo does not cost one of the address's sign-ups, and
         // before hashing, so a flood is refused for the price of a map lookup.
-        let address = crate::throttle::address_key(self.peer.ip());
+        let address = crate::throttle::address_key(self.client_ip);
         let allowed = self.throttle().check_signup(&address, now_ms());
         if let Err(refusal) = allowed {
             return Err(tarpit(refusal).await);
@@ -934,7 +947,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn log_in(&mut self, email: String, password: String) -> Answer {
         self.anonymous_only()?;
         let account_key = crate::email::key(&email);
-        let address = crate::throttle::address_key(self.peer.ip());
+        let address = crate::throttle::address_key(self.client_ip);
         let allowed = self
             .throttle()
             .check_login(&account_key, &address, now_ms());

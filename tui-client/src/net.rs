@@ -55,6 +55,9 @@ pub struct Target {
     pub role: Role,
     /// The gateway's credential (the operator key), if the distributor has one.
     pub key: Option<String>,
+    /// For a gateway: where its customer connects from, said on every connection before anything
+    /// else, so that the distributor throttles that address and not the gateway's.
+    pub customer_ip: Option<std::net::IpAddr>,
 }
 
 impl Target {
@@ -65,6 +68,7 @@ impl Target {
             tls: None,
             role: Role::Customer,
             key: None,
+            customer_ip: None,
         }
     }
 }
@@ -151,6 +155,19 @@ async fn connect(target: &Target) -> Result<(Client, Events), String> {
         .map_err(client_error)
 }
 
+/// Connects, and for a gateway says whose address the connection counts against, before anything
+/// else is sent (a login in particular).
+async fn open(target: &Target) -> Result<(Client, Events), String> {
+    let (client, events) = connect(target).await?;
+    if let Some(ip) = target.customer_ip {
+        client
+            .call(RequestBody::CustomerAddress { ip })
+            .await
+            .map_err(|e| format!("the distributor refused the gateway: {e}"))?;
+    }
+    Ok((client, events))
+}
+
 /// The delay before reconnect attempt `attempt` (1-based): doubling from 250 ms up to 5 s, with up
 /// to 20 % jitter so many clients do not come back in lockstep.
 pub fn backoff_ms(attempt: u32, jitter: f64) -> u64 {
@@ -186,7 +203,7 @@ async fn run(
         let _ = events.send(NetEvent::Connecting { attempt });
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, open(&target)) => r,
         };
         let reason = match connected {
             Ok(Ok((client, pushes))) => {

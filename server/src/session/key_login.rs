@@ -46,6 +46,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Counts sign-ups and logins of this connection against the customer's own address. Before a
+    /// login only: the throttle's buckets are per address, and a gateway's customers all come from
+    /// the gateway's.
+    pub(super) fn customer_address(&mut self, ip: std::net::IpAddr) -> Answer {
+        if self.role != Role::Gateway {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "only a gateway may say where its customer connects from",
+            ));
+        }
+        self.client_ip = ip;
+        Ok(Reply::Done)
+    }
+
     /// Starts a session as the account the key is linked to.
     pub(super) async fn key_log_in(&mut self, fingerprint: String) -> Answer {
         self.gateway_only()?;

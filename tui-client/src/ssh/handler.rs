@@ -5,6 +5,7 @@ use super::backend::PtySize;
 use super::input::InputParser;
 use super::shell::{self, Shell};
 use super::Gateway;
+use crate::net::Target;
 use crossterm::event::Event;
 use russh::keys::HashAlg;
 use russh::server::{
@@ -24,6 +25,8 @@ const ALLOWED_ENV: [&str; 3] = ["NO_COLOR", "TERM", "LANG"];
 /// The state of one connection.
 pub struct Connection {
     gateway: Arc<Gateway>,
+    /// The client's address: the distributor throttles its sign-ups and logins by it.
+    peer: std::net::IpAddr,
     /// Set once authentication succeeded (the auth deadline checks it).
     pub authenticated: Arc<AtomicBool>,
     /// The SHA-256 fingerprint of the key the client proved, if any.
@@ -47,10 +50,11 @@ struct SessionChannel {
 }
 
 impl Connection {
-    /// A fresh connection for `gateway`, stopped by `stop`.
-    pub fn new(gateway: Arc<Gateway>, stop: CancellationToken) -> Self {
+    /// A fresh connection from `peer` for `gateway`, stopped by `stop`.
+    pub fn new(gateway: Arc<Gateway>, peer: std::net::IpAddr, stop: CancellationToken) -> Self {
         Connection {
             gateway,
+            peer,
             authenticated: Arc::new(AtomicBool::new(false)),
             fingerprint: None,
             channel: None,
@@ -69,6 +73,7 @@ impl Connection {
     ) -> Result<(), russh::Error> {
         let fingerprint = self.fingerprint.clone();
         let gateway = self.gateway.clone();
+        let peer = self.peer;
         let Some(ch) = self.channel_mut(id) else {
             return session.channel_failure(id);
         };
@@ -83,7 +88,10 @@ impl Connection {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         ch.events = Some(tx);
         let shell = Shell {
-            target: gateway.target.clone(),
+            target: Target {
+                customer_ip: Some(peer),
+                ..gateway.target.clone()
+            },
             label: gateway.label.clone(),
             fingerprint,
             plain: ch.no_color || ch.term == "dumb",

@@ -121,6 +121,10 @@ pub async fn serve(
     config: SshConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // crossterm drops every colour when NO_COLOR is in *this process's* environment. Over SSH each
+    // session picks its own theme (its client's NO_COLOR or TERM=dumb; the plain theme sets no
+    // colour at all), so the server's own environment must not decide for everyone.
+    crossterm::style::force_color_output(true);
     let gateway = Arc::new(gateway);
     let ssh = Arc::new(russh_config(&config));
     // A permit is taken before a connection is served and given back when it ends, so the cap holds
@@ -169,7 +173,7 @@ async fn serve_connection(
     ssh: Arc<russh::server::Config>,
     stop: CancellationToken,
 ) {
-    let connection = handler::Connection::new(gateway, stop.clone());
+    let connection = handler::Connection::new(gateway, peer.ip(), stop.clone());
     let authenticated = connection.authenticated.clone();
     let session = match russh::server::run_stream(ssh, socket, connection).await {
         Ok(session) => session,

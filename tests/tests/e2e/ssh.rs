@@ -62,6 +62,11 @@ struct Rig {
 
 impl Rig {
     async fn start(units: u32, extra: &[&str]) -> Rig {
+        Rig::start_with_env(units, extra, &[]).await
+    }
+
+    /// As [`Rig::start`], with `env` in serve-ssh's own environment.
+    async fn start_with_env(units: u32, extra: &[&str], env: &[(&str, &str)]) -> Rig {
         let server = TestServer::start_with(|c| c.month_secs = 900).await;
         let script = ManufacturerScript {
             offer: vec![harness::offer_line("TMX", units, 250)],
@@ -92,7 +97,8 @@ impl Rig {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let serve_ssh = ChildProcess::spawn_self("child_serve_ssh", &args, &log).unwrap();
+        let serve_ssh =
+            ChildProcess::spawn_self_with_env("ssh::child_serve_ssh", &args, &log, env).unwrap();
         let port = listening_port(&log).await;
         let tmux = TmuxServer::new(dir.path());
         Rig {
@@ -397,7 +403,9 @@ async fn no_color_or_term_dumb_gives_that_session_a_screen_without_colour() {
     if skip() {
         return;
     }
-    let rig = Rig::start(40, &[]).await;
+    // serve-ssh itself runs under NO_COLOR (the operator's terminal): that is its own business, and
+    // must not take colour from sessions that did not ask for NO_COLOR.
+    let rig = Rig::start_with_env(40, &[], &[("NO_COLOR", "1")]).await;
     let key = rig.key("colours");
     let coloured = rig.open("coloured", &key, "");
     coloured.wait_for(&["Log in", "online"], STEP).await;
@@ -718,7 +726,7 @@ async fn serve_ssh_refuses_a_non_loopback_address_without_public() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut child = ChildProcess::spawn_self("child_serve_ssh", &args, &log).unwrap();
+    let mut child = ChildProcess::spawn_self("ssh::child_serve_ssh", &args, &log).unwrap();
     let deadline = Instant::now() + STEP;
     let status = loop {
         if let Some(status) = child.try_wait() {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-const ENTRY: &str = "child_distributor_for_first_use";
+const ENTRY: &str = "first_use::child_distributor_for_first_use";
 const WAIT: Duration = Duration::from_secs(20);
 /// `nobody`: file permissions do not bind root, so as root the child runs as this user instead.
 const NOBODY: u32 = 65534;

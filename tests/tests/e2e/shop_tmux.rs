@@ -4,7 +4,7 @@
 //! status moving live.
 //!
 //! Cargo does not build a dependency's binary for another crate's tests, so by default the app runs
-//! as this test executable re-run with `--ignored --exact child_shop_process` and the command line
+//! as this test executable re-run with `--ignored --exact shop_tmux::child_shop_process` and the command line
 //! in `SHOP_CHILD_ARGS`; that test hands it to `tui_client::cli::main_from`, the very entry point of
 //! the `shop` binary. Set `SHOP_BIN=/path/to/shop` to run a built binary instead.
 //!
@@ -148,7 +148,7 @@ fn shop_command(args: &str) -> String {
         Err(_) => {
             let exe = std::env::current_exe().expect("test executable path");
             format!(
-                "env {ARGS_ENV}='{args}' {} --ignored --exact child_shop_process --nocapture --test-threads=1",
+                "env {ARGS_ENV}='{args}' {} --ignored --exact shop_tmux::child_shop_process --nocapture --test-threads=1",
                 exe.display()
             )
         }
@@ -287,12 +287,17 @@ async fn shop_demo_brings_up_a_whole_system_with_moving_stock_and_quitting_stops
         .wait_for(&["Demo Viewer", "orchard", "dairy", "bakery", "left"])
         .await;
     assert!(screen.contains("Month"), "{screen}");
-    // The simulated shoppers buy: the scarcest product shows fewer left than were offered.
+    // The simulated shoppers buy: some product shows fewer left than were offered. The shoppers pick
+    // at random, so walk the rows (fewest left first): the panel below the selected row shows
+    // "N of M left".
     tmux.keys(&["s", "s", "s"]); // sort: fewest left first
     let deadline = Instant::now() + STEP;
-    loop {
-        tmux.keys(&["g"]); // select the top row; the panel below shows "N of M left"
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    for step in 0usize.. {
+        tmux.keys(&["g"]); // the top row
+        for _ in 0..step % 12 {
+            tmux.keys(&["Down"]);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let screen = tmux.screen();
         if screen.lines().any(stock_has_moved) {
             break;

@@ -54,7 +54,7 @@ fn distributor_cli(args: &[String]) -> (bool, Option<Value>, String) {
         .args([
             "--ignored",
             "--exact",
-            "child_distributor_process",
+            "operator::child_distributor_process",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -128,8 +128,12 @@ impl System {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        ChildProcess::spawn_self("child_manufacturer_process", &args, &self.log(name))
-            .expect("spawn manufacturer")
+        ChildProcess::spawn_self(
+            "operator::child_manufacturer_process",
+            &args,
+            &self.log(name),
+        )
+        .expect("spawn manufacturer")
     }
 }
 
@@ -149,8 +153,8 @@ async fn start_system() -> System {
     .map(|s| s.to_string())
     .collect();
     let log = dir.path().join("distributor.log");
-    let distributor =
-        ChildProcess::spawn_self("child_distributor_process", &args, &log).expect("spawn");
+    let distributor = ChildProcess::spawn_self("operator::child_distributor_process", &args, &log)
+        .expect("spawn");
     let system = System {
         dir,
         addr,
@@ -193,14 +197,7 @@ async fn buy_from(customer: &harness::Customer, maker: &str) -> bool {
     };
     customer
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing: item.listing,
-                quantity: 1,
-            }]),
-            confirmed_total: item.unit_price,
-        })
+        .call(tests::harness::buy_now(item.listing, 1, item.unit_price))
         .await
         .is_ok()
 }
@@ -373,14 +370,7 @@ async fn an_operator_gets_coalesced_deltas_after_one_status_and_they_add_up_to_t
     while started.elapsed() < Duration::from_secs(2) {
         let done = buyer
             .client
-            .call(RequestBody::Checkout {
-                checkout_id: CheckoutId::generate(),
-                lines: Some(vec![CartItem {
-                    listing,
-                    quantity: 1,
-                }]),
-                confirmed_total: price,
-            })
+            .call(tests::harness::buy_now(listing, 1, price))
             .await;
         if done.is_ok() {
             bought += 1;

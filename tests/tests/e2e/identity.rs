@@ -75,11 +75,7 @@ fn connected(status: &SystemStatus, name: &str) -> bool {
 
 /// Buys `quantity` of a listing priced 100 cents.
 fn buy(listing: ListingId, quantity: u32) -> RequestBody {
-    RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
-        lines: Some(vec![CartItem { listing, quantity }]),
-        confirmed_total: Cents(100 * u64::from(quantity)),
-    }
+    tests::harness::buy_now(listing, quantity, Cents(100 * u64::from(quantity)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,8 +282,12 @@ async fn an_operator_revokes_a_credential_with_the_cli_and_the_name_registers_ag
 }
 
 fn spawn_sim(args: &[&str], log: &Path) -> ChildProcess {
-    ChildProcess::spawn_self("child_manufacturer_for_identity", &strings(args), log)
-        .expect("spawn manufacturer-sim")
+    ChildProcess::spawn_self(
+        "identity::child_manufacturer_for_identity",
+        &strings(args),
+        log,
+    )
+    .expect("spawn manufacturer-sim")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +384,7 @@ async fn the_operator_key_is_written_beside_the_database_with_mode_0600_and_oper
     let addr = format!("127.0.0.1:{}", free_port());
     let args = strings(&["--listen", &addr, "--db", db.to_str().unwrap()]);
     let mut child =
-        ChildProcess::spawn_self("child_distributor_for_identity", &args, &log).unwrap();
+        ChildProcess::spawn_self("identity::child_distributor_for_identity", &args, &log).unwrap();
     wait_up(&addr, &log).await;
     let key_file = dir.path().join("data").join("operator.key");
     let key = protocol::operator_key::read(&key_file).unwrap();
@@ -415,7 +415,7 @@ async fn the_operator_key_is_written_beside_the_database_with_mode_0600_and_oper
     // A restart keeps the key.
     assert!(child.terminate(WAIT).is_some_and(|s| s.success()));
     let mut child =
-        ChildProcess::spawn_self("child_distributor_for_identity", &args, &log).unwrap();
+        ChildProcess::spawn_self("identity::child_distributor_for_identity", &args, &log).unwrap();
     wait_up(&addr, &log).await;
     assert_eq!(protocol::operator_key::read(&key_file).unwrap(), key);
     status(&addr, &key).await;
@@ -430,7 +430,7 @@ async fn an_empty_peer_key_is_refused_as_a_configuration_error_at_start() {
     let addr = format!("127.0.0.1:{}", free_port());
     let args = strings(&["--listen", &addr, "--db", db.to_str().unwrap()]);
     let mut child = ChildProcess::spawn_self_with_env(
-        "child_distributor_for_identity",
+        "identity::child_distributor_for_identity",
         &args,
         &log,
         &[("DISTRIBUTOR_PEER_KEY", "")],
@@ -441,7 +441,8 @@ async fn an_empty_peer_key_is_refused_as_a_configuration_error_at_start() {
     let mut with_flag = args.clone();
     with_flag.extend(strings(&["--peer-key", "  "]));
     let mut child =
-        ChildProcess::spawn_self("child_distributor_for_identity", &with_flag, &log).unwrap();
+        ChildProcess::spawn_self("identity::child_distributor_for_identity", &with_flag, &log)
+            .unwrap();
     let exit = child.wait_timeout(WAIT).expect("exits at once");
     assert!(!exit.success());
     let said = std::fs::read_to_string(&log).unwrap();

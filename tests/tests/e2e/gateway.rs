@@ -215,3 +215,74 @@ async fn deleting_an_account_unlinks_its_keys() {
     );
     server.stop().await.unwrap();
 }
+
+/// A gateway's customers all reach the distributor from the gateway's address. With
+/// `CustomerAddress` each counts against its own: a sprayer behind the gateway is throttled, and a
+/// neighbour behind the same gateway, at another address, logs in at once. A plain customer cannot
+/// pick its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_customers_are_throttled_by_their_own_addresses_not_the_gateways() {
+    let server = TestServer::start_with(|c| {
+        c.peer_key = Some(PEER_KEY.into());
+        c.limits.logins_per_minute = 20;
+    })
+    .await;
+    let carry = |ip: &'static str| {
+        let addr = server.addr.clone();
+        async move {
+            let client = gateway(&addr).await;
+            let ip = ip.parse().expect("an ip");
+            let said = client.call(RequestBody::CustomerAddress { ip }).await;
+            assert!(matches!(said, Ok(Reply::Done)), "{said:?}");
+            client
+        }
+    };
+    let owner = carry("203.0.113.7").await;
+    sign_up(&owner, "owner@example.com").await;
+    let sprayer = carry("198.51.100.9").await;
+    let mut throttled_after = None;
+    for i in 0..200 {
+        let reply = sprayer
+            .call(RequestBody::LogIn {
+                email: format!("victim{i}@example.com"),
+                password: "guess guess".into(),
+            })
+            .await;
+        match code(reply) {
+            ErrorCode::BadCredentials => {}
+            ErrorCode::Throttled => {
+                throttled_after = Some(i);
+                break;
+            }
+            other => panic!("attempt {i}: {other:?}"),
+        }
+    }
+    let attempts = throttled_after.expect("the sprayer's address was never throttled");
+    assert!(attempts >= 20, "refused after only {attempts} attempts");
+    // Another customer of the same gateway, from another address: not slowed at all.
+    let neighbour = carry("203.0.113.8").await;
+    let start = std::time::Instant::now();
+    let reply = neighbour
+        .call(RequestBody::LogIn {
+            email: "owner@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await;
+    assert!(matches!(reply, Ok(Reply::Session(_))), "{reply:?}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(900),
+        "the neighbour was held for {:?}",
+        start.elapsed()
+    );
+    // A customer connection may not say where it comes from.
+    let (customer, _) = Client::connect(&server.addr, hello(Role::Customer, None))
+        .await
+        .expect("connect customer");
+    let claim = customer
+        .call(RequestBody::CustomerAddress {
+            ip: "203.0.113.9".parse().expect("an ip"),
+        })
+        .await;
+    assert_eq!(code(claim), ErrorCode::Forbidden);
+    server.stop().await.unwrap();
+}

@@ -12,7 +12,7 @@ use tests::child::{free_port, run_child, ChildProcess};
 use tests::harness::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-const DISTRIBUTOR: &str = "child_distributor_for_database_file";
+const DISTRIBUTOR: &str = "database_file::child_distributor_for_database_file";
 
 /// Not a test: the body of a child distributor process.
 #[test]
@@ -235,7 +235,7 @@ async fn a_second_manufacturer_sim_on_the_same_books_refuses_at_once_and_names_t
     ]);
     let spawn = |log: &str| {
         ChildProcess::spawn_self(
-            "child_manufacturer_for_database_file",
+            "database_file::child_manufacturer_for_database_file",
             &args,
             &dir.path().join(log),
         )
@@ -298,14 +298,7 @@ async fn distributor_backup_copies_a_running_database_consistently_while_it_sell
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 client
-                    .call(RequestBody::Checkout {
-                        checkout_id: CheckoutId::generate(),
-                        lines: Some(vec![CartItem {
-                            listing,
-                            quantity: 1,
-                        }]),
-                        confirmed_total: Cents(100),
-                    })
+                    .call(tests::harness::buy_now(listing, 1, Cents(100)))
                     .await
                     .unwrap();
                 n += 1;

@@ -189,14 +189,7 @@ async fn open_market(adjust: impl FnOnce(&mut server::Config)) -> (TestServer, T
 async fn honest_purchase(client: &Client) -> OrderView {
     let listing = wait_for_catalog(client, 1, WAIT).await.items[0].listing;
     match client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-            confirmed_total: Cents(100),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
     {
         Ok(Reply::Order(o)) => o,
@@ -315,6 +308,81 @@ async fn a_bare_length_prefix_after_hello_is_dropped_at_the_frame_deadline_not_t
         "a started frame outlived the 1 s frame deadline by 4 s: {ending:?}"
     );
     assert_eq!(ending.reason(), Some(ErrorCode::Timeout), "{ending:?}");
+    server.stop().await.unwrap();
+}
+
+/// A client that pipelines a long stream of requests, written so that every write ends in the middle
+/// of a frame, is making progress: it is served to the end, although the stream lasts much longer
+/// than the frame deadline (which only cuts a frame that does not complete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pipelined_stream_whose_writes_end_mid_frame_outlives_the_frame_deadline() {
+    let server = TestServer::start_with(|c| {
+        c.frame_timeout = Duration::from_millis(500);
+        c.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let s = handshaken(&server.addr, Role::Customer).await;
+    let (mut read, mut write) = s.into_split();
+    const REQUESTS: u64 = 300;
+    let frames: Vec<Vec<u8>> = (1..=REQUESTS)
+        .map(|id| frame(&request(id, RequestBody::Ping)))
+        .collect();
+    // Cut points one byte into every tenth frame: 30 writes, each ending mid-frame but the last.
+    let mut cuts = Vec::new();
+    let mut offset = 0;
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 && i % 10 == 0 {
+            cuts.push(offset + 1);
+        }
+        offset += f.len();
+    }
+    cuts.push(offset);
+    let stream: Vec<u8> = frames.concat();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        // About 1.5 s in all: three frame deadlines.
+        let mut from = 0;
+        for to in cuts {
+            write
+                .write_all(&stream[from..to])
+                .await
+                .expect("the server kept reading");
+            from = to;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        write
+    });
+    let mut codec = ClientCodec::new();
+    let mut bytes = BytesMut::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut answered = 0u64;
+    while answered < REQUESTS {
+        let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf))
+            .await
+            .expect("answers in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed after {answered} answers, {:?} in",
+            started.elapsed()
+        );
+        bytes.extend_from_slice(&buf[..n]);
+        while let Some(m) = codec.decode(&mut bytes).expect("server frames decode") {
+            match m {
+                ServerMessage::Response(r) => {
+                    assert!(matches!(r.result, Ok(Reply::Pong)), "{r:?}");
+                    answered += 1;
+                }
+                ServerMessage::Event(_) => {}
+                other => panic!("after {answered} answers: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the stream was too quick to prove anything"
+    );
+    drop(writer.await);
     server.stop().await.unwrap();
 }
 

@@ -1,0 +1,28 @@
+//! The end-to-end suite, as one test binary: one link instead of twenty, so the suite builds in a
+//! fraction of the disk and time. Each module is one area, named after what it covers; the sign-up
+//! flood (`tests/flood.rs`) stays a binary of its own, because it measures latency and must not share
+//! the CPU with sibling tests.
+//!
+//! A test that needs a real process re-runs this executable for one `#[ignore]`d entry point, named
+//! with its module path (`crash::child_distributor_process`); see `tests::child`.
+
+mod checkout;
+mod crash;
+mod database_file;
+mod distributor;
+mod faults;
+mod first_use;
+mod gateway;
+mod hostile;
+mod identity;
+mod loadgen;
+mod logins;
+mod manufacturers;
+mod model;
+mod months;
+mod operator;
+mod paging;
+mod security;
+mod shop_tmux;
+mod ssh;
+mod validation;
