@@ -347,6 +347,20 @@ fn check_identity(conn: &Connection, path: &Path, check: Check) -> Result<(), St
     )))
 }
 
+/// Creates a database file as schema `version` left it (the first `version` migrations), for tests
+/// that check what a later migration does to rows written before it.
+#[doc(hidden)]
+pub fn create_at_version(path: &Path, version: usize) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    super::logins::register_functions(&conn)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version) {
+        conn.execute_batch(sql)?;
+        conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    Ok(conn)
+}
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let version = usize::try_from(version).unwrap_or(usize::MAX);
