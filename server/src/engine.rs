@@ -9,7 +9,7 @@ use crate::board::{Board, Levels};
 use crate::market::{CheckoutError, Market};
 use crate::push::Registry;
 use crate::store::now_ms;
-use crate::store::read::Reads;
+use crate::store::read::{self, Reads};
 use crate::store::writer::{Done, Op, Writer};
 use protocol::*;
 use std::collections::HashMap;
@@ -316,6 +316,26 @@ impl Engine {
                 }
             }
             Command::Checkout(account, checkout_id, lines, confirmed, reply) => {
+                // (On PostgreSQL every checkout id is loaded at takeover, so none is on disk only.)
+                if self.market.checkout_is_on_disk_only(checkout_id) && self.reads.postgres().is_none() {
+                    // Rare: an id older than what the restart loaded (a late retry, or a client
+                    // whose ids are not time-ordered). One indexed read, on a read connection that
+                    // never waits on the writer.
+                    match self.reads.with_blocking(|c| read::checkout(c, checkout_id)) {
+                        Ok(Some((owner, order))) => {
+                            self.market.remember_checkout(checkout_id, owner, order)
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot look up a checkout id");
+                            let _ = reply.send(Err(WireError::new(
+                                ErrorCode::Internal,
+                                "something went wrong on the server; nothing was changed",
+                            )));
+                            return;
+                        }
+                    }
+                }
                 match self
                     .market
                     .checkout(account, checkout_id, lines, confirmed, now_ms())

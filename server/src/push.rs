@@ -28,8 +28,8 @@ pub struct Registry {
     customers: Mutex<HashMap<AccountId, Vec<SessionQueue>>>,
     /// Month opened / closed, to every connection.
     everyone: broadcast::Sender<Event>,
-    /// Per manufacturer: the highest notice sequence that is durable in the outbox.
-    outbox: Mutex<HashMap<ManufacturerId, watch::Sender<NoticeSeq>>>,
+    /// Per manufacturer: how far its outbox is durable, and the newest committed notices.
+    outbox: Mutex<HashMap<ManufacturerId, OutboxFeed>>,
     /// Customer connections open now, logged in or not (for the operator's status).
     customer_connections: AtomicU64,
     /// The newest operator status, published by the engine while someone watches.
@@ -45,6 +45,46 @@ impl Default for Registry {
             customer_connections: AtomicU64::new(0),
             status: watch::channel(Arc::default()).0,
         }
+    }
+}
+
+/// How many committed notices are kept in memory per manufacturer. Beyond the relay's window of 512
+/// unacked notices, so that a relay that keeps up never reads the outbox table.
+pub const RECENT_NOTICES: usize = 4096;
+
+/// One manufacturer's outbox as the relay sees it.
+struct OutboxFeed {
+    /// The highest notice sequence that is durable.
+    durable: watch::Sender<NoticeSeq>,
+    /// The newest committed notices, with consecutive sequence numbers.
+    recent: std::collections::VecDeque<Notice>,
+}
+
+impl OutboxFeed {
+    fn new(start: NoticeSeq) -> Self {
+        OutboxFeed {
+            durable: watch::channel(start).0,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Keeps a committed notice; a gap (never expected) starts the run afresh.
+    fn keep(&mut self, notice: Notice) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|n| n.seq.0 + 1 != notice.seq.0)
+        {
+            self.recent.clear();
+        }
+        if self.recent.len() == RECENT_NOTICES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(notice);
+    }
+
+    fn newest(&self) -> NoticeSeq {
+        self.recent.back().map_or(NoticeSeq(0), |n| n.seq)
     }
 }
 
@@ -133,15 +173,16 @@ impl Registry {
     pub fn watch_outbox(&self, id: ManufacturerId, start: NoticeSeq) -> watch::Receiver<NoticeSeq> {
         lock(&self.outbox)
             .entry(id)
-            .or_insert_with(|| watch::channel(start).0)
+            .or_insert_with(|| OutboxFeed::new(start))
+            .durable
             .subscribe()
     }
 
-    /// The writer reports notices durable through `seq`.
+    /// Everything through `seq` is durable (the engine says so when a manufacturer connects).
     pub fn outbox_durable(&self, id: ManufacturerId, seq: NoticeSeq) {
         let mut map = lock(&self.outbox);
-        let tx = map.entry(id).or_insert_with(|| watch::channel(seq).0);
-        tx.send_if_modified(|current| {
+        let feed = map.entry(id).or_insert_with(|| OutboxFeed::new(seq));
+        feed.durable.send_if_modified(|current| {
             if seq > *current {
                 *current = seq;
                 true
@@ -149,6 +190,59 @@ impl Registry {
                 false
             }
         });
+    }
+
+    /// The writer hands over notices that just committed, in sequence order per manufacturer.
+    pub fn outbox_committed(&self, notices: Vec<(ManufacturerId, Notice)>) {
+        let mut map = lock(&self.outbox);
+        let mut touched: Vec<ManufacturerId> = Vec::new();
+        for (id, notice) in notices {
+            let feed = map.entry(id).or_insert_with(|| OutboxFeed::new(notice.seq));
+            feed.keep(notice);
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        for id in touched {
+            if let Some(feed) = map.get(&id) {
+                let newest = feed.newest();
+                feed.durable.send_if_modified(|current| {
+                    if newest > *current {
+                        *current = newest;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+    }
+
+    /// The committed notices with `after < seq <= through` (at most `limit`), if they are all still
+    /// held in memory; `None` means the caller reads them from the outbox table.
+    pub fn recent_notices(
+        &self,
+        id: ManufacturerId,
+        after: NoticeSeq,
+        through: NoticeSeq,
+        limit: usize,
+    ) -> Option<Vec<Notice>> {
+        let map = lock(&self.outbox);
+        let recent = &map.get(&id)?.recent;
+        let first = recent.front()?.seq.0;
+        let skip = usize::try_from((after.0 + 1).checked_sub(first)?).ok()?;
+        if skip >= recent.len() {
+            return None;
+        }
+        let wanted = usize::try_from(through.0.saturating_sub(after.0)).unwrap_or(usize::MAX);
+        Some(
+            recent
+                .iter()
+                .skip(skip)
+                .take(wanted.min(limit))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A customer connection finished its handshake.

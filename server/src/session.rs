@@ -564,12 +564,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 return Ok(());
             }
             let (id, after) = (link.id, link.sent);
-            let notices = self
+            // Notices that just committed are in memory; older ones (a reconnect, a relay far
+            // behind) are read back from the outbox table.
+            let notices = match self
                 .shared
-                .reads
-                .notices(id, after, through, RELAY_CHUNK)
-                .await
-                .map_err(|e| End::Close(internal(e)))?;
+                .registry
+                .recent_notices(id, after, through, RELAY_CHUNK)
+            {
+                Some(notices) => notices,
+                None => self
+                    .shared
+                    .reads
+                    .notices(id, after, through, RELAY_CHUNK)
+                    .await
+                    .map_err(|e| End::Close(internal(e)))?,
+            };
             let Some(last) = notices.last().map(|n| n.seq) else {
                 return Ok(());
             };

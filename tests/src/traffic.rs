@@ -6,6 +6,7 @@
 //! - [`stock`]: the customer's own view of stock and the seeded random choices made from it.
 //! - [`ledger`]: what a customer was told it bought, and the end-of-run consistency check.
 //! - [`acked`]: the `--acked-log` file that `distributor audit --acked` reads.
+//! - [`cpu`]: CPU time over the measured window, of loadgen itself and of another process.
 //! - [`stats`]: shared counters, HDR latency histograms, the progress line, error classification.
 //! - [`watch`]: the live-stock fan-out measurement (`watch` mode).
 //! - [`idle`]: idle handshaken connections and server RSS (`idle` mode).
@@ -19,6 +20,7 @@
 //!    (see [`ledger`] for exactly what is checked).
 
 pub mod acked;
+pub mod cpu;
 pub mod customer;
 pub mod idle;
 pub mod ledger;
@@ -86,6 +88,8 @@ pub struct Config {
     pub stock_wait: Duration,
     /// `idle` mode: read this process's VmRSS before and after.
     pub rss_pid: Option<u32>,
+    /// Also report this process's CPU time over the measured window (the distributor's pid).
+    pub cpu_pid: Option<u32>,
     /// If the catalog is still empty [`EMPTY_MONTH_GRACE`] after the start, close the open month as
     /// an operator once, so that the next month asks every manufacturer connected now for offers.
     /// A no-op when goods arrived: a manufacturer that connects mid-month offers into that month
@@ -118,6 +122,7 @@ impl Config {
             setup_timeout: Duration::from_secs(300),
             stock_wait: Duration::from_secs(30),
             rss_pid: None,
+            cpu_pid: None,
             close_empty_month: false,
             peer_key: None,
             tls_ca: None,
@@ -216,6 +221,9 @@ pub struct Summary {
     /// `idle` mode: connections and memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<idle::IdleReport>,
+    /// CPU spent over the measured window, by loadgen (and by `cpu_pid`), per confirmed checkout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<cpu::CpuReport>,
 }
 
 impl Summary {
@@ -259,6 +267,7 @@ impl Summary {
             consistency: Check::default(),
             fanout: None,
             idle: None,
+            cpu: None,
         }
     }
 }
@@ -471,6 +480,7 @@ async fn run_shoppers(config: &Config, shared: Arc<Shared>) -> Result<Summary, T
 
     // The measured window starts now that everyone is ready.
     shared.stats.reset_latency();
+    let cpu_before = cpu::Sample::take(config.cpu_pid);
     let started = Instant::now();
     let deadline = started + config.duration;
     let progress = config.progress.then(|| {
@@ -518,6 +528,7 @@ async fn run_shoppers(config: &Config, shared: Arc<Shared>) -> Result<Summary, T
         }
     }
     let duration = started.elapsed();
+    let cpu_after = cpu::Sample::take(config.cpu_pid);
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -544,6 +555,12 @@ async fn run_shoppers(config: &Config, shared: Arc<Shared>) -> Result<Summary, T
     summary.consistent = check.consistent();
     summary.consistency = check;
     summary.fanout = board.map(|b| b.report(&shared, watchers));
+    summary.cpu = Some(cpu::CpuReport::between(
+        &cpu_before,
+        &cpu_after,
+        summary.checkouts_ok,
+        summary.requests,
+    ));
     Ok(summary)
 }
 

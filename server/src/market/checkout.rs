@@ -277,6 +277,30 @@ impl Market {
         })
     }
 
+    /// True when a checkout id may belong to an order made before this process started that was
+    /// not loaded (it is older than the loaded window): the caller looks it up on disk and, if found,
+    /// tells the market with [`Market::remember_checkout`] before calling [`Market::checkout`].
+    pub fn checkout_is_on_disk_only(&self, id: CheckoutId) -> bool {
+        id < self.checkout_floor && !self.checkouts.contains_key(&id)
+    }
+
+    /// A committed checkout found on disk.
+    pub fn remember_checkout(
+        &mut self,
+        id: CheckoutId,
+        account: Option<AccountId>,
+        order: OrderId,
+    ) {
+        self.checkouts.insert(
+            id,
+            Record {
+                account,
+                order,
+                committed: true,
+            },
+        );
+    }
+
     /// Marks checkouts durable, so retries get their order straight away.
     pub fn committed(&mut self, checkouts: &[CheckoutId]) {
         for id in checkouts {

@@ -88,8 +88,10 @@ pub struct Snapshot {
     pub month: Option<Month>,
     /// The offers of that month.
     pub stock: Vec<(ListingId, Stock)>,
-    /// Every checkout ever made: id → (account, order).
+    /// The checkouts with ids from `checkout_floor` on: id → (account, order).
     pub checkouts: Vec<(CheckoutId, Option<AccountId>, OrderId)>,
+    /// Checkouts with smaller ids were not loaded; they are on disk only.
+    pub checkout_floor: CheckoutId,
     /// The highest order id.
     pub last_order: OrderId,
     /// The highest month id.
@@ -110,6 +112,8 @@ pub struct Market {
     pub(crate) stock: BTreeMap<ListingId, Stock>,
     /// Checkout id → (account, order, committed). Lets a retry return the original order.
     pub(crate) checkouts: HashMap<CheckoutId, checkout::Record>,
+    /// Ids below this that are not in `checkouts` may still be on disk (see [`Market::checkout_is_on_disk_only`]).
+    pub(crate) checkout_floor: CheckoutId,
     pub(crate) next_order: u64,
     /// Bumped whenever a stock level changes, so watchers can tell stale deltas from new ones.
     pub(crate) stock_version: u64,
@@ -133,6 +137,7 @@ impl Market {
             last_month: snapshot.last_month,
             stock: snapshot.stock.into_iter().collect(),
             checkouts: HashMap::with_capacity(snapshot.checkouts.len()),
+            checkout_floor: snapshot.checkout_floor,
             next_order: snapshot.last_order.0 + 1,
             stock_version: 1,
             catalog_epoch: 1,

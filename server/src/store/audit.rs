@@ -97,7 +97,9 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             "order {order}: total {total} != sum of lines {sum} (or no lines)"
         ));
     }
-    // Sold per manufacturer and SKU equals what the outbox told that manufacturer.
+    // Every (maker, order) with lines has exactly one sale notice, and every notice names lines. A
+    // sale notice is derived from those lines (`read::notices`); a body is kept for settlements only
+    // (and for sales written before migration 6, which are checked against the lines).
     let mut sold_lines: HashMap<(i64, i64), i64> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT l.manufacturer_id, l.order_id, sum(l.quantity) FROM order_lines l GROUP BY l.manufacturer_id, l.order_id",
@@ -112,7 +114,7 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
         let (m, order, units) = row?;
         sold_lines.insert((m, order), units);
     }
-    let mut noticed: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut noticed: HashMap<(i64, i64), u32> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT manufacturer_id, seq, order_id, body FROM outbox ORDER BY manufacturer_id, seq",
     )?;
@@ -122,7 +124,7 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, Option<i64>>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
+            r.get::<_, Option<Vec<u8>>>(3)?,
         ))
     })?;
     for row in rows {
@@ -135,27 +137,36 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             ));
         }
         last_seq.insert(m, seq);
-        match protocol::codec::decode_server_payload::<NoticeBody>(&body) {
-            Ok(NoticeBody::Sale(sale)) => {
+        match (
+            order,
+            body.map(|b| protocol::codec::decode_server_payload::<NoticeBody>(&b)),
+        ) {
+            (Some(order), None) => *noticed.entry((m, order)).or_default() += 1,
+            (Some(order), Some(Ok(NoticeBody::Sale(sale)))) => {
                 let units: i64 = sale.lines.iter().map(|l| i64::from(l.quantity)).sum();
-                if order != Some(sale.order.0 as i64) {
+                if sale.order.0 as i64 != order || sold_lines.get(&(m, order)) != Some(&units) {
                     v.push(format!(
-                        "manufacturer {m} notice {seq}: order column disagrees with body"
+                        "manufacturer {m} notice {seq}: its body disagrees with order {order}"
                     ));
                 }
-                *noticed.entry((m, sale.order.0 as i64)).or_default() += units;
+                *noticed.entry((m, order)).or_default() += 1;
             }
-            Ok(NoticeBody::Settlement(_)) => {}
-            Err(e) => v.push(format!("manufacturer {m} notice {seq}: undecodable ({e})")),
+            (None, Some(Ok(NoticeBody::Settlement(_)))) => {}
+            (_, Some(Err(e))) => {
+                v.push(format!("manufacturer {m} notice {seq}: undecodable ({e})"))
+            }
+            (_, _) => v.push(format!(
+                "manufacturer {m} notice {seq}: neither a sale with an order nor a settlement"
+            )),
         }
     }
     for (key, units) in &sold_lines {
-        if noticed.get(key) != Some(units) {
+        if noticed.get(key) != Some(&1) {
             v.push(format!(
-                "manufacturer {} order {}: sold {units} but the outbox says {:?}",
+                "manufacturer {} order {}: sold {units} but the outbox has {} notices for it",
                 key.0,
                 key.1,
-                noticed.get(key)
+                noticed.get(key).copied().unwrap_or(0)
             ));
         }
     }
@@ -167,6 +178,40 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             ));
         }
     }
+    // The per-month sums the operator's history starts from match the order lines.
+    let mut stmt = conn.prepare(
+        "WITH sold AS (
+             SELECT o.month_id AS month_id, count(DISTINCT o.id) AS orders, sum(l.quantity) AS units,
+                    sum(l.quantity * l.unit_price) AS revenue
+             FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.month_id)
+         SELECT sold.month_id, sold.orders, sold.units, sold.revenue, s.orders, s.units, s.revenue
+         FROM sold LEFT JOIN month_sales s ON s.month_id = sold.month_id
+         WHERE s.month_id IS NULL OR s.orders <> sold.orders OR s.units <> sold.units OR s.revenue <> sold.revenue
+         UNION ALL
+         SELECT s.month_id, 0, 0, 0, s.orders, s.units, s.revenue FROM month_sales s
+         WHERE s.orders > 0 AND s.month_id NOT IN (SELECT month_id FROM sold)",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            [
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ],
+            [
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ],
+        ))
+    })? {
+        let (month, sold, kept) = row?;
+        v.push(format!(
+            "month {month}: sold (orders, units, revenue) {sold:?} but month_sales says {kept:?}"
+        ));
+    }
+
     let mut outbox_pending = 0u64;
     let mut stmt = conn.prepare("SELECT id, acked_seq FROM manufacturers")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {

@@ -1,5 +1,5 @@
 //! What the operator's status needs from the past, read once at start-up: the last closed months
-//! (from `months` plus the sales in `orders` and `order_lines`), the running totals, and the last
+//! (from `months` plus the sums in `month_sales`), the running totals, and the last
 //! month each manufacturer offered in. After start-up the engine keeps these current in memory.
 
 use super::StoreError;
@@ -24,9 +24,14 @@ pub struct Past {
 
 /// Reads [`Past`], keeping at most `months` closed months.
 pub fn load(conn: &Connection, months: usize) -> Result<Past, StoreError> {
-    let (orders, units) = super::read::totals(conn)?;
+    // From the per-month sums the writer keeps, not from every order line ever sold.
+    let (orders, units) = conn.query_row(
+        "SELECT coalesce(sum(orders), 0), coalesce(sum(units), 0) FROM month_sales",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?;
     let last_month_orders = conn.query_row(
-        "SELECT count(*) FROM orders WHERE month_id = (SELECT max(id) FROM months)",
+        "SELECT coalesce((SELECT orders FROM month_sales WHERE month_id = (SELECT max(id) FROM months)), 0)",
         [],
         |r| r.get::<_, i64>(0),
     )? as u64;
@@ -48,14 +53,10 @@ pub fn load(conn: &Connection, months: usize) -> Result<Past, StoreError> {
     })
 }
 
-/// The last `limit` closed months, newest first, with their units and revenue. Sales are summed in
-/// one pass over the order lines, not once per month.
+/// The last `limit` closed months, newest first, with their units and revenue (from `month_sales`).
 pub fn closed_months(conn: &Connection, limit: usize) -> Result<Vec<MonthRecord>, StoreError> {
     let mut stmt = conn.prepare(
-        "WITH sales AS (
-             SELECT o.month_id AS month_id, sum(l.quantity) AS units, sum(l.quantity * l.unit_price) AS revenue
-             FROM orders o JOIN order_lines l ON l.order_id = o.id
-             GROUP BY o.month_id)
+        "WITH sales AS (SELECT month_id, units, revenue FROM month_sales)
          SELECT m.id, m.opened_at_ms, m.closed_at_ms, m.close_reason,
                 coalesce(s.units, 0), coalesce(s.revenue, 0)
          FROM months m LEFT JOIN sales s ON s.month_id = m.id

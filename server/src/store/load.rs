@@ -1,12 +1,16 @@
 //! Start-up: rebuild the market's live state from the database, so a restart restores carts, the
-//! current month, stock and the outbox positions exactly.
+//! current month, stock and the outbox positions exactly. Orders stay on disk: only the last month's
+//! checkout ids are loaded (older ones are looked up when a retry brings one).
 
 use super::writer::close_reason_from_code;
-use super::{checkout_from_key, StoreError};
+use super::{checkout_from_key, checkout_key, StoreError};
 use crate::market::{Customer, Listing, Manufacturer, Month, Snapshot, Stock};
 use protocol::*;
 use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap};
+
+/// How long before the last month opened a checkout id may be and still be held in memory at start.
+pub const CHECKOUT_FLOOR_SLACK_MS: u64 = 3_600_000;
 
 /// Loads everything the market keeps in memory.
 pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
@@ -163,30 +167,49 @@ pub fn snapshot(conn: &Connection) -> Result<Snapshot, StoreError> {
         }
     }
 
-    let mut stmt = conn.prepare("SELECT checkout_id, account_id, id, month_id FROM orders")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (checkout, account, order, month) = row?;
-        // Who already bought in a month that is still open keeps counting as having bought.
-        if let (Some(open), Some(a)) = (snap.month.as_mut().filter(|m| m.is_open()), account) {
-            if open.id.0 == month as u32 {
+    snap.last_order = OrderId(conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM orders",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64);
+    // Who already bought in a month that is still open keeps counting as having bought. Order ids
+    // grow and only the open month sells, so its orders are the newest ones.
+    if let Some(open) = snap.month.as_mut().filter(|m| m.is_open()) {
+        let mut stmt = conn.prepare("SELECT account_id, month_id FROM orders ORDER BY id DESC")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if row.get::<_, i64>(1)? != i64::from(open.id.0) {
+                break;
+            }
+            if let Some(a) = row.get::<_, Option<i64>>(0)? {
                 open.seen.insert(AccountId(a as u64));
                 open.bought.insert(AccountId(a as u64));
             }
         }
+    }
+    // Only the checkout ids a retry can plausibly carry are held in memory: those made from an hour
+    // before the last month opened on (ids are time-ordered). An older id is looked up on disk when
+    // it comes (see `Market::checkout_is_on_disk_only`), so a restart does not read every order.
+    if let Some(month) = &snap.month {
+        let floor_ms = month.opened_at_ms.saturating_sub(CHECKOUT_FLOOR_SLACK_MS);
+        snap.checkout_floor = CheckoutId::from_parts(floor_ms, 0);
+    }
+    let mut stmt =
+        conn.prepare("SELECT checkout_id, account_id, id FROM orders WHERE checkout_id >= ?1")?;
+    let rows = stmt.query_map([&checkout_key(snap.checkout_floor)[..]], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (checkout, account, order) = row?;
         snap.checkouts.push((
             checkout_from_key(&checkout)?,
             account.map(|a| AccountId(a as u64)),
             OrderId(order as u64),
         ));
-        snap.last_order = snap.last_order.max(OrderId(order as u64));
     }
     Ok(snap)
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`schema`]: opening a database file safely, pragmas, and versioned migrations.
 //! - [`writer`]: the one thread that owns the write connection and commits in groups.
+//! - [`checkouts`]: a batch's checkouts written with multi-row statements.
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`history`]: the past months and totals the operator's status starts from.
@@ -15,6 +16,7 @@
 
 pub mod audit;
 pub mod backend;
+mod checkouts;
 pub mod history;
 pub mod lifecycle;
 pub mod load;

@@ -210,8 +210,12 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     };
     let lines = conn
         .prepare_cached(
-            "SELECT listing_id, product, manufacturer_name, unit_price, quantity, status, status_at_ms
-             FROM order_lines WHERE order_id = ?1 ORDER BY listing_id",
+            // The names as they were at purchase: the month's offer and the maker's stable name.
+            "SELECT l.listing_id, f.product, m.name, l.unit_price, l.quantity, l.status, l.status_at_ms
+             FROM order_lines l JOIN orders o ON o.id = l.order_id
+             JOIN offers f ON f.month_id = o.month_id AND f.listing_id = l.listing_id
+             JOIN manufacturers m ON m.id = l.manufacturer_id
+             WHERE l.order_id = ?1 ORDER BY l.listing_id",
         )?
         .query_map([id.0 as i64], |r| {
             let unit_price = Cents(r.get::<_, i64>(3)? as u64);
@@ -239,6 +243,22 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     }))
 }
 
+/// The account and order of a checkout id, if it was ever made.
+pub fn checkout(
+    conn: &Connection,
+    id: CheckoutId,
+) -> Result<Option<(Option<AccountId>, OrderId)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT account_id, id FROM orders WHERE checkout_id = ?1")?
+        .query_row([&super::checkout_key(id)[..]], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.map(|a| AccountId(a as u64)),
+                OrderId(r.get::<_, i64>(1)? as u64),
+            ))
+        })
+        .optional()?)
+}
+
 /// The account that placed an order (`None` if deleted or unknown).
 pub fn order_owner(conn: &Connection, id: OrderId) -> Result<Option<AccountId>, StoreError> {
     Ok(conn
@@ -258,7 +278,7 @@ pub fn notices(
     limit: usize,
 ) -> Result<Vec<Notice>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, body FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+        "SELECT seq, order_id, body FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
@@ -267,19 +287,78 @@ pub fn notices(
             through.0 as i64,
             limit as i64
         ],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        },
     )?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, body) = row?;
-        let body: NoticeBody = protocol::codec::decode_server_payload(&body)
-            .map_err(|e| StoreError::Corrupt(format!("outbox notice {seq}: {e}")))?;
+        let (seq, order, body) = row?;
+        let body = match (order, body) {
+            (_, Some(body)) => protocol::codec::decode_server_payload(&body)
+                .map_err(|e| StoreError::Corrupt(format!("outbox notice {seq}: {e}")))?,
+            (Some(order), None) => {
+                NoticeBody::Sale(sale_notice(conn, manufacturer, OrderId(order as u64))?)
+            }
+            (None, None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "outbox notice {seq}: neither an order nor a body"
+                )))
+            }
+        };
         out.push(Notice {
             seq: NoticeSeq(seq as u64),
             body,
         });
     }
     Ok(out)
+}
+
+/// A sale notice as the market made it: the order's lines of this maker, by listing id.
+pub fn sale_notice(
+    conn: &Connection,
+    manufacturer: ManufacturerId,
+    order: OrderId,
+) -> Result<SaleNotice, StoreError> {
+    let mut month = None;
+    let mut lines = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.month_id, s.sku, l.quantity, l.unit_price
+         FROM order_lines l JOIN orders o ON o.id = l.order_id JOIN listings s ON s.id = l.listing_id
+         WHERE l.order_id = ?1 AND l.manufacturer_id = ?2 ORDER BY l.listing_id",
+    )?;
+    let rows = stmt.query_map(params![order.0 as i64, manufacturer.0], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (m, sku, quantity, unit_price) = row?;
+        month = Some(MonthId(m));
+        lines.push(SaleLine {
+            sku,
+            quantity,
+            unit_price: Cents(unit_price as u64),
+        });
+    }
+    let month = month.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "sale notice for order {} names no line of manufacturer {}",
+            order.0, manufacturer.0
+        ))
+    })?;
+    Ok(SaleNotice {
+        month,
+        order,
+        lines,
+    })
 }
 
 /// (orders, units sold) over all time.

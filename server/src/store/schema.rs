@@ -148,6 +148,44 @@ const MIGRATIONS: &[&str] = &[
                           AND email_key(older.email) = email_key(accounts.email))
              THEN '#duplicate-of-an-older-account-' || id ELSE '' END;
     "#,
+    // 6: a checkout writes less. An order line no longer copies its product and maker names; the names at purchase are the
+    // month's offer's product (kept per month here) and the maker's stable name. Two short rows per
+    // checkout instead of two long ones.
+    r#"
+    ALTER TABLE offers ADD COLUMN product TEXT NOT NULL DEFAULT ''; -- the product name as offered that month
+    UPDATE offers SET product = (SELECT product FROM listings WHERE listings.id = offers.listing_id);
+    UPDATE offers SET product = sold.product
+        FROM (SELECT o.month_id AS month_id, l.listing_id AS listing_id, max(l.product) AS product
+              FROM order_lines l JOIN orders o ON o.id = l.order_id GROUP BY 1, 2) AS sold
+        WHERE offers.month_id = sold.month_id AND offers.listing_id = sold.listing_id;
+    ALTER TABLE order_lines DROP COLUMN product;
+    ALTER TABLE order_lines DROP COLUMN manufacturer_name;
+    -- A sale notice is no longer a second encoded copy of the order: its lines are the order's lines
+    -- of that maker (see `read::notices`). Only settlements keep a body.
+    CREATE TABLE outbox_v6 (
+        manufacturer_id INTEGER NOT NULL REFERENCES manufacturers(id),
+        seq             INTEGER NOT NULL CHECK (seq > 0),
+        order_id        INTEGER,                      -- a sale's order; NULL for settlements
+        body            BLOB,                         -- a settlement's encoded protocol::NoticeBody; NULL for sales
+        PRIMARY KEY (manufacturer_id, seq),
+        CHECK ((order_id IS NULL) <> (body IS NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO outbox_v6 (manufacturer_id, seq, order_id, body)
+        SELECT manufacturer_id, seq, order_id, CASE WHEN order_id IS NULL THEN body END FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v6 RENAME TO outbox;
+    -- Each month's sales, kept as checkouts commit, so that a restart need not sum every order line
+    -- ever sold (the operator's history and totals start from here; `audit` checks it against the lines).
+    CREATE TABLE month_sales (
+        month_id INTEGER PRIMARY KEY REFERENCES months(id),
+        orders   INTEGER NOT NULL CHECK (orders >= 0),
+        units    INTEGER NOT NULL CHECK (units >= 0),
+        revenue  INTEGER NOT NULL CHECK (revenue >= 0)
+    );
+    INSERT INTO month_sales (month_id, orders, units, revenue)
+        SELECT o.month_id, count(DISTINCT o.id), sum(l.quantity), sum(l.quantity * l.unit_price)
+        FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.month_id;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours or that lost commits
@@ -307,6 +345,20 @@ fn check_identity(conn: &Connection, path: &Path, check: Check) -> Result<(), St
         "{}: this SQLite file belongs to another program (application_id {app_id:#x}, {tables} schema objects); refusing to touch it",
         path.display()
     )))
+}
+
+/// Creates a database file as schema `version` left it (the first `version` migrations), for tests
+/// that check what a later migration does to rows written before it.
+#[doc(hidden)]
+pub fn create_at_version(path: &Path, version: usize) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    super::logins::register_functions(&conn)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version) {
+        conn.execute_batch(sql)?;
+        conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    Ok(conn)
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! market's live state. If one of them fails anyway, memory and disk disagree, and the writer stops the
 //! server rather than carry on with wrong data; a restart rebuilds memory from disk.
 
-use super::{checkout_key, now_ms, ssh_keys, StoreError};
+use super::{now_ms, ssh_keys, StoreError};
 use crate::market::{CheckoutPlan, Committed, OfferPlan};
 use crate::push::Registry;
 use protocol::*;
@@ -231,12 +231,13 @@ impl Writer {
 #[derive(Default)]
 struct After {
     committed: Committed,
-    outbox: Vec<(ManufacturerId, NoticeSeq)>,
     statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
 }
 
 fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effects) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // `schema::open_writer` turns them on.
+    let mut foreign_keys = true;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -244,6 +245,22 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effe
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        // Foreign keys guard what sessions write (accounts, sessions, keys, and the cascades of a
+        // deleted account). A batch of market jobs only was validated against the market's live
+        // state, and the CHECK constraints stay as the backstop, so it skips the parent look-ups
+        // (about 6k instructions per checkout). The pragma only takes effect outside a transaction.
+        let want_keys = !batch.iter().all(market_job);
+        if want_keys != foreign_keys {
+            if let Err(e) = conn.pragma_update(None, "foreign_keys", want_keys) {
+                tracing::error!(error = %e, "cannot switch foreign keys; stopping the server");
+                effects.fatal.cancel();
+                for job in batch.drain(..) {
+                    fail(job.done, StoreError::Closed);
+                }
+                break;
+            }
+            foreign_keys = want_keys;
         }
         if let Err(e) = commit_batch(&mut conn, &mut batch, &effects) {
             tracing::error!(error = %e, "commit failed; stopping the server to keep memory and disk in step");
@@ -290,8 +307,30 @@ fn commit_batch(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut after = After::default();
     let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        if matches!(job.done, Done::Reply(..) | Done::Nothing) {
+    let mut i = 0;
+    while i < batch.len() {
+        let job = &batch[i];
+        if market_job(job) && matches!(job.op, Op::Checkout(_)) {
+            // A run of checkouts between two other jobs is written with a few statements in all.
+            let run: Vec<&CheckoutPlan> = batch[i..]
+                .iter()
+                .take_while(|job| market_job(job))
+                .map_while(|job| match &job.op {
+                    Op::Checkout(plan) => Some(&**plan),
+                    _ => None,
+                })
+                .collect();
+            super::checkouts::write(&tx, &run)
+                .map_err(|e| StoreError::Corrupt(format!("market job failed: {e}")))?;
+            for plan in &run {
+                after.checkout(plan);
+                results.push(Ok(Outcome::Done));
+            }
+            i += run.len();
+            continue;
+        }
+        i += 1;
+        if market_job(job) {
             // From the market, validated against live state: a failure means memory and disk
             // disagree, and the whole batch is abandoned (see the module docs). No savepoint needed.
             apply(&tx, &job.op, &mut after)
@@ -315,8 +354,15 @@ fn commit_batch(
         }
     }
     tx.commit()?;
-    // Durable now: tell everyone.
+    // Durable now: tell everyone. The notices go to the relays in memory, so that delivering them
+    // does not read and rebuild them from the database (`read::notices` is for catching up).
+    let mut notices = Vec::new();
     for (job, result) in batch.drain(..).zip(results) {
+        match job.op {
+            Op::Checkout(plan) if result.is_ok() => notices.extend(plan.notices),
+            Op::CloseMonth { settlements, .. } if result.is_ok() => notices.extend(settlements),
+            _ => {}
+        }
         match (job.done, result) {
             (Done::Nothing, _) => {}
             (Done::Reply(tx, reply), _) => {
@@ -330,8 +376,8 @@ fn commit_batch(
     if !after.committed.checkouts.is_empty() {
         let _ = effects.committed.send(after.committed);
     }
-    for (manufacturer, seq) in after.outbox {
-        effects.registry.outbox_durable(manufacturer, seq);
+    if !notices.is_empty() {
+        effects.registry.outbox_committed(notices);
     }
     for (account, order, listing, status) in after.statuses {
         effects.registry.push_to_account(
@@ -346,6 +392,18 @@ fn commit_batch(
     Ok(())
 }
 
+/// A job from the market, validated against live state: it cannot fail unless memory and disk
+/// disagree.
+fn market_job(job: &Job) -> bool {
+    matches!(job.done, Done::Reply(..) | Done::Nothing)
+}
+
+impl After {
+    fn checkout(&mut self, plan: &CheckoutPlan) {
+        self.committed.checkouts.push(plan.order.checkout_id);
+    }
+}
+
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::from_sqlite(e)
 }
@@ -353,11 +411,8 @@ fn sql(e: rusqlite::Error) -> StoreError {
 fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, StoreError> {
     match op {
         Op::Checkout(plan) => {
-            write_checkout(conn, plan)?;
-            after.committed.checkouts.push(plan.order.checkout_id);
-            after
-                .outbox
-                .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
+            super::checkouts::write(conn, &[plan])?;
+            after.checkout(plan);
         }
         Op::Cart { account, writes } => write_cart(conn, *account, writes)?,
         Op::Offer(plan) => {
@@ -371,7 +426,8 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             }
             for (listing, stock) in &plan.stock {
                 conn.prepare_cached(
-                    "INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining, product)
+                     VALUES (?1, ?2, ?3, ?4, ?5, (SELECT product FROM listings WHERE id = ?2))",
                 )?
                 .execute(params![plan.month.0, listing.0, stock.unit_price.0 as i64, stock.offered, stock.remaining])
                 .map_err(sql)?;
@@ -413,8 +469,7 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 return Err(StoreError::NotFound);
             }
             for (manufacturer, notice) in settlements {
-                insert_notice(conn, *manufacturer, notice, None)?;
-                after.outbox.push((*manufacturer, notice.seq));
+                insert_settlement(conn, *manufacturer, notice)?;
             }
         }
         Op::SetCredential(id, hash) => {
@@ -613,56 +668,6 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
     Ok(Outcome::Done)
 }
 
-fn write_checkout(conn: &Connection, plan: &CheckoutPlan) -> Result<(), StoreError> {
-    let order = &plan.order;
-    conn.prepare_cached(
-        "INSERT INTO orders (id, checkout_id, account_id, month_id, placed_at_ms, total) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        order.id.0 as i64,
-        &checkout_key(order.checkout_id)[..],
-        plan.account.0 as i64,
-        order.month.0,
-        order.placed_at_ms as i64,
-        order.total.0 as i64
-    ])
-    .map_err(sql)?;
-    for (line, manufacturer) in order.lines.iter().zip(&plan.line_manufacturers) {
-        conn.prepare_cached(
-            "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, product, manufacturer_name, unit_price, quantity)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            order.id.0 as i64,
-            line.listing.0,
-            manufacturer.0,
-            line.product,
-            line.manufacturer_name,
-            line.unit_price.0 as i64,
-            line.quantity
-        ])
-        .map_err(sql)?;
-    }
-    for (listing, remaining) in &plan.stock {
-        let changed = conn
-            .prepare_cached(
-                "UPDATE offers SET remaining = ?3 WHERE month_id = ?1 AND listing_id = ?2",
-            )?
-            .execute(params![order.month.0, listing.0, remaining])?;
-        if changed != 1 {
-            return Err(StoreError::NotFound);
-        }
-    }
-    for (manufacturer, notice) in &plan.notices {
-        insert_notice(conn, *manufacturer, notice, Some(order.id))?;
-    }
-    if plan.clears_cart {
-        conn.prepare_cached("DELETE FROM cart_lines WHERE account_id = ?1")?
-            .execute([plan.account.0 as i64])?;
-    }
-    Ok(())
-}
-
 fn write_cart(
     conn: &Connection,
     account: AccountId,
@@ -687,24 +692,17 @@ fn write_cart(
     Ok(())
 }
 
-fn insert_notice(
+/// A settlement keeps its encoded body (a sale's notice is written by `checkouts`).
+fn insert_settlement(
     conn: &Connection,
     manufacturer: ManufacturerId,
     notice: &Notice,
-    order: Option<OrderId>,
 ) -> Result<(), StoreError> {
     let body = protocol::codec::encode_payload(&notice.body, usize::MAX)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO outbox (manufacturer_id, seq, order_id, body) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        manufacturer.0,
-        notice.seq.0 as i64,
-        order.map(|o| o.0 as i64),
-        body
-    ])
-    .map_err(sql)?;
+    conn.prepare_cached("INSERT INTO outbox (manufacturer_id, seq, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![manufacturer.0, notice.seq.0 as i64, body])
+        .map_err(sql)?;
     Ok(())
 }
 

@@ -54,6 +54,10 @@ struct Args {
     /// idle mode: report this process's resident memory before and after (the server's pid).
     #[arg(long)]
     rss_pid: Option<u32>,
+    /// Report this process's CPU time over the measured window too (for example the distributor's
+    /// pid), beside loadgen's own, per confirmed checkout.
+    #[arg(long)]
+    cpu_pid: Option<u32>,
     /// If the catalog is still empty 3 s after the start, close the open month as an operator so
     /// that the next month asks the manufacturers connected now. A no-op when goods arrived (a
     /// manufacturer that connects mid-month offers into that month at once).
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         setup_timeout: Duration::from_secs(args.setup_timeout),
         stock_wait: Duration::from_secs(args.stock_wait),
         rss_pid: args.rss_pid,
+        cpu_pid: args.cpu_pid,
         close_empty_month: args.close_empty_month,
         peer_key,
         tls_ca: args.tls_ca,

@@ -425,6 +425,49 @@ async fn a_restart_restores_carts_the_open_month_stock_and_sessions() {
     assert_eq!(history.len(), 1);
 }
 
+/// A restart loads only recent checkout ids; an older one (here: an id stamped 1970, as a client with
+/// a wrong clock or non-time ids would send) is looked up on disk, so its retry still gets the original
+/// order instead of buying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_restart_with_a_checkout_id_older_than_the_loaded_window_returns_the_original_order(
+) {
+    let (server, m) = offered_server(vec![offer_line("apple", 20, 100)]).await;
+    let c = customer(&server.addr).await;
+    let cat = wait_for_catalog(&c.client, 1, WAIT).await;
+    let old_id = CheckoutId::from_parts(1_000, 42);
+    let buy = || RequestBody::Checkout {
+        checkout_id: old_id,
+        confirmed_total: Cents(300),
+        lines: Some(vec![CartItem {
+            listing: cat.items[0].listing,
+            quantity: 3,
+        }]),
+    };
+    let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
+        panic!("no order")
+    };
+    drop(m);
+    let token = c.session.token.clone();
+    drop(c);
+
+    let server = server.restart(|_| {}).await;
+    let (client, _) = connect_customer(&server.addr).await;
+    client.call(RequestBody::Resume { token }).await.unwrap();
+    let Reply::Order(again) = client.call(buy()).await.unwrap() else {
+        panic!("no order on retry")
+    };
+    assert_eq!((again.id, again.checkout_id), (first.id, old_id));
+    assert_eq!(catalog(&client).await.items[0].remaining, 17);
+    let Reply::Orders(history) = client.call(RequestBody::Orders).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(history.len(), 1);
+    let (db, _dir) = (server.db.clone(), server.dir.clone());
+    server.stop().await.expect("clean stop");
+    let report = server::audit(&db, None).expect("audit runs");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_notices_are_redelivered_in_order_after_the_manufacturer_reconnects_and_applied_once(
 ) {

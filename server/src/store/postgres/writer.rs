@@ -81,7 +81,6 @@ pub async fn start(
 #[derive(Default)]
 struct After {
     committed: Committed,
-    outbox: Vec<(ManufacturerId, NoticeSeq)>,
     statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
 }
 
@@ -161,9 +160,6 @@ async fn commit_batch(
         if let Op::Checkout(plan) = &job.op {
             checkouts.push(plan);
             after.committed.checkouts.push(plan.order.checkout_id);
-            after
-                .outbox
-                .extend(plan.notices.iter().map(|(m, n)| (*m, n.seq)));
             results.push(Ok(Outcome::Done));
             continue;
         }
@@ -226,7 +222,14 @@ fn deliver(
     after: After,
     effects: &Effects,
 ) {
+    // The notices go to the relays in memory, as from the SQLite writer (reads are for catching up).
+    let mut notices = Vec::new();
     for (job, result) in batch.drain(..).zip(results) {
+        match job.op {
+            Op::Checkout(plan) if result.is_ok() => notices.extend(plan.notices),
+            Op::CloseMonth { settlements, .. } if result.is_ok() => notices.extend(settlements),
+            _ => {}
+        }
         match (job.done, result) {
             (Done::Nothing, _) => {}
             (Done::Reply(tx, reply), _) => {
@@ -240,8 +243,8 @@ fn deliver(
     if !after.committed.checkouts.is_empty() {
         let _ = effects.committed.send(after.committed);
     }
-    for (manufacturer, seq) in after.outbox {
-        effects.registry.outbox_durable(manufacturer, seq);
+    if !notices.is_empty() {
+        effects.registry.outbox_committed(notices);
     }
     for (account, order, listing, status) in after.statuses {
         effects.registry.push_to_account(
@@ -410,7 +413,6 @@ async fn apply(
             }
             for (maker, notice) in settlements {
                 insert_notice(tx, *maker, notice, None).await?;
-                after.outbox.push((*maker, notice.seq));
             }
         }
         Op::SetCredential(id, hash) => {
