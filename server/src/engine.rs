@@ -317,7 +317,9 @@ impl Engine {
             }
             Command::Checkout(account, checkout_id, lines, confirmed, reply) => {
                 // (On PostgreSQL every checkout id is loaded at takeover, so none is on disk only.)
-                if self.market.checkout_is_on_disk_only(checkout_id) && self.reads.postgres().is_none() {
+                if self.market.checkout_is_on_disk_only(checkout_id)
+                    && self.reads.postgres().is_none()
+                {
                     // Rare: an id older than what the restart loaded (a late retry, or a client
                     // whose ids are not time-ordered). One indexed read, on a read connection that
                     // never waits on the writer.
