@@ -15,6 +15,7 @@ mod first_use;
 mod gateway;
 mod hostile;
 mod identity;
+mod jetstream;
 mod loadgen;
 mod logins;
 mod manufacturers;
