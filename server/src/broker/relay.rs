@@ -89,7 +89,19 @@ async fn run(
         sent = sent.max(acked_now);
         let through = NoticeSeq(durable.0.min(acked_now.0 + WINDOW));
         if sent < through {
-            match publish_chunk(&broker, &reads, &link, &subject, sent, through).await {
+            // A reconnect mid-chunk means its acks may never come: start again from the ack at once
+            // instead of waiting out the publish timeout.
+            let published = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = publish_chunk(&broker, &reads, &link, &subject, sent, through) => r,
+                changed = connects.changed() => {
+                    if changed.is_err() { return }
+                    republish(&link, acked_now);
+                    sent = acked_now;
+                    continue;
+                }
+            };
+            match published {
                 Ok(last) => {
                     failures = 0;
                     sent = last.unwrap_or(through);
@@ -119,7 +131,7 @@ async fn run(
             }
             changed = connects.changed() => {
                 if changed.is_err() { return }
-                tracing::info!(manufacturer = %link.name, from = %acked_now, "broker reconnected: publishing every unacked notice again");
+                republish(&link, acked_now);
                 sent = acked_now;
             }
             _ = sleep_until(progress + STALL), if outstanding => {
@@ -129,6 +141,12 @@ async fn run(
             }
         }
     }
+}
+
+/// Says that a reconnect makes the relay publish again from the ack (the restarted broker may have
+/// lost what it had not synced).
+fn republish(link: &RelayLink, from: NoticeSeq) {
+    tracing::info!(manufacturer = %link.name, %from, "broker reconnected: publishing every unacked notice again");
 }
 
 /// Publishes the durable notices after `after` through `through` (one outbox read), then awaits

@@ -43,8 +43,8 @@ fn operator_hello() -> Hello {
 
 /// The distributor, as a child process.
 struct Distributor {
-    /// Held so that the process lives as long as the test (killed when dropped).
-    _child: ChildProcess,
+    /// The process: it lives as long as the test (killed when dropped).
+    child: ChildProcess,
     addr: String,
     db: PathBuf,
     log: PathBuf,
@@ -85,7 +85,7 @@ impl Distributor {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         Distributor {
-            _child: child,
+            child,
             addr,
             db,
             log,
@@ -539,5 +539,113 @@ async fn a_distributor_told_to_use_an_unreachable_broker_does_not_start() {
     assert!(
         text.contains("cannot reach the message broker"),
         "no clear message: {text}"
+    );
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start after its closing ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One drain of a backlog: how many notices, how long from the manufacturer's connect to its last
+/// ack, and the CPU each process spent meanwhile.
+struct Drain {
+    notices: u64,
+    wall: Duration,
+    distributor_cpu: Duration,
+    manufacturer_cpu: Duration,
+    broker_cpu: Duration,
+}
+
+/// Builds a backlog of notices for a stopped manufacturer, then starts it and times the drain.
+async fn drain_backlog(through_broker: bool) -> Drain {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = NatsServer::start(dir.path()).expect("start nats-server");
+    let url = through_broker.then(|| nats.url());
+    let distributor = Distributor::start(dir.path(), url.as_deref()).await;
+    let mut maker = Maker::start(dir.path(), &distributor.addr, "meter", url.as_deref());
+    wait_for_listings(&distributor.addr, BULK_ITEMS).await;
+    let _ = maker.stop_and_read_books();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = buyers(&distributor.addr, 8, stop.clone());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.store(true, Ordering::Relaxed);
+    join(running).await;
+    let before = distributor.status().await.expect("status");
+    let pending = Distributor::manufacturer(&before, "meter")
+        .map(|m| m.pending())
+        .expect("meter is known");
+    let cpu = |pid: Option<u32>| pid.map(cpu_time).unwrap_or_default();
+    let (d0, b0) = (cpu(Some(distributor.child.id())), cpu(nats.pid()));
+    maker.restart();
+    let started = Instant::now();
+    loop {
+        let status = distributor.status().await.expect("status");
+        let m = Distributor::manufacturer(&status, "meter").expect("meter");
+        if m.connected && m.acked_seq == m.last_seq {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "no drain");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let wall = started.elapsed();
+    let drain = Drain {
+        notices: pending,
+        wall,
+        distributor_cpu: cpu(Some(distributor.child.id())).saturating_sub(d0),
+        manufacturer_cpu: cpu(maker.child.as_ref().map(ChildProcess::id)),
+        broker_cpu: cpu(nats.pid()).saturating_sub(b0),
+    };
+    books_agree(&distributor, &mut maker).await;
+    drain
+}
+
+/// Not part of the suite (`--ignored`): the cost of the JetStream hop. A manufacturer is stopped
+/// while customers buy for 6 s, then started again; the time from its start to its last ack, and
+/// the CPU each process spends meanwhile, over TCP and through JetStream. The wall time includes
+/// the manufacturer's process start and connect (the same in both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p tests --test e2e jetstream::measure -- --ignored --nocapture"]
+async fn measure_the_jetstream_hop_against_tcp() {
+    if skip_without_nats_server("jetstream::measure_the_jetstream_hop_against_tcp").is_some() {
+        return;
+    }
+    let mut rows = Vec::new();
+    for through_broker in [false, true] {
+        let d = drain_backlog(through_broker).await;
+        let per = |t: Duration| t.as_micros() as f64 / d.notices.max(1) as f64;
+        let total = d.distributor_cpu + d.manufacturer_cpu + d.broker_cpu;
+        let row = format!(
+            "{:<9} {:>6} notices drained in {:>6} ms: {:>7.0} notices/s, {:>6.1} µs wall/notice; CPU µs/notice: distributor {:.1}, manufacturer {:.1}, nats-server {:.1}, all {:.1}",
+            if through_broker { "jetstream" } else { "tcp" },
+            d.notices,
+            d.wall.as_millis(),
+            d.notices as f64 / d.wall.as_secs_f64(),
+            per(d.wall),
+            per(d.distributor_cpu),
+            per(d.manufacturer_cpu),
+            per(d.broker_cpu),
+            per(total),
+        );
+        eprintln!("{row}");
+        rows.push((per(d.wall), per(total)));
+    }
+    eprintln!(
+        "the JetStream hop: {:+.1} µs wall and {:+.1} µs CPU per notice",
+        rows[1].0 - rows[0].0,
+        rows[1].1 - rows[0].1
     );
 }
