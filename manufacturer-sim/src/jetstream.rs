@@ -140,10 +140,24 @@ impl Broker {
 pub(crate) async fn next_batch(
     messages: &mut consumer::pull::Stream,
 ) -> Result<Vec<jetstream::Message>, String> {
-    let first = match messages.next().await {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return Err(e.to_string()),
-        None => return Err("the consumer's message stream ended".into()),
+    let first = loop {
+        match messages.next().await {
+            Some(Ok(m)) => break m,
+            // Missed heartbeats and failed pulls (the broker restarting) pass: the stream pulls
+            // again by itself once the client has reconnected.
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    consumer::pull::MessagesErrorKind::MissingHeartbeat
+                        | consumer::pull::MessagesErrorKind::Pull
+                        | consumer::pull::MessagesErrorKind::NoResponders
+                ) =>
+            {
+                debug!("broker messages: {e}; waiting");
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("the consumer's message stream ended".into()),
+        }
     };
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {

@@ -304,14 +304,22 @@ async fn from_broker(
         Ok(messages) => messages,
         Err(reason) => {
             debug!("{name}: broker messages: {reason}; subscribing again");
-            tokio::time::sleep(BACKOFF_MIN).await;
-            if let Some(broker) = &link.broker {
+            // A few tries before the link is dropped and made again (which subscribes afresh).
+            let Some(broker) = &link.broker else {
+                return Ok(Ok(()));
+            };
+            let mut last = reason;
+            for _ in 0..3 {
+                tokio::time::sleep(BACKOFF_MAX).await;
                 match broker.subscribe().await {
-                    Ok(messages) => *feed = Some(messages),
-                    Err(reason) => return Ok(Err(reason)),
+                    Ok(messages) => {
+                        *feed = Some(messages);
+                        return Ok(Ok(()));
+                    }
+                    Err(reason) => last = reason,
                 }
             }
-            return Ok(Ok(()));
+            return Ok(Err(last));
         }
     };
     // Read fresh for every batch: a notice that came over the link meanwhile moved it too.
