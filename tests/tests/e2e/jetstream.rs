@@ -61,7 +61,11 @@ impl Distributor {
             &addr,
             "--db",
             db.to_str().expect("utf-8 path"),
+            // One month for the whole test: a close would add settlement notices while the books
+            // are compared.
             "--month-secs",
+            "3600",
+            "--min-month-secs",
             "3600",
             "--peer-key",
             tests::harness::operator_key(),
