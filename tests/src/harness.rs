@@ -415,3 +415,12 @@ pub async fn checkout_cart(client: &Client, total: Cents) -> Result<OrderView, C
         other => panic!("unexpected checkout reply {other:?}"),
     }
 }
+
+/// A "buy now" checkout of one line with a fresh id: `quantity` of `listing`, confirming `total`.
+pub fn buy_now(listing: ListingId, quantity: u32, total: Cents) -> RequestBody {
+    RequestBody::Checkout {
+        checkout_id: CheckoutId::generate(),
+        confirmed_total: total,
+        lines: Some(vec![CartItem { listing, quantity }]),
+    }
+}

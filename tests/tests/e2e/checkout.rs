@@ -149,14 +149,7 @@ async fn a_line_cut_for_stock_after_the_review_is_refused_with_the_cut_total_and
 
     // b buys 3 of the 5; a's other terminal opens the cart, which cuts it to the 2 left.
     b.client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing: apple,
-                quantity: 3,
-            }]),
-            confirmed_total: Cents(300),
-        })
+        .call(tests::harness::buy_now(apple, 3, Cents(300)))
         .await
         .unwrap();
     let (second, _) = connect_customer(&server.addr).await;
@@ -190,14 +183,7 @@ async fn a_buy_now_at_a_stale_price_is_refused_and_names_the_price_it_would_cost
     let (server, _m) = offered_server(vec![offer_line("apple", 5, 100)]).await;
     let c = customer(&server.addr).await;
     let apple = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
-    let buy = |total| RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
-        lines: Some(vec![CartItem {
-            listing: apple,
-            quantity: 2,
-        }]),
-        confirmed_total: Cents(total),
-    };
+    let buy = |total| tests::harness::buy_now(apple, 2, Cents(total));
     let Err(ClientError::Server(e)) = c.client.call(buy(150)).await else {
         panic!("a checkout for the wrong total was accepted");
     };

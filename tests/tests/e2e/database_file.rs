@@ -298,14 +298,7 @@ async fn distributor_backup_copies_a_running_database_consistently_while_it_sell
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 client
-                    .call(RequestBody::Checkout {
-                        checkout_id: CheckoutId::generate(),
-                        lines: Some(vec![CartItem {
-                            listing,
-                            quantity: 1,
-                        }]),
-                        confirmed_total: Cents(100),
-                    })
+                    .call(tests::harness::buy_now(listing, 1, Cents(100)))
                     .await
                     .unwrap();
                 n += 1;

@@ -135,14 +135,7 @@ async fn an_empty_cart_a_missing_card_and_an_anonymous_checkout_each_get_a_clear
     c.client.call(RequestBody::RemoveCard).await.unwrap();
     let e = c
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(0),
-            lines: Some(vec![CartItem {
-                listing: ListingId(1),
-                quantity: 1,
-            }]),
-        })
+        .call(tests::harness::buy_now(ListingId(1), 1, Cents(0)))
         .await
         .unwrap_err();
     assert_eq!(e.server_error().unwrap().code, ErrorCode::CardRequired);
@@ -249,14 +242,7 @@ async fn the_last_units_are_sold_exactly_once_under_240_concurrent_buyers() {
         joins.push(tokio::spawn(async move {
             start.wait().await;
             b.client
-                .call(RequestBody::Checkout {
-                    checkout_id: CheckoutId::generate(),
-                    confirmed_total: Cents(999),
-                    lines: Some(vec![CartItem {
-                        listing,
-                        quantity: 1,
-                    }]),
-                })
+                .call(tests::harness::buy_now(listing, 1, Cents(999)))
                 .await
         }));
     }
@@ -319,14 +305,7 @@ async fn a_checkout_that_cannot_be_filled_buys_nothing_names_the_shortage_and_cu
         .unwrap();
     // b takes 3 apples first: a's 4 no longer fit.
     b.client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(300),
-            lines: Some(vec![CartItem {
-                listing: apple,
-                quantity: 3,
-            }]),
-        })
+        .call(tests::harness::buy_now(apple, 3, Cents(300)))
         .await
         .unwrap();
     let e = checkout_cart(&a.client, Cents(600)).await.unwrap_err();
@@ -420,14 +399,7 @@ async fn a_restart_restores_carts_the_open_month_stock_and_sessions() {
         .await
         .unwrap();
     c.client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(500),
-            lines: Some(vec![CartItem {
-                listing: cat.items[0].listing,
-                quantity: 5,
-            }]),
-        })
+        .call(tests::harness::buy_now(cat.items[0].listing, 5, Cents(500)))
         .await
         .unwrap();
     drop(m);
@@ -470,14 +442,11 @@ async fn unacked_notices_are_redelivered_in_order_after_the_manufacturer_reconne
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     for q in 1..=3 {
         c.client
-            .call(RequestBody::Checkout {
-                checkout_id: CheckoutId::generate(),
-                confirmed_total: Cents(u64::from(q) * 100),
-                lines: Some(vec![CartItem {
-                    listing,
-                    quantity: q,
-                }]),
-            })
+            .call(tests::harness::buy_now(
+                listing,
+                q,
+                Cents(u64::from(q) * 100),
+            ))
             .await
             .unwrap();
     }
@@ -529,14 +498,7 @@ async fn the_next_offer_is_pulled_only_after_every_earlier_notice_is_acked() {
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     c.client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(100),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
         .unwrap();
     op.call(RequestBody::CloseMonth).await.unwrap(); // month 2 opens; a sale and a settlement are unacked
@@ -570,14 +532,7 @@ async fn audit_reports_ok_for_a_sound_database_and_catches_one_broken_on_purpose
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
     let Reply::Order(order) = c
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(400),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 4,
-            }]),
-        })
+        .call(tests::harness::buy_now(listing, 4, Cents(400)))
         .await
         .unwrap()
     else {
@@ -647,14 +602,7 @@ async fn watchers_receive_coalesced_stock_changes_as_others_buy() {
     for _ in 0..20 {
         buyer
             .client
-            .call(RequestBody::Checkout {
-                checkout_id: CheckoutId::generate(),
-                confirmed_total: Cents(100),
-                lines: Some(vec![CartItem {
-                    listing,
-                    quantity: 1,
-                }]),
-            })
+            .call(tests::harness::buy_now(listing, 1, Cents(100)))
             .await
             .unwrap();
     }
@@ -744,14 +692,7 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
         .unwrap_err();
     assert_eq!(add.server_error().unwrap().code, ErrorCode::SessionExpired);
     let buy = second
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(100),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
         .unwrap_err();
     assert_eq!(buy.server_error().unwrap().code, ErrorCode::SessionExpired);
@@ -759,14 +700,7 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
     let other = customer(&server.addr).await;
     other
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            confirmed_total: Cents(100),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
         .unwrap();
     let (db, dir) = (server.db.clone(), server.dir.clone());

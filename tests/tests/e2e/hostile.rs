@@ -189,14 +189,7 @@ async fn open_market(adjust: impl FnOnce(&mut server::Config)) -> (TestServer, T
 async fn honest_purchase(client: &Client) -> OrderView {
     let listing = wait_for_catalog(client, 1, WAIT).await.items[0].listing;
     match client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-            confirmed_total: Cents(100),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
     {
         Ok(Reply::Order(o)) => o,

@@ -75,11 +75,7 @@ fn connected(status: &SystemStatus, name: &str) -> bool {
 
 /// Buys `quantity` of a listing priced 100 cents.
 fn buy(listing: ListingId, quantity: u32) -> RequestBody {
-    RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
-        lines: Some(vec![CartItem { listing, quantity }]),
-        confirmed_total: Cents(100 * u64::from(quantity)),
-    }
+    tests::harness::buy_now(listing, quantity, Cents(100 * u64::from(quantity)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

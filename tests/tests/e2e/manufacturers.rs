@@ -549,14 +549,11 @@ async fn an_order_line_becomes_confirmed_and_then_dispatched() {
     let item = &catalog.items[0];
     let order = match buyer
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing: item.listing,
-                quantity: 2,
-            }]),
-            confirmed_total: item.unit_price.times(2).unwrap(),
-        })
+        .call(tests::harness::buy_now(
+            item.listing,
+            2,
+            item.unit_price.times(2).unwrap(),
+        ))
         .await
         .expect("checkout")
     {

@@ -446,14 +446,11 @@ async fn run_case(random: Vec<Op>) {
                 let Some(who) = pick(who) else { continue };
                 let r = real.clients[who]
                     .0
-                    .call(RequestBody::Checkout {
-                        checkout_id: CheckoutId::generate(),
-                        lines: Some(vec![CartItem {
-                            listing: real.listings[item],
-                            quantity,
-                        }]),
-                        confirmed_total: Cents(u64::from(quantity) * 100),
-                    })
+                    .call(tests::harness::buy_now(
+                        real.listings[item],
+                        quantity,
+                        Cents(u64::from(quantity) * 100),
+                    ))
                     .await;
                 if !model.accounts[who].has_card {
                     assert_eq!(code(&r), Err(ErrorCode::CardRequired), "{ctx}");

@@ -131,14 +131,11 @@ async fn a_manufacturer_started_after_the_distributor_sells_in_the_first_month_a
     let item = catalog.items[0].clone();
     match buyer
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing: item.listing,
-                quantity: 2,
-            }]),
-            confirmed_total: item.unit_price.times(2).expect("a small total"),
-        })
+        .call(tests::harness::buy_now(
+            item.listing,
+            2,
+            item.unit_price.times(2).expect("a small total"),
+        ))
         .await
         .expect("checkout")
     {

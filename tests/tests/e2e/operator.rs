@@ -197,14 +197,7 @@ async fn buy_from(customer: &harness::Customer, maker: &str) -> bool {
     };
     customer
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing: item.listing,
-                quantity: 1,
-            }]),
-            confirmed_total: item.unit_price,
-        })
+        .call(tests::harness::buy_now(item.listing, 1, item.unit_price))
         .await
         .is_ok()
 }
@@ -377,14 +370,7 @@ async fn an_operator_gets_coalesced_deltas_after_one_status_and_they_add_up_to_t
     while started.elapsed() < Duration::from_secs(2) {
         let done = buyer
             .client
-            .call(RequestBody::Checkout {
-                checkout_id: CheckoutId::generate(),
-                lines: Some(vec![CartItem {
-                    listing,
-                    quantity: 1,
-                }]),
-                confirmed_total: price,
-            })
+            .call(tests::harness::buy_now(listing, 1, price))
             .await;
         if done.is_ok() {
             bought += 1;

@@ -208,14 +208,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
     let listing = wait_for_catalog(&alice.client, 1, WAIT).await.items[0].listing;
     let Reply::Order(order) = alice
         .client
-        .call(RequestBody::Checkout {
-            checkout_id: CheckoutId::generate(),
-            lines: Some(vec![CartItem {
-                listing,
-                quantity: 1,
-            }]),
-            confirmed_total: Cents(100),
-        })
+        .call(tests::harness::buy_now(listing, 1, Cents(100)))
         .await
         .unwrap()
     else {
@@ -223,14 +216,7 @@ async fn authorization_matrix_by_role_request_and_owner() {
     };
     let (anonymous, _) = connect_customer(&server.addr).await;
 
-    let buy = || RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
-        lines: Some(vec![CartItem {
-            listing,
-            quantity: 1,
-        }]),
-        confirmed_total: Cents(100),
-    };
+    let buy = || tests::harness::buy_now(listing, 1, Cents(100));
     let customer_requests = || {
         vec![
             RequestBody::GetAccount,
@@ -499,14 +485,7 @@ async fn no_full_card_number_or_cvc_reaches_the_database_the_wal_or_the_logs() {
     let listing = wait_for_catalog(&client, 1, WAIT).await.items[0].listing;
     for _ in 0..5 {
         client
-            .call(RequestBody::Checkout {
-                checkout_id: CheckoutId::generate(),
-                lines: Some(vec![CartItem {
-                    listing,
-                    quantity: 1,
-                }]),
-                confirmed_total: Cents(100),
-            })
+            .call(tests::harness::buy_now(listing, 1, Cents(100)))
             .await
             .unwrap();
     }

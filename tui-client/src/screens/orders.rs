@@ -95,31 +95,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let rows: Vec<Row> = order
         .lines
         .iter()
-        .map(|l| {
-            let style = if o.changed.contains_key(&(order.id, l.listing)) {
-                t.flash_up()
-            } else {
-                t.status(l.status)
-            };
-            Row::new(vec![
-                Cell::from(l.product.clone()),
-                Cell::from(Span::styled(l.manufacturer_name.clone(), t.dim())),
-                Cell::from(Line::from(strings::money(l.unit_price)).right_aligned()),
-                Cell::from(Line::from(format!("{}", l.quantity)).right_aligned()),
-                Cell::from(Line::styled(strings::money(l.line_total), t.money()).right_aligned()),
-                Cell::from(Span::styled(strings::status(l.status), style)),
-            ])
-        })
+        .map(|l| Row::new(line_cells(app, order, l)))
         .collect();
-    let header = Row::new(vec![
-        Cell::from("Product"),
-        Cell::from("Maker"),
-        Cell::from(Line::from("Paid each").right_aligned()),
-        Cell::from(Line::from("Qty").right_aligned()),
-        Cell::from(Line::from("Total").right_aligned()),
-        Cell::from("Status"),
-    ])
-    .style(t.dim().add_modifier(Modifier::BOLD));
+    let header = Row::new(LINE_HEADER.map(header_cell)).style(t.dim().add_modifier(Modifier::BOLD));
     let title = Line::from(vec![
         Span::styled(format!(" Order #{} ", order.id.0), t.title()),
         Span::styled(format!("total {} ", strings::money(order.total)), t.money()),
@@ -181,35 +159,17 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, order: &OrderView) {
         .iter()
         .skip(top)
         .map(|l| {
-            let style = if o.changed.contains_key(&(order.id, l.listing)) {
-                t.flash_up()
-            } else {
-                t.status(l.status)
-            };
-            Row::new(vec![
-                Cell::from(l.product.clone()),
-                Cell::from(Span::styled(l.manufacturer_name.clone(), t.dim())),
-                Cell::from(Line::from(strings::money(l.unit_price)).right_aligned()),
-                Cell::from(Line::from(format!("{}", l.quantity)).right_aligned()),
-                Cell::from(Line::styled(strings::money(l.line_total), t.money()).right_aligned()),
-                Cell::from(Span::styled(strings::status(l.status), style)),
-                Cell::from(Span::styled(
-                    strings::ago(app.now_ms.saturating_sub(l.status_at_ms)),
-                    t.dim(),
-                )),
-            ])
+            let mut cells = line_cells(app, order, l);
+            let changed = strings::ago(app.now_ms.saturating_sub(l.status_at_ms));
+            cells.push(Cell::from(Span::styled(changed, t.dim())));
+            Row::new(cells)
         })
         .collect();
-    let header = Row::new(vec![
-        Cell::from("Product"),
-        Cell::from("Maker"),
-        Cell::from(Line::from("Paid each").right_aligned()),
-        Cell::from(Line::from("Qty").right_aligned()),
-        Cell::from(Line::from("Total").right_aligned()),
-        Cell::from("Status"),
-        Cell::from("Changed"),
-    ])
-    .style(t.dim().add_modifier(Modifier::BOLD));
+    let header = LINE_HEADER
+        .map(header_cell)
+        .into_iter()
+        .chain([Cell::from("Changed")]);
+    let header = Row::new(header).style(t.dim().add_modifier(Modifier::BOLD));
     let table = Table::new(
         rows,
         [
@@ -224,4 +184,40 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, order: &OrderView) {
     )
     .header(header);
     frame.render_widget(table, table_area);
+}
+
+/// The columns of an order line, in both views (the detail view adds when it changed); `true` for
+/// the right-aligned ones.
+const LINE_HEADER: [(&str, bool); 6] = [
+    ("Product", false),
+    ("Maker", false),
+    ("Paid each", true),
+    ("Qty", true),
+    ("Total", true),
+    ("Status", false),
+];
+
+fn header_cell((title, right): (&'static str, bool)) -> Cell<'static> {
+    match right {
+        true => Cell::from(Line::from(title).right_aligned()),
+        false => Cell::from(title),
+    }
+}
+
+/// One order line's cells under [`LINE_HEADER`]; its status flashes while it has just changed.
+fn line_cells(app: &App, order: &OrderView, l: &protocol::OrderLine) -> Vec<Cell<'static>> {
+    let t = &app.theme;
+    let style = if app.orders.changed.contains_key(&(order.id, l.listing)) {
+        t.flash_up()
+    } else {
+        t.status(l.status)
+    };
+    vec![
+        Cell::from(l.product.clone()),
+        Cell::from(Span::styled(l.manufacturer_name.clone(), t.dim())),
+        Cell::from(Line::from(strings::money(l.unit_price)).right_aligned()),
+        Cell::from(Line::from(format!("{}", l.quantity)).right_aligned()),
+        Cell::from(Line::styled(strings::money(l.line_total), t.money()).right_aligned()),
+        Cell::from(Span::styled(strings::status(l.status), style)),
+    ]
 }
