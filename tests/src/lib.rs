@@ -6,6 +6,7 @@
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
 //!   customers, manufacturers and operators to it.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
+//! - [`nats`]: a real nats-server with JetStream (from `deploy/nats-server.conf`), restartable.
 //! - [`proxy`]: a fault-injecting TCP proxy (cut after N bytes, 1-byte writes, delays, cut all).
 //! - [`tmux`]: a private tmux server for terminal tests: sessions, keys in, screens out.
 //! - `src/bin/loadgen.rs`: the `loadgen` command line.
@@ -14,6 +15,7 @@
 pub mod child;
 pub mod harness;
 pub mod logins;
+pub mod nats;
 pub mod proxy;
 pub mod tmux;
 pub mod traffic;
