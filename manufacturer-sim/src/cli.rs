@@ -79,6 +79,12 @@ struct RunArgs {
     /// Connect over TLS, trusting this CA certificate (PEM).
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<std::path::PathBuf>,
+    /// Take sale notices from this NATS server's JetStream (for example nats://127.0.0.1:4222)
+    /// instead of the TCP link: a durable pull consumer named after the manufacturer on
+    /// `sales.<name>`. Acks still go to the distributor over TCP. The distributor must run with
+    /// --nats too, or it refuses.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -195,6 +201,7 @@ fn configs(args: RunArgs) -> Result<Vec<SimConfig>, SimError> {
             (!args.no_dispatch).then(|| Duration::from_millis(args.dispatch_ms));
         config.key = args.key.clone();
         config.tls_ca = args.tls_ca.clone();
+        config.nats = args.nats.clone();
         out.push(config);
     }
     let mut names: Vec<&str> = out.iter().map(|c| c.name.as_str()).collect();

@@ -12,6 +12,8 @@
 //! - `books_lock`: one lock file per books file, so a second process cannot share them.
 //! - `link`: the connection to the distributor. It reconnects with backoff, applies notices in
 //!   batches with one ack each, and answers offer requests.
+//! - `jetstream`: with `--nats`, notices from the broker: a durable pull consumer, applied in seq
+//!   order against the books' high-water mark, acked on the broker only after the books commit.
 //! - `dispatch`: reports `ReportDispatch` a little after each confirmed sale.
 //! - `pricing`: each month's price, a deterministic drift of ±10% around the base price.
 //! - [`report`]: read-only totals, the data behind `manufacturer-sim report`.
@@ -35,6 +37,7 @@ pub mod catalog;
 pub mod cli;
 mod dispatch;
 mod factory;
+mod jetstream;
 mod link;
 mod pricing;
 pub mod report;
@@ -102,6 +105,8 @@ pub struct SimConfig {
     pub key: Option<String>,
     /// Connect over TLS, trusting this CA certificate (PEM).
     pub tls_ca: Option<PathBuf>,
+    /// Take sale notices from this NATS server's JetStream (`--nats URL`) instead of the link.
+    pub nats: Option<String>,
 }
 
 impl SimConfig {
@@ -123,6 +128,7 @@ impl SimConfig {
             dispatch_delay: Some(Duration::from_millis(1500)),
             key: None,
             tls_ca: None,
+            nats: None,
         }
     }
 }
@@ -156,6 +162,10 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<(), S
         config.db.display()
     );
     let books = Arc::new(Mutex::new(books));
+    let broker = match &config.nats {
+        Some(url) => Some(jetstream::Broker::connect(url, &config.name).await?),
+        None => None,
+    };
     let stop = shutdown.child_token();
     let link = link::Link {
         name: config.name.clone(),
@@ -171,6 +181,7 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<(), S
             .iter()
             .map(|p| (p.sku.clone(), p.name.clone()))
             .collect::<HashMap<_, _>>(),
+        broker,
     };
     let mut factory = tokio::spawn(factory::produce(
         config.name.clone(),

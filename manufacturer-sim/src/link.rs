@@ -14,6 +14,7 @@ use crate::books::{AppliedNotice, Books, RecordedOffer};
 use crate::dispatch::dispatcher;
 use crate::tally::Tally;
 use crate::SimError;
+use async_nats::jetstream::consumer;
 use protocol::paging::offer_requests;
 use protocol::{
     Client, ClientError, ErrorCode, Event, Events, Hello, MonthId, Notice, Reply, RequestBody,
@@ -49,6 +50,8 @@ pub(crate) struct Link {
     pub books: Arc<Mutex<Books>>,
     /// SKU → product name, for log lines.
     pub product_names: HashMap<String, String>,
+    /// With `--nats`: notices come from the broker, not as events on the link.
+    pub broker: Option<crate::jetstream::Broker>,
 }
 
 /// Why a connection ended.
@@ -166,6 +169,13 @@ async fn session(
             stop_dispatch,
         ));
     }
+    let mut feed = match &link.broker {
+        Some(broker) => match from_broker_from_now_on(link, &client, broker).await? {
+            Ok(feed) => Some(feed),
+            Err(reason) => return Ok(Ended::Lost(reason)),
+        },
+        None => None,
+    };
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut summary = tokio::time::interval(Duration::from_secs(1));
@@ -192,6 +202,16 @@ async fn session(
                     Some(e) => e,
                     None => return Ok(Ended::Lost("closed by the distributor".into())),
                 },
+                messages = next_broker_batch(&mut feed) => {
+                    let outcome = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+                        r = from_broker(link, &client, messages, &orders_tx, &mut sales, &mut feed) => r?,
+                    };
+                    if let Err(reason) = outcome {
+                        return Ok(Ended::Lost(reason));
+                    }
+                    continue;
+                }
             },
         };
         let handle = async {
@@ -232,6 +252,90 @@ async fn session(
             return Ok(Ended::Lost(reason));
         }
     }
+}
+
+/// Tells the distributor to send this link's notices through the broker, then subscribes. The outer
+/// error is fatal (a distributor without a broker); the inner one drops the connection.
+async fn from_broker_from_now_on(
+    link: &Link,
+    client: &Client,
+    broker: &crate::jetstream::Broker,
+) -> Result<Result<consumer::pull::Stream, String>, SimError> {
+    match call(client, RequestBody::NoticesFromBroker).await {
+        Err(reason) => return Ok(Err(reason)),
+        Ok(Err(ClientError::Server(e))) => {
+            return Err(SimError::Refused(format!(
+                "{}: the distributor does not send notices through the broker: {}",
+                link.name, e.message
+            )))
+        }
+        Ok(Err(e)) => return Ok(Err(e.to_string())),
+        Ok(Ok(_)) => {}
+    }
+    let subscribed = broker.subscribe().await;
+    if subscribed.is_ok() {
+        info!("{}: notices come from the broker", link.name);
+    }
+    Ok(subscribed)
+}
+
+/// The next batch from the broker; never resolves without one.
+async fn next_broker_batch(
+    feed: &mut Option<consumer::pull::Stream>,
+) -> Result<Vec<async_nats::jetstream::Message>, String> {
+    match feed {
+        Some(messages) => crate::jetstream::next_batch(messages).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a batch from the broker exactly as one from the link (one transaction, one cumulative
+/// ack over TCP), then acks its messages on the broker. A failed subscription is made again.
+async fn from_broker(
+    link: &Link,
+    client: &Client,
+    messages: Result<Vec<async_nats::jetstream::Message>, String>,
+    orders: &mpsc::UnboundedSender<protocol::OrderId>,
+    sales: &mut Tally,
+    feed: &mut Option<consumer::pull::Stream>,
+) -> Result<Result<(), String>, SimError> {
+    let name = &link.name;
+    let messages = match messages {
+        Ok(messages) => messages,
+        Err(reason) => {
+            debug!("{name}: broker messages: {reason}; subscribing again");
+            // A few tries before the link is dropped and made again (which subscribes afresh).
+            let Some(broker) = &link.broker else {
+                return Ok(Ok(()));
+            };
+            let mut last = reason;
+            for _ in 0..3 {
+                tokio::time::sleep(BACKOFF_MAX).await;
+                match broker.subscribe().await {
+                    Ok(messages) => {
+                        *feed = Some(messages);
+                        return Ok(Ok(()));
+                    }
+                    Err(reason) => last = reason,
+                }
+            }
+            return Ok(Err(last));
+        }
+    };
+    // Read fresh for every batch: a notice that came over the link meanwhile moved it too.
+    let books = link.books.clone();
+    let high_water =
+        tokio::task::spawn_blocking(move || crate::lock(&books).high_water()).await??;
+    let mut batch = crate::jetstream::sort(name, messages, high_water).await;
+    let notices = std::mem::take(&mut batch.notices);
+    let outcome = if notices.is_empty() {
+        Ok(())
+    } else {
+        apply_and_ack(link, client, notices, orders, sales).await?
+    };
+    // Committed (apply_and_ack returned without a books error): the broker may forget them.
+    batch.settle(name).await;
+    Ok(outcome)
 }
 
 /// A request with a timeout. `Err` carries a reason when the connection should be dropped.

@@ -1,6 +1,7 @@
 //! The one protocol every part of the central distribution system speaks.
 //!
 //! # Layout
+//! - [`broker`]: the names and payloads of sale notices on the message broker (NATS JetStream).
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
@@ -27,6 +28,7 @@
 //! [`message::Event::Notice`], and the manufacturer answers with requests such as
 //! [`message::RequestBody::SubmitOffer`] and [`message::RequestBody::AckNotices`].
 
+pub mod broker;
 pub mod card;
 pub mod client;
 pub mod codec;

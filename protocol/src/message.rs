@@ -285,6 +285,12 @@ pub enum RequestBody {
         /// The customer's IP address, as the gateway saw it.
         ip: std::net::IpAddr,
     },
+    /// Manufacturers, first thing after the handshake: take this link's notices from the message
+    /// broker (JetStream subject [`crate::broker::sales_subject`]) instead of as
+    /// [`Event::Notice`]s on this connection. Acks still come as [`RequestBody::AckNotices`] here.
+    /// Answered with [`Reply::Done`]; refused with [`crate::ErrorCode::Conflict`] by a distributor
+    /// that runs without a broker.
+    NoticesFromBroker,
 }
 
 const REDACTED: &str = "<redacted>";
@@ -386,6 +392,7 @@ impl std::fmt::Debug for RequestBody {
                 .field("last", last)
                 .finish(),
             CustomerAddress { ip } => f.debug_struct("CustomerAddress").field("ip", ip).finish(),
+            NoticesFromBroker => f.write_str("NoticesFromBroker"),
         }
     }
 }

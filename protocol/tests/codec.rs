@@ -138,6 +138,7 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
                 last
             }),
         any::<std::net::IpAddr>().prop_map(|ip| RequestBody::CustomerAddress { ip }),
+        Just(RequestBody::NoticesFromBroker),
     ]
 }
 

@@ -147,6 +147,11 @@ struct ServeArgs {
     /// Password hashes that may wait for a hashing thread; more are refused with "busy, retry".
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=4096))]
     hash_queue: u64,
+    /// A NATS server with JetStream (for example nats://127.0.0.1:4222): manufacturers started with
+    /// --nats take their sale notices from its stream SALES instead of their TCP link. The
+    /// distributor does not start if it cannot reach it. Without it, notices go over TCP.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// Runs the command line with the process's arguments.
@@ -315,6 +320,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.limits.logins_per_minute = args.logins_per_minute;
     config.hash_threads = args.hash_threads;
     config.hash_queue = args.hash_queue as usize;
+    config.nats = args.nats;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -8,6 +8,8 @@
 //! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
 //! - [`store`]: SQLite or PostgreSQL: schema, the group-committing writer, reads, start-up load, audit.
 //! - [`node`]: on PostgreSQL, the lease that makes one node active and the others standbys.
+//! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
+//! - [`broker`]: with `--nats`, sale notices through NATS JetStream instead of the manufacturers' links.
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
 //! - [`pages`]: stock updates cut to fit a frame, and multi-part offers put back together.
@@ -31,6 +33,7 @@
 pub mod auth;
 pub mod backup;
 pub mod board;
+pub mod broker;
 pub mod card;
 pub mod cli;
 pub mod email;
@@ -93,6 +96,9 @@ pub struct Config {
     pub hash_threads: usize,
     /// Password hashes that may wait for a thread; more are refused with `Busy`.
     pub hash_queue: usize,
+    /// The NATS server whose JetStream carries sale notices to manufacturers that ask for it
+    /// (`--nats URL`); `None`: every notice goes over the manufacturer's TCP link.
+    pub nats: Option<String>,
 }
 
 impl Config {
@@ -116,6 +122,7 @@ impl Config {
             limits: throttle::Limits::default(),
             hash_threads: 0,
             hash_queue: 16,
+            nats: None,
         }
     }
 }
@@ -149,6 +156,9 @@ pub enum ServerError {
     /// No usable operator key.
     #[error(transparent)]
     OperatorKey(#[from] identity::operator::KeyError),
+    /// `--nats` was given but the broker cannot be used.
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
 }
 
 /// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.
@@ -168,6 +178,11 @@ pub async fn run(
     let _lock = protocol::lock_file::LockFile::acquire(&config.db)?;
     let operator_key =
         identity::operator::OperatorKey::establish(&config.db, config.peer_key.as_deref())?;
+    // Before anything else starts: a distributor told to use a broker must not run without it.
+    let broker = match &config.nats {
+        Some(url) => Some(broker::Broker::connect(url).await?),
+        None => None,
+    };
     let conn = store::schema::open_writer(&config.db)?;
     let snapshot = store::load::snapshot(&conn)?;
     let past = store::history::load(&conn, protocol::HISTORY_MONTHS)?;
@@ -181,6 +196,7 @@ pub async fn run(
     let ready = Ready {
         started,
         operator_key,
+        broker,
         snapshot,
         past,
         throttle,
@@ -228,6 +244,8 @@ impl Wiring {
 pub(crate) struct Ready {
     pub(crate) started: std::time::Instant,
     pub(crate) operator_key: identity::operator::OperatorKey,
+    /// With `--nats`: the broker sale notices go through.
+    pub(crate) broker: Option<broker::Broker>,
     pub(crate) snapshot: market::Snapshot,
     pub(crate) past: store::history::Past,
     pub(crate) throttle: throttle::Throttle,
@@ -249,6 +267,7 @@ pub(crate) async fn serve(
     let Ready {
         started,
         operator_key,
+        broker,
         snapshot,
         past,
         throttle,
@@ -305,6 +324,7 @@ pub(crate) async fn serve(
         hashing,
         next_session: AtomicU64::new(1),
         operator_key,
+        broker,
         config,
     });
     let stop = CancellationToken::new();

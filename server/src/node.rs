@@ -269,9 +269,14 @@ async fn active(
         (None, Some(addr)) => TcpListener::bind(addr).await.map_err(ServerError::Start)?,
         (None, None) => return Err(ServerError::Fatal),
     };
+    let broker = match &config.nats {
+        Some(url) => Some(crate::broker::Broker::connect(url).await?),
+        None => None,
+    };
     let ready = crate::Ready {
         started,
         operator_key: operator_key.clone(),
+        broker,
         snapshot: loaded.snapshot,
         past: loaded.past,
         throttle,

@@ -57,6 +57,8 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// What operator-grade roles must present.
     pub operator_key: crate::identity::operator::OperatorKey,
+    /// The message broker, with `--nats`: links that ask for it get their notices through it.
+    pub broker: Option<crate::broker::Broker>,
 }
 
 /// Why a session ended.
@@ -139,7 +141,26 @@ struct Link {
     durable: watch::Receiver<NoticeSeq>,
     sent: NoticeSeq,
     acked: NoticeSeq,
+    /// The name the manufacturer connected under (its broker subject is made from it).
+    name: String,
+    /// Which way this link's notices travel.
+    delivery: Delivery,
 }
+
+/// Which way a manufacturer's notices travel.
+enum Delivery {
+    /// With a broker configured, a new link waits [`DELIVERY_GRACE`] for
+    /// [`RequestBody::NoticesFromBroker`] before its notices start over TCP, so that a manufacturer
+    /// that takes them from the broker does not get a first window of them over TCP as well.
+    Undecided(Instant),
+    /// As [`Event::Notice`]s on this connection (the default, and the only way without a broker).
+    Tcp,
+    /// Through JetStream, by this relay task.
+    Broker(crate::broker::relay::BrokerRelay),
+}
+
+/// See [`Delivery::Undecided`]: one round trip on loopback is far below this.
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Stock watching state: what this client was last told.
 struct Watch {
@@ -352,7 +373,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             self.shared
                 .engine
                 .send(Command::ManufacturerHello {
-                    name,
+                    name: name.clone(),
                     key: hello.key,
                     events: events_tx.clone(),
                     reply: tx,
@@ -369,6 +390,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
             };
             let durable = self.shared.registry.watch_outbox(id, acked);
+            let delivery = match self.shared.broker {
+                Some(_) => Delivery::Undecided(Instant::now() + DELIVERY_GRACE),
+                None => Delivery::Tcp,
+            };
             self.link = Some(Link {
                 id,
                 events,
@@ -376,6 +401,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 durable,
                 sent: acked,
                 acked,
+                name: name.clone(),
+                delivery,
             });
             manufacturer = Some(id);
             credential = issued;
@@ -407,6 +434,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 None => self.last_activity + config.idle_timeout,
             };
             let flush_at = self.watch.as_ref().and_then(|w| w.flush_at);
+            let undecided = match self.link.as_ref().map(|l| &l.delivery) {
+                Some(Delivery::Undecided(at)) => Some(*at),
+                _ => None,
+            };
             if self.rbuf.capacity() - self.rbuf.len() < 256 {
                 self.rbuf.reserve(1024);
             }
@@ -452,6 +483,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 _ = stock_changed(&mut self.watch) => self.schedule_flush(),
                 delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(Box::new(delta)))).await?,
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
+                _ = sleep_until(undecided.unwrap_or_else(Instant::now)), if undecided.is_some() => {
+                    if let Some(link) = self.link.as_mut() {
+                        link.delivery = Delivery::Tcp;
+                    }
+                    self.relay().await?;
+                }
             }
         }
     }
@@ -557,6 +594,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let Some(link) = self.link.as_mut() else {
                 return Ok(());
             };
+            if !matches!(link.delivery, Delivery::Tcp) {
+                return Ok(());
+            }
             let durable = *link.durable.borrow_and_update();
             let limit = link.acked.0 + RELAY_WINDOW;
             let through = NoticeSeq(durable.0.min(limit));
@@ -747,6 +787,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let reply = engine.ask(|tx| Command::Ack(id, through, tx)).await?;
                 if let Some(link) = self.link.as_mut() {
                     link.acked = link.acked.max(through);
+                    if let Delivery::Broker(relay) = &link.delivery {
+                        relay.acked(link.acked);
+                    }
                 }
                 self.relay()
                     .await
@@ -783,11 +826,38 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             RequestBody::RememberKey { fingerprint } => self.remember_key(fingerprint).await,
             RequestBody::ForgetKey { fingerprint } => self.forget_key(fingerprint).await,
             RequestBody::CustomerAddress { ip } => self.customer_address(ip),
+            RequestBody::NoticesFromBroker => self.notices_from_broker(),
             RequestBody::RevokeManufacturer { name } => {
                 self.operator()?;
                 engine.ask(|tx| Command::RevokeManufacturer(name, tx)).await
             }
         }
+    }
+
+    /// From now on this link's notices travel through the broker, starting from its acked position.
+    fn notices_from_broker(&mut self) -> Answer {
+        let Some(link) = self.link.as_mut() else {
+            return Err(err(ErrorCode::Forbidden, "only manufacturers can do that"));
+        };
+        let Some(broker) = self.shared.broker.as_ref() else {
+            return Err(err(
+                ErrorCode::Conflict,
+                "this distributor runs without a message broker (start it with --nats URL); without --nats, notices come over this link",
+            ));
+        };
+        if !matches!(link.delivery, Delivery::Broker(_)) {
+            let relay = broker.relay(
+                self.shared.reads.clone(),
+                crate::broker::relay::RelayLink {
+                    id: link.id,
+                    name: link.name.clone(),
+                    durable: link.durable.clone(),
+                    acked: link.acked,
+                },
+            );
+            link.delivery = Delivery::Broker(relay);
+        }
+        Ok(Reply::Done)
     }
 
     /// The operator's snapshot; from now on this connection also gets the deltas.

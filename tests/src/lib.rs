@@ -8,6 +8,7 @@
 //!   customers, manufacturers and operators to it.
 //! - [`pg`]: a throwaway PostgreSQL on a free 127.0.0.1 port, for the cluster tests.
 //! - [`traffic`]: the simulated customers behind `loadgen`.
+//! - [`nats`]: a real nats-server with JetStream (from `deploy/nats-server.conf`), restartable.
 //! - [`proxy`]: a fault-injecting TCP proxy (cut after N bytes, 1-byte writes, delays, cut all).
 //! - [`tmux`]: a private tmux server for terminal tests: sessions, keys in, screens out.
 //! - `src/bin/loadgen.rs`: the `loadgen` command line.
@@ -17,6 +18,7 @@ pub mod child;
 pub mod failover;
 pub mod harness;
 pub mod logins;
+pub mod nats;
 pub mod pg;
 pub mod proxy;
 pub mod tmux;

@@ -15,6 +15,7 @@ mod faults;
 mod first_use;
 mod gateway;
 mod identity;
+mod jetstream;
 mod loadgen;
 mod logins;
 mod manufacturers;

@@ -1,0 +1,126 @@
+//! The message broker (NATS JetStream) that can carry sale notices to manufacturers instead of their
+//! TCP links (`distributor --nats URL`; issue 14, "the original's message broker").
+//!
+//! - [`Broker::connect`] connects once at start, and creates or updates the stream
+//!   [`protocol::broker::SALES_STREAM`] with limits (file storage, bounded bytes and age);
+//! - [`relay`]: one publishing task per manufacturer link that asked for the broker
+//!   ([`protocol::RequestBody::NoticesFromBroker`]).
+//!
+//! The broker is the transport, never the only copy: an outbox row stays until the manufacturer's
+//! own cumulative `AckNotices` over TCP, exactly as without a broker. Debian's nats-server 2.9 syncs
+//! JetStream files to disk only every 60 s, so after a broker restart (the client reconnects) every
+//! notice not yet acked is published again; the stream's duplicate window drops the ones it still
+//! has, and the manufacturer's high-water mark drops any it already applied.
+
+pub mod relay;
+
+use async_nats::jetstream::{self, stream};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long JetStream remembers a message id: a re-publish within it is dropped as a duplicate.
+/// Re-publishes happen on a reconnect or a stalled manufacturer, within seconds of the first
+/// publish; older ones land again and the manufacturer's high-water mark skips them.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The stream's limits. Notices are small (hundreds of bytes) and the outbox keeps the real copy,
+/// so a bounded stream that forgets old messages loses nothing.
+const MAX_BYTES: i64 = 256 * 1024 * 1024;
+const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What can go wrong reaching the broker at start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The server did not answer.
+    #[error("cannot reach the message broker at {url}: {why}")]
+    Connect {
+        /// The URL given with `--nats`.
+        url: String,
+        /// The client's reason.
+        why: String,
+    },
+    /// JetStream refused the stream (for example JetStream is not enabled: start nats-server with
+    /// `-js`).
+    #[error("the message broker at {url} refused the {stream} stream: {why} (is JetStream enabled? start nats-server with -js)")]
+    Stream {
+        /// The URL given with `--nats`.
+        url: String,
+        /// The stream's name.
+        stream: &'static str,
+        /// JetStream's reason.
+        why: String,
+    },
+}
+
+/// A connection to JetStream, shared by every manufacturer's relay.
+#[derive(Clone)]
+pub struct Broker {
+    js: jetstream::Context,
+    /// Counts the client's connections: it changes on every reconnect, and each relay then
+    /// publishes again what its manufacturer has not acked (the restarted server may have lost it).
+    connects: watch::Receiver<u64>,
+}
+
+impl Broker {
+    /// Connects to `url` and creates (or updates) the stream. Fails at once when the broker cannot
+    /// be reached: a distributor told to use one must not start without it.
+    pub async fn connect(url: &str) -> Result<Broker, BrokerError> {
+        let (connects_tx, connects) = watch::channel(0u64);
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("distributor/{}", env!("CARGO_PKG_VERSION")))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // Never give up after start: notices wait in the outbox while the broker is away.
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let connects_tx = connects_tx.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("message broker connected");
+                            connects_tx.send_modify(|n| *n += 1);
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("message broker disconnected; reconnecting")
+                        }
+                        other => tracing::debug!("message broker: {other}"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| BrokerError::Connect {
+                url: url.to_string(),
+                why: e.to_string(),
+            })?;
+        let js = jetstream::new(client);
+        js.create_or_update_stream(sales_stream())
+            .await
+            .map_err(|e| BrokerError::Stream {
+                url: url.to_string(),
+                stream: protocol::broker::SALES_STREAM,
+                why: e.to_string(),
+            })?;
+        tracing::info!(
+            url,
+            stream = protocol::broker::SALES_STREAM,
+            "message broker ready"
+        );
+        Ok(Broker { js, connects })
+    }
+}
+
+/// The sale-notice stream: one subject per manufacturer, on disk, bounded.
+fn sales_stream() -> stream::Config {
+    stream::Config {
+        name: protocol::broker::SALES_STREAM.to_string(),
+        subjects: vec![protocol::broker::SALES_SUBJECTS.to_string()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_bytes: MAX_BYTES,
+        max_age: MAX_AGE,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
