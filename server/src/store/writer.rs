@@ -227,11 +227,11 @@ impl Writer {
     }
 }
 
-/// Per-batch side effects, applied after the commit.
+/// Per-batch side effects, applied after the commit (by either store's writer).
 #[derive(Default)]
-struct After {
-    committed: Committed,
-    statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
+pub(crate) struct After {
+    pub(crate) committed: Committed,
+    pub(crate) statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
 }
 
 fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effects) {
@@ -354,8 +354,25 @@ fn commit_batch(
         }
     }
     tx.commit()?;
-    // Durable now: tell everyone. The notices go to the relays in memory, so that delivering them
-    // does not read and rebuild them from the database (`read::notices` is for catching up).
+    deliver(batch, results, after, effects);
+    Ok(())
+}
+
+/// A job from the market, validated against live state: it cannot fail unless memory and disk
+/// disagree.
+fn market_job(job: &Job) -> bool {
+    matches!(job.done, Done::Reply(..) | Done::Nothing)
+}
+
+/// Durable now: tell everyone. Both stores' writers call this after their COMMIT. The notices go to
+/// the relays in memory, so that delivering them does not read and rebuild them from the database
+/// (`read::notices` is for catching up).
+pub(crate) fn deliver(
+    batch: &mut Vec<Job>,
+    results: Vec<Result<Outcome, StoreError>>,
+    after: After,
+    effects: &Effects,
+) {
     let mut notices = Vec::new();
     for (job, result) in batch.drain(..).zip(results) {
         match job.op {
@@ -389,13 +406,6 @@ fn commit_batch(
             },
         );
     }
-    Ok(())
-}
-
-/// A job from the market, validated against live state: it cannot fail unless memory and disk
-/// disagree.
-fn market_job(job: &Job) -> bool {
-    matches!(job.done, Done::Reply(..) | Done::Nothing)
 }
 
 impl After {

@@ -11,8 +11,10 @@
 //! fsync. Replies go out only after `COMMIT`.
 
 use super::{pg, StoreError};
-use crate::market::{CheckoutPlan, Committed};
-use crate::store::writer::{close_reason_code, Done, Effects, Job, Op, Outcome, Writer, MAX_BATCH};
+use crate::market::CheckoutPlan;
+use crate::store::writer::{
+    close_reason_code, deliver, After, Done, Effects, Job, Op, Outcome, Writer, MAX_BATCH,
+};
 use crate::store::{checkout_key, now_ms};
 use protocol::*;
 use std::collections::HashMap;
@@ -75,13 +77,6 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run(client, prepared, rx, effects, epoch));
     Ok((Writer::over(tx), task))
-}
-
-/// Per-batch side effects, applied after the commit.
-#[derive(Default)]
-struct After {
-    committed: Committed,
-    statuses: Vec<(AccountId, OrderId, ListingId, LineStatus)>,
 }
 
 async fn run(
@@ -212,49 +207,6 @@ fn market_failed(e: StoreError) -> StoreError {
     match e {
         StoreError::Postgres(_) | StoreError::Fenced(_) => e,
         other => StoreError::Corrupt(format!("market job failed: {other}")),
-    }
-}
-
-/// Durable now: tell everyone.
-fn deliver(
-    batch: &mut Vec<Job>,
-    results: Vec<Result<Outcome, StoreError>>,
-    after: After,
-    effects: &Effects,
-) {
-    // The notices go to the relays in memory, as from the SQLite writer (reads are for catching up).
-    let mut notices = Vec::new();
-    for (job, result) in batch.drain(..).zip(results) {
-        match job.op {
-            Op::Checkout(plan) if result.is_ok() => notices.extend(plan.notices),
-            Op::CloseMonth { settlements, .. } if result.is_ok() => notices.extend(settlements),
-            _ => {}
-        }
-        match (job.done, result) {
-            (Done::Nothing, _) => {}
-            (Done::Reply(tx, reply), _) => {
-                let _ = tx.send(reply);
-            }
-            (Done::Outcome(tx), result) => {
-                let _ = tx.send(result);
-            }
-        }
-    }
-    if !after.committed.checkouts.is_empty() {
-        let _ = effects.committed.send(after.committed);
-    }
-    if !notices.is_empty() {
-        effects.registry.outbox_committed(notices);
-    }
-    for (account, order, listing, status) in after.statuses {
-        effects.registry.push_to_account(
-            account,
-            Event::OrderStatus {
-                order,
-                listing,
-                status,
-            },
-        );
     }
 }
 
