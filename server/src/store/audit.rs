@@ -32,6 +32,63 @@ pub struct AuditReport {
 /// The most violations listed; more are counted in the last entry.
 const MAX_LISTED: usize = 50;
 
+/// One line of a client's acked log: a checkout the client was told is durable, with its order and
+/// units.
+pub(crate) struct AckedLine {
+    pub(crate) checkout: CheckoutId,
+    order: i64,
+    units: i64,
+}
+
+/// The acked log's lines (`<checkout hex> <order> <units>`, blank lines skipped), each parsed or a
+/// violation naming the line that could not be. The same for both stores' audits.
+pub(crate) fn acked_lines(text: &str) -> impl Iterator<Item = Result<AckedLine, String>> + '_ {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, line)| {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let parsed = match parts.as_slice() {
+                [c, o, u] => CheckoutId::from_hex(c)
+                    .zip(o.parse::<i64>().ok())
+                    .zip(u.parse::<i64>().ok()),
+                _ => None,
+            };
+            match parsed {
+                Some(((checkout, order), units)) => Ok(AckedLine {
+                    checkout,
+                    order,
+                    units,
+                }),
+                None => Err(format!("acked line {}: cannot parse {line:?}", n + 1)),
+            }
+        })
+}
+
+impl AckedLine {
+    /// The violation, if the store's `(order, units)` for this checkout is not what the client was
+    /// told, or the checkout is missing.
+    pub(crate) fn mismatch(&self, found: Option<(i64, i64)>) -> Option<String> {
+        let (checkout, order, units) = (self.checkout, self.order, self.units);
+        match found {
+            Some((o, u)) if o == order && u == units => None,
+            Some((o, u)) => Some(format!(
+                "acked checkout {checkout}: expected order {order} with {units} units, found order {o} with {u}"
+            )),
+            None => Some(format!("acked checkout {checkout} (order {order}) is missing")),
+        }
+    }
+}
+
+/// Keeps the report readable: at most [`MAX_LISTED`] violations, then how many more.
+pub(crate) fn cap_listed(v: &mut Vec<String>) {
+    if v.len() > MAX_LISTED {
+        let more = v.len() - MAX_LISTED;
+        v.truncate(MAX_LISTED);
+        v.push(format!("... and {more} more"));
+    }
+}
+
 /// Runs the audit. `acked` is the content of an `--acked` file, if given.
 pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> {
     let conn = open_reader(db, Check::Deep)?;
@@ -231,23 +288,16 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             "SELECT d.id, (SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE order_id = d.id)
              FROM orders d WHERE d.checkout_id = ?1",
         )?;
-        for (n, line) in acked
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let parsed = match parts.as_slice() {
-                [c, o, u] => CheckoutId::from_hex(c)
-                    .zip(o.parse::<i64>().ok())
-                    .zip(u.parse::<i64>().ok()),
-                _ => None,
-            };
-            let Some(((checkout, order), units)) = parsed else {
-                v.push(format!("acked line {}: cannot parse {line:?}", n + 1));
-                continue;
+        for line in acked_lines(acked) {
+            let line = match line {
+                Ok(line) => line,
+                Err(unparsed) => {
+                    v.push(unparsed);
+                    continue;
+                }
             };
             acked_checked += 1;
+            let checkout = line.checkout;
             let found = stmt
                 .query_row([&checkout_key(checkout)[..]], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -257,24 +307,14 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
                     e => Err(e),
                 })?;
-            match found {
-                Some((o, u)) if o == order && u == units => {}
-                Some((o, u)) => v.push(format!(
-                    "acked checkout {checkout}: expected order {order} with {units} units, found order {o} with {u}"
-                )),
-                None => v.push(format!("acked checkout {checkout} (order {order}) is missing")),
-            }
+            v.extend(line.mismatch(found));
         }
     }
 
     let (orders, sold_units) = super::read::totals(&conn)?;
     let months: i64 = conn.query_row("SELECT count(*) FROM months", [], |r| r.get(0))?;
     conn.execute_batch("COMMIT")?;
-    if v.len() > MAX_LISTED {
-        let more = v.len() - MAX_LISTED;
-        v.truncate(MAX_LISTED);
-        v.push(format!("... and {more} more"));
-    }
+    cap_listed(&mut v);
     Ok(AuditReport {
         ok: v.is_empty(),
         violations: v,

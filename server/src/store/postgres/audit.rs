@@ -3,13 +3,10 @@
 //! sees one moment while nodes keep writing.
 
 use super::{pg, StoreError};
-use crate::store::audit::AuditReport;
+use crate::store::audit::{acked_lines, cap_listed, AuditReport};
 use crate::store::checkout_key;
-use protocol::{CheckoutId, NoticeBody};
+use protocol::NoticeBody;
 use std::collections::HashMap;
-
-/// The most violations listed; more are counted in the last entry.
-const MAX_LISTED: usize = 50;
 
 /// Runs the audit on the database at `url`. `acked` is the content of an `--acked` file, if given.
 pub async fn audit(url: &str, acked: Option<&str>) -> Result<AuditReport, StoreError> {
@@ -168,35 +165,22 @@ pub async fn audit(url: &str, acked: Option<&str>) -> Result<AuditReport, StoreE
             )
             .await
             .map_err(pg)?;
-        for (n, line) in acked
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let parsed = match parts.as_slice() {
-                [c, o, u] => CheckoutId::from_hex(c)
-                    .zip(o.parse::<i64>().ok())
-                    .zip(u.parse::<i64>().ok()),
-                _ => None,
-            };
-            let Some(((checkout, order), units)) = parsed else {
-                v.push(format!("acked line {}: cannot parse {line:?}", n + 1));
-                continue;
+        for line in acked_lines(acked) {
+            let line = match line {
+                Ok(line) => line,
+                Err(unparsed) => {
+                    v.push(unparsed);
+                    continue;
+                }
             };
             acked_checked += 1;
+            let checkout = line.checkout;
             let found = tx
                 .query_opt(&lookup, &[&checkout_key(checkout).to_vec()])
                 .await
                 .map_err(pg)?
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
-            match found {
-                Some((o, u)) if o == order && u == units => {}
-                Some((o, u)) => v.push(format!(
-                    "acked checkout {checkout}: expected order {order} with {units} units, found order {o} with {u}"
-                )),
-                None => v.push(format!("acked checkout {checkout} (order {order}) is missing")),
-            }
+            v.extend(line.mismatch(found));
         }
     }
     let (orders, sold_units) = super::read::totals(&tx).await?;
@@ -206,11 +190,7 @@ pub async fn audit(url: &str, acked: Option<&str>) -> Result<AuditReport, StoreE
         .map_err(pg)?
         .get(0);
     tx.commit().await.map_err(pg)?;
-    if v.len() > MAX_LISTED {
-        let more = v.len() - MAX_LISTED;
-        v.truncate(MAX_LISTED);
-        v.push(format!("... and {more} more"));
-    }
+    cap_listed(&mut v);
     Ok(AuditReport {
         ok: v.is_empty(),
         violations: v,
