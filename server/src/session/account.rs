@@ -1,4 +1,5 @@
-//! The logged-in customer's account: reading it, changing its details or password, deleting it.
+//! The logged-in customer's account: reading it, changing its details or password, its card, and
+//! deleting it.
 
 use super::{err, internal, Answer, Session};
 use crate::auth;
@@ -9,6 +10,41 @@ use protocol::*;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    pub(super) async fn get_account(&mut self) -> Answer {
+        let account = self.account()?;
+        Ok(Reply::Account(self.load_account(account).await?))
+    }
+
+    /// Stores a valid card; the market learns only its expiry, to refuse checkouts after it.
+    pub(super) async fn set_card(&mut self, input: CardInput) -> Answer {
+        let account = self.account()?;
+        let card = crate::card::validate(&input, crate::card::this_month())?;
+        drop(input);
+        let expiry = (card.exp_year, card.exp_month);
+        self.shared
+            .writer
+            .run(Op::SetCard(account, Some(card)))
+            .await
+            .map_err(internal)?;
+        self.shared
+            .engine
+            .send(Command::CardChanged(account, Some(expiry)))?;
+        Ok(Reply::Account(self.load_account(account).await?))
+    }
+
+    pub(super) async fn remove_card(&mut self) -> Answer {
+        let account = self.account()?;
+        self.shared
+            .writer
+            .run(Op::SetCard(account, None))
+            .await
+            .map_err(internal)?;
+        self.shared
+            .engine
+            .send(Command::CardChanged(account, None))?;
+        Ok(Reply::Account(self.load_account(account).await?))
+    }
+
     pub(super) async fn load_account(&self, account: AccountId) -> Result<AccountView, WireError> {
         self.shared
             .reads
@@ -109,7 +145,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         if let Some(login) = self.login.take() {
             self.shared.registry.detach_customer(login.account, self.id);
         }
-        self.watch = None;
+        self.stock = None;
         Ok(Reply::Done)
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Replies and pushes are queued into one buffer and written by `flush`, so that a burst costs one
 //! write. Every write is bounded by the frame timeout, so a client that never reads cannot pin us.
+//! Reads have two deadlines: a half-received frame must finish within `frame_timeout` of the last
+//! complete one, while a connection between frames may stay quiet for `idle_timeout`.
 
 use super::{err, End, Session};
 use bytes::BytesMut;
@@ -50,9 +52,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 Ok(None) => {}
                 Err(e) => return Err(self.violation(e)),
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 256 {
-                self.rbuf.reserve(1024);
-            }
+            self.make_room();
             match tokio::time::timeout_at(deadline, self.reader.read_buf(&mut self.rbuf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(End::Gone),
                 Ok(Ok(_)) => {}
@@ -66,6 +66,31 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Keeps room in the read buffer for the next read.
+    pub(super) fn make_room(&mut self) {
+        if self.rbuf.capacity() - self.rbuf.len() < 256 {
+            self.rbuf.reserve(1024);
+        }
+    }
+
+    /// When the connection times out unless more bytes come: see the module doc.
+    pub(super) fn read_deadline(&self) -> Instant {
+        let config = &self.shared.config;
+        match self.partial_since {
+            Some(since) => since + config.frame_timeout,
+            None => self.last_activity + config.idle_timeout,
+        }
+    }
+
+    /// Why the read deadline passed.
+    pub(super) fn timed_out(&self) -> End {
+        let msg = match self.partial_since {
+            Some(_) => "no complete frame in time",
+            None => "idle too long",
+        };
+        End::Close(err(ErrorCode::Timeout, msg))
+    }
+
     pub(super) fn violation(&self, e: CodecError) -> End {
         if e.is_protocol_violation() {
             tracing::info!(peer = %self.peer, error = %e, "malformed frame");
@@ -75,6 +100,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Answers every whole request in the read buffer, in order, and notes whether a frame is left
+    /// half-received.
     pub(super) async fn on_bytes(&mut self) -> Result<(), End> {
         self.last_activity = Instant::now();
         let mut completed_a_frame = false;

@@ -1,7 +1,7 @@
 //! Logging in: sign-up, log-in with a password, resuming with a token, and the login state that
 //! carries a customer's pushes. Refusals by the throttle are held a moment (the tarpit).
 
-use super::{err, internal, Answer, Session};
+use super::{err, internal, Answer, End, Session};
 use crate::auth;
 use crate::engine::Command;
 use crate::hashing::Priority;
@@ -61,6 +61,57 @@ pub(super) struct Login {
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    /// The logged-in customer's account, or why there is none. Only the login is checked here: the
+    /// guard table (`dispatch.rs`) has already refused roles that carry no customer.
+    pub(super) fn account(&self) -> Result<AccountId, WireError> {
+        match &self.login {
+            Some(login) if login.expires_at_ms > now_ms() => Ok(login.account),
+            Some(_) => Err(err(
+                ErrorCode::SessionExpired,
+                "your session expired; please log in again",
+            )),
+            None => Err(err(
+                ErrorCode::NotAuthenticated,
+                "please sign up or log in first",
+            )),
+        }
+    }
+
+    /// A push for the logged-in customer, with whatever else is already waiting so that a burst
+    /// costs one write; or the end of the session, if its token was revoked elsewhere.
+    pub(super) async fn on_login_push(
+        &mut self,
+        push: Result<Option<Event>, ()>,
+    ) -> Result<(), End> {
+        let Ok(push) = push else {
+            return Err(End::Close(err(ErrorCode::SessionExpired, "this session was ended: the password was changed, or the account logged in too many times elsewhere; please log in again")));
+        };
+        let Some(event) = push else {
+            return Ok(());
+        };
+        self.queue(&ServerMessage::Event(event))?;
+        while let Some(event) = self.login.as_mut().and_then(|l| l.pushes.try_recv().ok()) {
+            self.queue(&ServerMessage::Event(event))?;
+        }
+        self.flush().await
+    }
+
+    /// Ends this login: its token is deleted, so it cannot be resumed, and this connection stops
+    /// getting the customer's pushes and stock.
+    pub(super) async fn log_out(&mut self) -> Answer {
+        self.account()?;
+        if let Some(login) = self.login.take() {
+            self.shared.registry.detach_customer(login.account, self.id);
+            self.shared
+                .writer
+                .run(Op::DeleteSession(login.token_hash))
+                .await
+                .map_err(internal)?;
+        }
+        self.stock = None;
+        Ok(Reply::Done)
+    }
+
     pub(super) async fn hash(&self, password: String) -> Result<String, WireError> {
         self.shared.hashing.hash(password, Priority::SignUp).await
     }
@@ -85,7 +136,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     pub(super) async fn sign_up(&mut self, form: SignUp) -> Answer {
-        self.anonymous_only()?;
         let first_name = crate::names::person_name(&form.first_name, Field::FirstName)?;
         let last_name = crate::names::person_name(&form.last_name, Field::LastName)?;
         let email = crate::email::validate(&form.email)?;
@@ -131,7 +181,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     pub(super) async fn log_in(&mut self, email: String, password: String) -> Answer {
-        self.anonymous_only()?;
         let account_key = crate::email::key(&email);
         let address = crate::throttle::address_key(self.client_ip);
         let allowed = self
@@ -187,7 +236,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     pub(super) async fn resume(&mut self, token: SessionToken) -> Answer {
-        self.anonymous_only()?;
         let hash = auth::token_hash(&token);
         let found = self
             .shared

@@ -32,11 +32,11 @@ use crate::Config;
 use bytes::BytesMut;
 use login::{recv_login, Login};
 use protocol::*;
-use relay::{link_event, Delivery, Link, LinkEvent};
+use relay::{link_event, Link};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use stock::{stock_changed, Watch};
+use stock::{stock_changed, StockWatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::time::{sleep_until, Instant};
@@ -49,7 +49,7 @@ mod frames;
 mod handshake;
 mod key_login;
 mod login;
-mod offers;
+mod manufacturer;
 mod relay;
 mod shopping;
 mod stock;
@@ -118,7 +118,8 @@ struct Session<R, W> {
     role: Role,
     login: Option<Login>,
     link: Option<Link>,
-    watch: Option<Watch>,
+    /// The live stock watch, once the connection browsed the catalog.
+    stock: Option<StockWatch>,
     /// The parts of a multi-part offer still arriving.
     offer_parts: crate::pages::OfferParts,
     /// The operator's live status, after a `Status` request.
@@ -149,7 +150,7 @@ where
         role: Role::Customer,
         login: None,
         link: None,
-        watch: None,
+        stock: None,
         offer_parts: Default::default(),
         status_watch: None,
         everyone,
@@ -193,26 +194,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
     }
 
+    /// Waits on the socket and on every push source at once, until the connection ends.
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), End> {
-        let config = self.shared.config.clone();
         // A client may send requests in the same write as its Hello: answer what is already here
         // instead of waiting for more bytes that may never come.
         if !self.rbuf.is_empty() {
             self.on_bytes().await?;
         }
         loop {
-            let deadline = match self.partial_since {
-                Some(since) => since + config.frame_timeout,
-                None => self.last_activity + config.idle_timeout,
-            };
-            let flush_at = self.watch.as_ref().and_then(|w| w.flush_at);
-            let undecided = match self.link.as_ref().map(|l| &l.delivery) {
-                Some(Delivery::Undecided(at)) => Some(*at),
-                _ => None,
-            };
-            if self.rbuf.capacity() - self.rbuf.len() < 256 {
-                self.rbuf.reserve(1024);
-            }
+            let deadline = self.read_deadline();
+            let flush_at = self.stock.as_ref().and_then(|w| w.flush_at);
+            let undecided = self.undecided_until();
+            self.make_room();
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     return Err(End::Close(err(ErrorCode::ShuttingDown, "the server is shutting down")));
@@ -223,44 +216,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                         Ok(_) => self.on_bytes().await?,
                     }
                 }
-                _ = sleep_until(deadline) => {
-                    let msg = if self.partial_since.is_some() { "no complete frame in time" } else { "idle too long" };
-                    return Err(End::Close(err(ErrorCode::Timeout, msg)));
-                }
-                push = recv_login(&mut self.login) => {
-                    if push.is_err() {
-                        return Err(End::Close(err(ErrorCode::SessionExpired, "this session was ended: the password was changed, or the account logged in too many times elsewhere; please log in again")));
-                    }
-                    if let Ok(Some(event)) = push {
-                        self.queue(&ServerMessage::Event(event))?;
-                        // Take whatever else is already waiting, so a burst costs one write.
-                        while let Some(event) = self.login.as_mut().and_then(|l| l.pushes.try_recv().ok()) {
-                            self.queue(&ServerMessage::Event(event))?;
-                        }
-                        self.flush().await?;
-                    }
-                }
+                _ = sleep_until(deadline) => return Err(self.timed_out()),
+                push = recv_login(&mut self.login) => self.on_login_push(push).await?,
                 event = self.everyone.recv() => {
                     if let Ok(event) = event {
                         self.send(&ServerMessage::Event(event)).await?;
                     }
                 }
-                event = link_event(&mut self.link) => {
-                    match event {
-                        LinkEvent::Push(event) => self.send(&ServerMessage::Event(event)).await?,
-                        LinkEvent::Durable => self.relay().await?,
-                        LinkEvent::Replaced => return Err(End::Close(err(ErrorCode::Conflict, "this link was ended: a connection with this name's credential took over, or an operator revoked the credential"))),
-                    }
-                }
-                _ = stock_changed(&mut self.watch) => self.schedule_flush(),
+                event = link_event(&mut self.link) => self.on_link_event(event).await?,
+                _ = stock_changed(&mut self.stock) => self.schedule_flush(),
                 delta = next_delta(&mut self.status_watch) => self.send(&ServerMessage::Event(Event::Operator(Box::new(delta)))).await?,
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_stock().await?,
-                _ = sleep_until(undecided.unwrap_or_else(Instant::now)), if undecided.is_some() => {
-                    if let Some(link) = self.link.as_mut() {
-                        link.delivery = Delivery::Tcp;
-                    }
-                    self.relay().await?;
-                }
+                _ = sleep_until(undecided.unwrap_or_else(Instant::now)), if undecided.is_some() => self.deliver_over_tcp().await?,
             }
         }
     }
