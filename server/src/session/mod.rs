@@ -8,15 +8,16 @@
 //! - `mod.rs`: [`Shared`], the `Session` state, [`serve`] and the loop that waits on the socket and
 //!   on every push source at once.
 //! - `frames.rs`: bytes to requests and replies to bytes, with the half-frame and idle deadlines.
-//! - `handshake.rs`: the Hello, its role's credential, and a manufacturer's admission.
-//! - `dispatch.rs`: one line per request, and the role guards.
-//! - `login.rs`: sign-up, log-in, resume, and the throttle's tarpit.
+//! - `handshake.rs`: the Hello and the credential its role needs.
+//! - `dispatch.rs`: one line per request: who may send it (the role guards) and its handler.
+//! - `login.rs`: sign-up, log-in, resume, log-out, the login's pushes, and the throttle's tarpit.
 //! - `account.rs`: the account's own data: details, password, card, deletion.
 //! - `key_login.rs`: SSH keys as logins, for gateways.
 //! - `shopping.rs`: cart, checkout and orders.
-//! - `stock.rs`: the live stock watch.
-//! - `offers.rs`: a manufacturer's offers.
-//! - `relay.rs`: sale notices to a manufacturer, over its link or through the broker.
+//! - `stock.rs`: the live stock watch, around a pure diff (`catch_up`).
+//! - `manufacturer.rs`: a manufacturer's offers and dispatch reports.
+//! - `relay.rs`: a manufacturer's link (admission, events) and its sale notices, over the link
+//!   or through the broker.
 //! - `control.rs`: the operator's requests.
 
 use crate::board::BoardReader;
