@@ -11,6 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tests::traffic::{self, Config, Mode};
 
+/// See the workspace's Cargo.toml for why this allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Simulated customers against a running distributor.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
