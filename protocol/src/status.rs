@@ -369,6 +369,16 @@ mod tests {
     }
 
     #[test]
+    fn a_change_in_the_nodes_clients_alone_is_a_change_and_is_applied() {
+        let old = status(1_000);
+        let mut new = old.clone();
+        new.node_clients = 3;
+        let mut applied = old.clone();
+        applied.apply(old.delta_to(&new).expect("the clients changed"));
+        assert_eq!(applied.node_clients, 3);
+    }
+
+    #[test]
     fn a_manufacturer_disconnected_with_notices_pending_is_behind() {
         let mut m = ManufacturerStatus {
             last_seq: NoticeSeq(5),
