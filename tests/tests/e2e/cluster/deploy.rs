@@ -1,6 +1,6 @@
 //! `deploy/cluster` as an operator runs it: `up --nodes 3` (PostgreSQL, nats-server, three nodes,
-//! HAProxy, a manufacturer), `status` with each node's client connections, and `down`, which stops
-//! every process it started. The script runs this build's code: its `DISTRIBUTOR_BIN` and
+//! HAProxy, a manufacturer), `status` with each node's client connections, `restart-nats`, and
+//! `down`, which stops every process it started. The script runs this build's code: its `DISTRIBUTOR_BIN` and
 //! `MANUFACTURER_SIM_BIN` are small shell wrappers that re-run this test executable's entry points.
 //!
 //! Also here: a node in cluster mode without `--nats` refuses to start.
@@ -153,7 +153,8 @@ async fn status_until(deployed: &Deployed, what: &str, check: impl Fn(&Value) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_cluster_up_runs_nats_status_counts_each_nodes_clients_and_down_stops_nats_server() {
+async fn deploy_cluster_up_runs_nats_status_counts_each_nodes_clients_restart_nats_restarts_it_and_down_stops_it(
+) {
     if !can_run() {
         return;
     }
@@ -234,18 +235,38 @@ async fn deploy_cluster_up_runs_nats_status_counts_each_nodes_clients_and_down_s
     })
     .await;
 
+    // `restart-nats --kill`: kill -9, and the broker is back on the same URL under a new pid.
+    let old_nats = with["nats"]["pid"].as_u64().expect("nats pid");
+    assert!(
+        running(old_nats),
+        "nats-server runs while the cluster is up"
+    );
+    let restarted = deployed
+        .run(&["restart-nats", "--kill"])
+        .await
+        .expect("deploy/cluster restart-nats");
+    assert_eq!(restarted["url"], nats.as_str());
+    let nats_pid = restarted["pid"].as_u64().expect("the new nats pid");
+    assert!(nats_pid != old_nats && !running(old_nats), "{restarted}");
+    let broker = async_nats::connect(nats.as_str())
+        .await
+        .expect("the restarted nats-server takes connections");
+    broker
+        .flush()
+        .await
+        .expect("the restarted nats-server answers");
+    drop(broker);
+    let after = deployed.status().await;
+    assert_eq!(after["nats"]["pid"].as_u64(), Some(nats_pid), "{after}");
+    assert_eq!(after["nats"]["state"], "up", "{after}");
+
     // `down` stops nats-server with the rest.
-    let nats_pid = with["nats"]["pid"].as_u64().expect("nats pid");
     let node_pids: Vec<u64> = with["nodes"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|n| n["pid"].as_u64())
         .collect();
-    assert!(
-        running(nats_pid),
-        "nats-server runs while the cluster is up"
-    );
     let down = deployed.run(&["down"]).await.expect("deploy/cluster down");
     assert_eq!(down["ok"], true);
     assert!(
