@@ -167,6 +167,9 @@ pub struct SystemStatus {
     pub sales_seconds: Vec<SalesSecond>,
     /// The last closed months, newest first (at most [`HISTORY_MONTHS`]).
     pub history: Vec<MonthRecord>,
+    /// Customer connections (logged in or not) served by the node that answered. In a cluster each
+    /// node counts only its own, so an operator asks each node to see how customers spread.
+    pub node_clients: u64,
 }
 
 /// What changed in a [`SystemStatus`] since the last push to this connection.
@@ -198,6 +201,8 @@ pub struct StatusDelta {
     pub sales_seconds: Vec<SalesSecond>,
     /// The new history, if a month closed.
     pub history: Option<Vec<MonthRecord>>,
+    /// [`SystemStatus::node_clients`] now.
+    pub node_clients: u64,
 }
 
 impl SystemStatus {
@@ -225,7 +230,8 @@ impl SystemStatus {
             && self.month_ms == newer.month_ms
             && self.offered_units == newer.offered_units
             && self.month_sales == newer.month_sales
-            && self.customers == newer.customers;
+            && self.customers == newer.customers
+            && self.node_clients == newer.node_clients;
         if counters_same
             && manufacturers.is_empty()
             && sales_seconds.is_empty()
@@ -248,6 +254,7 @@ impl SystemStatus {
             top_products,
             sales_seconds,
             history,
+            node_clients: newer.node_clients,
         })
     }
 
@@ -262,6 +269,7 @@ impl SystemStatus {
         self.offered_units = delta.offered_units;
         self.month_sales = delta.month_sales;
         self.customers = delta.customers;
+        self.node_clients = delta.node_clients;
         for m in delta.manufacturers {
             match self.manufacturers.iter_mut().find(|x| x.id == m.id) {
                 Some(slot) => *slot = m,
@@ -358,6 +366,16 @@ mod tests {
         let mut applied = old.clone();
         applied.apply(old.delta_to(&far).expect("orders changed"));
         assert!(applied.sales_seconds.is_empty());
+    }
+
+    #[test]
+    fn a_change_in_the_nodes_clients_alone_is_a_change_and_is_applied() {
+        let old = status(1_000);
+        let mut new = old.clone();
+        new.node_clients = 3;
+        let mut applied = old.clone();
+        applied.apply(old.delta_to(&new).expect("the clients changed"));
+        assert_eq!(applied.node_clients, 3);
     }
 
     #[test]

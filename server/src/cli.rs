@@ -149,7 +149,8 @@ struct ServeArgs {
     hash_queue: u64,
     /// A NATS server with JetStream (for example nats://127.0.0.1:4222): manufacturers started with
     /// --nats take their sale notices from its stream SALES instead of their TCP link. The
-    /// distributor does not start if it cannot reach it. Without it, notices go over TCP.
+    /// distributor does not start if it cannot reach it. Without it, notices go over TCP. Required
+    /// with a `postgres://` --db (cluster mode).
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
 }

@@ -159,6 +159,9 @@ pub enum ServerError {
     /// `--nats` was given but the broker cannot be used.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
+    /// A cluster node (`--db postgres://…`) was started without `--nats`.
+    #[error("cluster mode (--db postgres://…) needs --nats URL: edges forward market commands and sale notices over NATS")]
+    ClusterNeedsNats,
 }
 
 /// Runs the distributor on `listener` until `shutdown` is cancelled, then drains and returns.

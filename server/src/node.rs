@@ -13,6 +13,9 @@
 //! - the holder's machine or network goes silent: TCP keepalives (idle 2 s, every 1 s, 2 probes) drop
 //!   it within about 5 s.
 //!
+//! Every node needs `--nats` ([`crate::ServerError::ClusterNeedsNats`] otherwise): the nodes of a
+//! cluster reach each other, and the manufacturers, through the broker.
+//!
 //! **Fencing.** A node that lost the lease may not know it yet (it was paused). Every write
 //! transaction checks, under a share lock on the lease row, the epoch the node took; a takeover's
 //! increment waits for that lock. So the old holder's next commit fails without writing anything
@@ -184,6 +187,10 @@ pub async fn run(
             "a node needs a postgres:// database".into(),
         )));
     };
+    // Before anything is opened: a node that cannot reach the others' traffic must not run at all.
+    if config.nats.is_none() {
+        return Err(ServerError::ClusterNeedsNats);
+    }
     let node = name(&config, &listen);
     config.node = Some(node.clone());
     let key_file =

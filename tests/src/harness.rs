@@ -58,6 +58,13 @@ impl TestServer {
         config.limits.signups_per_minute = 1_000_000;
         config.limits.logins_per_minute = 1_000_000;
         config.hash_queue = 4096;
+        if db.to_str().is_some_and(|d| d.starts_with("postgres://")) {
+            // A node on PostgreSQL does not start without a broker.
+            let nats = tokio::task::spawn_blocking(crate::nats::NatsServer::shared_url)
+                .await
+                .expect("the shared nats-server");
+            config.nats = Some(nats);
+        }
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

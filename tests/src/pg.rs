@@ -23,8 +23,8 @@ pub fn bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
-/// Whether the cluster tests can run here (PostgreSQL and HAProxy installed); if not, why and how
-/// to get them.
+/// Whether the cluster tests can run here (PostgreSQL, HAProxy and nats-server installed); if not,
+/// why and how to get them.
 pub fn missing() -> Option<String> {
     let mut missing = Vec::new();
     if bin_dir().is_none() {
@@ -33,12 +33,15 @@ pub fn missing() -> Option<String> {
     if which("haproxy").is_none() {
         missing.push("haproxy");
     }
+    if crate::nats::binary().is_none() {
+        missing.push("nats-server");
+    }
     if missing.is_empty() {
         return None;
     }
     Some(format!(
         "cluster tests skipped: they need {} (scripts/test installs them; or apt-get install {})",
-        missing.join(" and "),
+        missing.join(", "),
         missing.join(" ")
     ))
 }

@@ -109,6 +109,7 @@ pub fn to_json(s: &SystemStatus) -> Value {
         "customers_logged_in": s.customers.logged_in,
         "customers_active": s.customers.active,
         "customers_done": s.customers.done,
+        "node_clients": s.node_clients,
         "manufacturers": manufacturers,
         "top_products": top,
         "history": history,
@@ -158,5 +159,6 @@ mod tests {
         );
         assert_eq!(json["customers_connected"], 2);
         assert_eq!(json["checkouts_total"], 12);
+        assert_eq!(json["node_clients"], 0);
     }
 }

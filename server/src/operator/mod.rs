@@ -33,6 +33,8 @@ pub fn snapshot(
     let (connected, logged_in) = registry.customer_counts();
     status.customers.connected = connected;
     status.customers.logged_in = logged_in;
+    // The registry is this process's: the connections of the node that answers.
+    status.node_clients = connected;
     status.month_ms = month_ms;
     status
 }

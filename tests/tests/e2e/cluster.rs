@@ -1,9 +1,11 @@
 //! The cluster on PostgreSQL: two distributor nodes on one database behind HAProxy, with real
 //! processes on 127.0.0.1 only. Fail-over by `kill -9` (three rounds, alternating), fencing of a
-//! paused node (SIGSTOP/SIGCONT), and PostgreSQL restarted under load.
+//! paused node (SIGSTOP/SIGCONT), and PostgreSQL restarted under load. Each test also runs a
+//! nats-server, since a node on PostgreSQL does not start without `--nats`. [`deploy`]: the
+//! `deploy/cluster` script itself, and the refusal to start without `--nats`.
 //!
-//! These tests need PostgreSQL and HAProxy (`scripts/test` installs them). Without them each test
-//! returns at once, and the process prints one line saying why and how to run them.
+//! These tests need PostgreSQL, HAProxy and nats-server (`scripts/test` installs them). Without them
+//! each test returns at once, and the process prints one line saying why and how to run them.
 
 use protocol::*;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::child::{free_port, run_child, ChildProcess};
 use tests::failover::Probe;
+use tests::nats::NatsServer;
 use tests::pg::PgServer;
 use tokio_util::sync::CancellationToken;
+
+mod deploy;
 
 const NODE_ENTRY: &str = "cluster::child_cluster_node_process";
 
@@ -49,11 +54,14 @@ struct Node {
 }
 
 impl Node {
-    fn new(name: &str, url: &str, dir: &Path) -> Node {
+    fn new(name: &str, url: &str, nats: &NatsServer, dir: &Path) -> Node {
         let addr = format!("127.0.0.1:{}", free_port());
+        let nats = nats.url();
         let args = [
             "--db",
             url,
+            "--nats",
+            &nats,
             "--listen",
             &addr,
             "--node",
@@ -113,6 +121,17 @@ impl Node {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// A nats-server for the nodes (a node on PostgreSQL does not start without one), in `dir/nats`.
+async fn start_nats(dir: &Path) -> NatsServer {
+    let dir = dir.join("nats");
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).expect("nats dir");
+        NatsServer::start(&dir).expect("start nats-server")
+    })
+    .await
+    .expect("nats-server")
 }
 
 /// HAProxy in front of `nodes`, from deploy/haproxy.cfg. Killed when dropped.
@@ -245,10 +264,11 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
     })
     .await
     .unwrap();
+    let nats = start_nats(dir.path()).await;
     let url = pg.url("cds");
     let mut nodes = vec![
-        Node::new("node-a", &url, dir.path()),
-        Node::new("node-b", &url, dir.path()),
+        Node::new("node-a", &url, &nats, dir.path()),
+        Node::new("node-b", &url, &nats, dir.path()),
     ];
     let first = active(&nodes, Duration::from_secs(60)).await;
     let haproxy = Haproxy::start(&[&nodes[0], &nodes[1]], dir.path());
@@ -377,10 +397,11 @@ async fn a_paused_active_node_commits_nothing_after_the_standby_takes_over_and_s
     })
     .await
     .unwrap();
+    let nats = start_nats(dir.path()).await;
     let url = pg.url("cds");
     let nodes = vec![
-        Node::new("node-a", &url, dir.path()),
-        Node::new("node-b", &url, dir.path()),
+        Node::new("node-a", &url, &nats, dir.path()),
+        Node::new("node-b", &url, &nats, dir.path()),
     ];
     let a = active(&nodes, Duration::from_secs(60)).await;
     let b = 1 - a;
@@ -479,8 +500,9 @@ async fn postgres_restarted_under_load_fails_checkouts_clearly_leaves_nothing_ha
     })
     .await
     .unwrap();
+    let nats = start_nats(dir.path()).await;
     let url = pg.url("cds");
-    let nodes = vec![Node::new("node-a", &url, dir.path())];
+    let nodes = vec![Node::new("node-a", &url, &nats, dir.path())];
     active(&nodes, Duration::from_secs(60)).await;
     let addr = nodes[0].addr.clone();
     let _maker = tests::harness::TestManufacturer::connect(

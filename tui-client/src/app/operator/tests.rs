@@ -107,6 +107,7 @@ pub fn fixed_status() -> SystemStatus {
             record(5, 75, CloseReason::SoldOut, 800, 130_050),
             record(4, 33, CloseReason::Operator, 12, 1_800),
         ],
+        node_clients: 6,
     }
 }
 
