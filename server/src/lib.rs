@@ -86,7 +86,9 @@ pub struct Config {
     /// The operator key, overriding `operator.key` beside the database (see [`identity::operator`]).
     /// Operator-grade roles must present it; it does not make anyone a manufacturer.
     pub peer_key: Option<String>,
-    /// The least time between two stock updates to one watcher.
+    /// The least time between two stock updates to one watcher. 50 ms: a sale reaches a watcher in
+    /// well under the 100 ms the fan-out target allows, at two updates per watcher per 100 ms (at
+    /// 100 ms the window alone used the whole budget: p99 101–105 ms with 1,000 watchers).
     pub stock_interval: Duration,
     /// TLS, if enabled.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
@@ -117,7 +119,7 @@ impl Config {
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             peer_key: None,
-            stock_interval: Duration::from_millis(100),
+            stock_interval: Duration::from_millis(50),
             tls: None,
             limits: throttle::Limits::default(),
             hash_threads: 0,

@@ -7,6 +7,8 @@
 //! - [`ledger`]: what a customer was told it bought, and the end-of-run consistency check.
 //! - [`acked`]: the `--acked-log` file that `distributor audit --acked` reads.
 //! - [`cpu`]: CPU time over the measured window, of loadgen itself and of another process.
+//! - [`source`]: which loopback address each customer connects from (sign-ups are limited per
+//!   address).
 //! - [`stats`]: shared counters, HDR latency histograms, the progress line, error classification.
 //! - [`watch`]: the live-stock fan-out measurement (`watch` mode).
 //! - [`idle`]: idle handshaken connections and server RSS (`idle` mode).
@@ -24,6 +26,7 @@ pub mod cpu;
 pub mod customer;
 pub mod idle;
 pub mod ledger;
+pub mod source;
 pub mod stats;
 pub mod stock;
 pub mod watch;
