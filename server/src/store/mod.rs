@@ -78,6 +78,20 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// An order line's stored status (0 placed, 1 confirmed, 2 dispatched; both stores). Only the writers
+/// store these codes, so any other value means the database was changed behind our back: it is
+/// refused as corrupt rather than shown to the customer as some status it never had.
+pub(crate) fn line_status(code: i64) -> Result<protocol::LineStatus, StoreError> {
+    match code {
+        0 => Ok(protocol::LineStatus::Placed),
+        1 => Ok(protocol::LineStatus::Confirmed),
+        2 => Ok(protocol::LineStatus::Dispatched),
+        other => Err(StoreError::Corrupt(format!(
+            "an order line has status {other}, not 0, 1 or 2"
+        ))),
+    }
+}
+
 /// Checkout ids are stored as 16 big-endian bytes, so index order is time order.
 pub(crate) fn checkout_key(id: protocol::CheckoutId) -> [u8; 16] {
     id.0.to_be_bytes()
@@ -88,4 +102,23 @@ pub(crate) fn checkout_from_key(bytes: &[u8]) -> Result<protocol::CheckoutId, St
         .try_into()
         .map_err(|_| StoreError::Corrupt("checkout id is not 16 bytes".into()))?;
     Ok(protocol::CheckoutId(u128::from_be_bytes(arr)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::LineStatus;
+
+    #[test]
+    fn a_line_status_code_no_writer_stores_is_corrupt_not_some_status() {
+        assert!(matches!(line_status(0), Ok(LineStatus::Placed)));
+        assert!(matches!(line_status(1), Ok(LineStatus::Confirmed)));
+        assert!(matches!(line_status(2), Ok(LineStatus::Dispatched)));
+        for code in [3, 7, -1, i64::MAX] {
+            assert!(
+                matches!(line_status(code), Err(StoreError::Corrupt(_))),
+                "{code}"
+            );
+        }
+    }
 }

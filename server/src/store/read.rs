@@ -144,14 +144,6 @@ pub fn session(
         .optional()?)
 }
 
-fn status_from_code(code: i64) -> LineStatus {
-    match code {
-        0 => LineStatus::Placed,
-        1 => LineStatus::Confirmed,
-        _ => LineStatus::Dispatched,
-    }
-}
-
 /// An account's orders, newest first, at most `limit`.
 pub fn orders(
     conn: &Connection,
@@ -220,19 +212,25 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
         .query_map([id.0 as i64], |r| {
             let unit_price = Cents(r.get::<_, i64>(3)? as u64);
             let quantity: u32 = r.get(4)?;
-            Ok(OrderLine {
+            let line = OrderLine {
                 listing: ListingId(r.get(0)?),
                 product: r.get(1)?,
                 manufacturer_name: r.get(2)?,
                 unit_price,
                 quantity,
                 line_total: unit_price.times(quantity).unwrap_or(Cents(u64::MAX)),
-                status: status_from_code(r.get(5)?),
+                status: LineStatus::Placed, // from the code, checked below
                 // Lines bought before the column existed, and lines still placed, changed at checkout.
                 status_at_ms: r.get::<_, Option<i64>>(6)?.unwrap_or(placed) as u64,
-            })
+            };
+            Ok((line, r.get::<_, i64>(5)?))
         })?
-        .collect::<Result<_, _>>()?;
+        .map(|row| {
+            let (mut line, code) = row?;
+            line.status = super::line_status(code)?;
+            Ok(line)
+        })
+        .collect::<Result<_, StoreError>>()?;
     Ok(Some(OrderView {
         id,
         checkout_id: checkout_from_key(&checkout)?,

@@ -110,14 +110,6 @@ pub async fn session(
     }))
 }
 
-fn status_from_code(code: i64) -> LineStatus {
-    match code {
-        0 => LineStatus::Placed,
-        1 => LineStatus::Confirmed,
-        _ => LineStatus::Dispatched,
-    }
-}
-
 /// An account's orders older than `before`, newest first, at most `limit`.
 pub async fn orders_before(
     c: &Client,
@@ -166,18 +158,18 @@ pub async fn order(c: &Client, id: OrderId) -> Result<Option<OrderView>, StoreEr
         .map(|r| {
             let unit_price = Cents(r.get::<_, i64>(3) as u64);
             let quantity = u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX);
-            OrderLine {
+            Ok(OrderLine {
                 listing: ListingId(r.get::<_, i64>(0) as u32),
                 product: r.get(1),
                 manufacturer_name: r.get(2),
                 unit_price,
                 quantity,
                 line_total: unit_price.times(quantity).unwrap_or(Cents(u64::MAX)),
-                status: status_from_code(r.get(5)),
+                status: crate::store::line_status(r.get(5))?,
                 status_at_ms: r.get::<_, Option<i64>>(6).unwrap_or(placed) as u64,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     Ok(Some(OrderView {
         id,
         checkout_id: checkout_from_key(head.get::<_, &[u8]>(0))?,
