@@ -6,6 +6,7 @@
 //! costs no extra task hand-off.
 
 use crate::codec::{ClientCodec, CodecError};
+use crate::dial;
 use crate::error::WireError;
 use crate::message::*;
 use crate::types::RequestId;
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -87,9 +87,7 @@ impl Drop for Inner {
 impl Client {
     /// Connects over plain TCP and shakes hands.
     pub async fn connect(addr: &str, hello: Hello) -> Result<(Client, Events), ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Self::handshake(stream, hello).await
+        Self::handshake(dial::tcp(addr).await?, hello).await
     }
 
     /// Connects over TLS when `tls_ca` names a CA certificate (PEM) to trust, else over plain TCP.
@@ -99,25 +97,10 @@ impl Client {
         tls_ca: Option<&std::path::Path>,
         hello: Hello,
     ) -> Result<(Client, Events), ClientError> {
-        let Some(ca) = tls_ca else {
-            return Self::connect(addr, hello).await;
-        };
-        let connector = tls_connector(ca)?;
-        let host = addr
-            .rsplit_once(':')
-            .map_or(addr, |(host, _)| host)
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
-            .map_err(|e| ClientError::Tls(format!("bad server name: {e}")))?;
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let stream = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
-        Self::handshake(stream, hello).await
+        match tls_ca {
+            None => Self::connect(addr, hello).await,
+            Some(_) => Self::handshake(dial::dial(addr, tls_ca).await?, hello).await,
+        }
     }
 
     /// Shakes hands over an already connected stream (plain TCP, TLS, or a test proxy).
@@ -233,30 +216,4 @@ async fn read_loop<R: AsyncRead + Unpin>(
     *lock(&closed) = Some(reason);
     // Dropping the senders wakes every caller still waiting, with `Closed`.
     lock(&pending).clear();
-}
-
-/// A TLS connector that trusts the CA certificates in a PEM file.
-fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, ClientError> {
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-    let file = std::fs::File::open(ca)
-        .map_err(|e| ClientError::Tls(format!("cannot read {}: {e}", ca.display())))?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
-        let cert = cert.map_err(|e| ClientError::Tls(format!("bad CA file: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| ClientError::Tls(format!("bad CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(ClientError::Tls(format!(
-            "no certificate in {}",
-            ca.display()
-        )));
-    }
-    let config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        config,
-    )))
 }

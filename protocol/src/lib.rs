@@ -4,6 +4,7 @@
 //! - [`broker`]: the names and payloads of sale notices on the message broker (NATS JetStream).
 //! - [`card`]: card number rules (Luhn, brand) shared by server validation and client feedback.
 //! - [`client`]: a client connection (handshake, request/response correlation, pushed events).
+//! - [`direct`]: a client connection with one owner and no background task (`loadgen`'s customers).
 //! - [`codec`]: length-prefixed frames carrying bincode payloads. The only file that names bincode.
 //! - [`limits`]: every size limit a customer can meet (cart lines, units per line, checkout lines),
 //!   and the page and part sizes that keep every message inside its frame.
@@ -32,6 +33,8 @@ pub mod broker;
 pub mod card;
 pub mod client;
 pub mod codec;
+mod dial;
+pub mod direct;
 pub mod error;
 pub mod limits;
 pub mod lock_file;
@@ -44,6 +47,7 @@ pub mod types;
 
 pub use client::{Client, ClientError, Events};
 pub use codec::{ClientCodec, CodecError, ServerCodec};
+pub use direct::DirectClient;
 pub use error::{ErrorCode, Field, Shortage, WireError};
 pub use limits::*;
 pub use message::*;

@@ -13,9 +13,8 @@ use super::stock::StockView;
 use super::Shared;
 use protocol::paging::next_catalog_page;
 use protocol::{
-    CardInput, CartItem, CartView, Cents, CheckoutId, Client, ClientError, ErrorCode, Event,
-    Events, Hello, ListingId, MonthState, Reply, RequestBody, Role, SessionToken, SignUp,
-    PROTOCOL_VERSION,
+    CardInput, CartItem, CartView, Cents, CheckoutId, ClientError, DirectClient, ErrorCode, Event,
+    Hello, ListingId, MonthState, Reply, RequestBody, Role, SessionToken, SignUp, PROTOCOL_VERSION,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -173,8 +172,8 @@ pub enum SetupError {
 pub struct Customer {
     /// Position within the run.
     pub index: u32,
-    client: Client,
-    events: Events,
+    /// Owned by this customer alone: pushes are read while it waits for its answers, or drained.
+    client: DirectClient,
     token: SessionToken,
     rng: StdRng,
     stock: StockView,
@@ -193,7 +192,7 @@ pub struct Customer {
 }
 
 async fn expect(
-    client: &Client,
+    client: &mut DirectClient,
     request: &'static str,
     body: RequestBody,
 ) -> Result<Reply, SetupError> {
@@ -206,12 +205,12 @@ async fn expect(
 /// Signs up, waiting and retrying (up to 20 times) while the distributor's hashing queue answers
 /// `Busy`, as a person would after "try again in a moment".
 async fn sign_up_retrying_when_busy(
-    client: &Client,
+    client: &mut DirectClient,
     body: RequestBody,
 ) -> Result<Reply, SetupError> {
     let mut tries = 0u64;
     loop {
-        match client.call(body.clone()).await {
+        match client.call_ref(&body).await {
             Err(e) if tries < 20 && e.server_error().is_some_and(|e| e.code == ErrorCode::Busy) => {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
@@ -235,20 +234,19 @@ impl Customer {
         identity: &Identity,
         with_card: bool,
     ) -> Result<Customer, SetupError> {
-        let (client, events) =
-            Client::connect_with(addr, tls_ca, hello())
-                .await
-                .map_err(|source| SetupError::Request {
-                    request: "connect",
-                    source,
-                })?;
+        let mut client = DirectClient::connect_with(addr, tls_ca, hello())
+            .await
+            .map_err(|source| SetupError::Request {
+                request: "connect",
+                source,
+            })?;
         let sign_up = RequestBody::SignUp(SignUp {
             first_name: "Load".into(),
             last_name: format!("Customer {}", identity.index),
             email: email(identity.seed, &identity.nonce, identity.index),
             password: PASSWORD.into(),
         });
-        let token = match sign_up_retrying_when_busy(&client, sign_up).await? {
+        let token = match sign_up_retrying_when_busy(&mut client, sign_up).await? {
             Reply::Session(session) => session.token,
             _ => return Err(SetupError::UnexpectedReply("sign up")),
         };
@@ -259,7 +257,7 @@ impl Customer {
                 exp_year: 2035,
                 cvc: "123".into(),
             });
-            match expect(&client, "set card", card).await? {
+            match expect(&mut client, "set card", card).await? {
                 Reply::Account(_) => {}
                 _ => return Err(SetupError::UnexpectedReply("set card")),
             }
@@ -267,7 +265,6 @@ impl Customer {
         let mut customer = Customer {
             index: identity.index,
             client,
-            events,
             token,
             rng: customer_rng(identity.seed, identity.index),
             stock: StockView::default(),
@@ -279,12 +276,12 @@ impl Customer {
             logged_errors: 0,
             more_catalog: None,
         };
-        match expect(&customer.client, "catalog", RequestBody::Catalog).await? {
+        match expect(&mut customer.client, "catalog", RequestBody::Catalog).await? {
             Reply::Catalog(snapshot) => customer.take_snapshot(&snapshot),
             _ => return Err(SetupError::UnexpectedReply("catalog")),
         }
         while let Some(request) = customer.more_catalog.take() {
-            match expect(&customer.client, "catalog page", request).await? {
+            match expect(&mut customer.client, "catalog page", request).await? {
                 Reply::Catalog(page) => customer.take_page(&page),
                 _ => return Err(SetupError::UnexpectedReply("catalog page")),
             }
@@ -307,14 +304,15 @@ impl Customer {
         self.broken
     }
 
-    /// The live pushes of this connection (watchers read them directly).
-    pub(super) fn events(&mut self) -> &mut Events {
-        &mut self.events
+    /// The next push of this connection, waiting for one (watchers read them directly). `None`
+    /// once the connection has ended. Safe to drop under a timeout.
+    pub(super) async fn next_event(&mut self) -> Option<Event> {
+        self.client.next_event().await
     }
 
     /// Applies every push that has arrived, without waiting.
     pub fn drain_events(&mut self) {
-        while let Ok(event) = self.events.try_recv() {
+        while let Some(event) = self.client.try_event() {
             self.apply_event(&event);
         }
     }
@@ -387,7 +385,7 @@ impl Customer {
     /// Waits up to [`IDLE_WAIT`] (never past `deadline`) for a push, and applies it.
     pub async fn wait_for_push(&mut self, shared: &Shared, deadline: Instant) {
         let until = deadline.min(Instant::now() + IDLE_WAIT);
-        match tokio::time::timeout_at(until.into(), self.events.recv()).await {
+        match tokio::time::timeout_at(until.into(), self.client.next_event()).await {
             Ok(Some(event)) => self.apply_event(&event),
             // The event stream ends when the connection does.
             Ok(None) => {
@@ -505,14 +503,15 @@ impl Customer {
             Some(lines) => self.stock.total_of(lines),
             None => self.cart_total,
         };
+        // Built once: a retry re-sends the same body, borrowed.
+        let body = RequestBody::Checkout {
+            checkout_id,
+            lines,
+            confirmed_total,
+        };
         let sent = Instant::now();
         for attempt in 0..=CHECKOUT_RETRIES {
-            let body = RequestBody::Checkout {
-                checkout_id,
-                lines: lines.clone(),
-                confirmed_total,
-            };
-            match self.client.call(body).await {
+            match self.client.call_ref(&body).await {
                 Ok(Reply::Order(order)) => {
                     shared.stats.request();
                     let confirmed = Confirmed {
@@ -633,8 +632,8 @@ impl Customer {
         }
         for attempt in 0..RECONNECT_ATTEMPTS {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            let Ok((client, events)) =
-                Client::connect_with(&shared.addr, shared.tls_ca.as_deref(), hello()).await
+            let Ok(mut client) =
+                DirectClient::connect_with(&shared.addr, shared.tls_ca.as_deref(), hello()).await
             else {
                 continue;
             };
@@ -643,7 +642,6 @@ impl Customer {
             };
             if let Ok(Reply::Session(_)) = client.call(resume).await {
                 self.client = client;
-                self.events = events;
                 if let Ok(Reply::Catalog(snapshot)) = self.client.call(RequestBody::Catalog).await {
                     self.take_snapshot(&snapshot);
                 }

@@ -1,4 +1,4 @@
-//! Shared counters and latency histograms, the once-a-second progress line, and what counts as an
+//! Shared counters and latency histograms (sharded by thread), the once-a-second progress line, and what counts as an
 //! error.
 //!
 //! Business rejections (out of stock, month closed, ...) are normal outcomes of a shop under load and
@@ -8,7 +8,7 @@
 use hdrhistogram::Histogram;
 use protocol::{ClientError, ErrorCode};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,19 +56,30 @@ pub fn rejection(error: &ClientError) -> Option<ErrorCode> {
     }
 }
 
-/// Counters every customer task adds to.
+/// How many shards the counters are split into. Each thread adds to its own (see [`shard_index`]),
+/// so the runtime's worker threads never wait for each other or bounce a cache line per checkout.
+const SHARDS: usize = 8;
+
+/// Counters every customer task adds to, sharded by thread; readers add the shards up.
 #[derive(Debug)]
 pub struct Stats {
-    checkouts_ok: AtomicU64,
-    checkouts_rejected: AtomicU64,
-    units_bought: AtomicU64,
-    errors: AtomicU64,
-    requests: AtomicU64,
+    shards: Box<[Padded]>,
+}
+
+/// One shard on its own cache lines, so two threads' shards never share one.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// What one thread has counted.
+#[derive(Debug)]
+struct Shard {
+    counters: Counters,
     /// Checkout latency: `total` for the summary, `interval` for the progress line (reset each second).
-    latency: Mutex<Latency>,
-    rejections: Mutex<HashMap<ErrorCode, u64>>,
+    latency: Latency,
+    rejections: HashMap<ErrorCode, u64>,
     /// Watch mode: time from a probe checkout's send to a watcher seeing the change.
-    fanout: Mutex<Histogram<u64>>,
+    fanout: Histogram<u64>,
 }
 
 #[derive(Debug)]
@@ -92,109 +103,153 @@ pub struct Counters {
     pub requests: u64,
 }
 
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        self.checkouts_ok += other.checkouts_ok;
+        self.checkouts_rejected += other.checkouts_rejected;
+        self.units_bought += other.units_bought;
+        self.errors += other.errors;
+        self.requests += other.requests;
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The data behind these locks is plain counters; a panic elsewhere does not make it wrong.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// This thread's shard: threads are numbered in the order they first count something.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// Adds `from`'s counts to `into` (both have the same bounds, so adding cannot fail).
+fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    let _ = into.add(from);
+}
+
 impl Default for Stats {
     fn default() -> Self {
+        let shard = || {
+            Padded(Mutex::new(Shard {
+                counters: Counters::default(),
+                latency: Latency {
+                    total: new_histogram(),
+                    interval: new_histogram(),
+                },
+                rejections: HashMap::new(),
+                fanout: new_histogram(),
+            }))
+        };
         Stats {
-            checkouts_ok: AtomicU64::new(0),
-            checkouts_rejected: AtomicU64::new(0),
-            units_bought: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            latency: Mutex::new(Latency {
-                total: new_histogram(),
-                interval: new_histogram(),
-            }),
-            rejections: Mutex::new(HashMap::new()),
-            fanout: Mutex::new(new_histogram()),
+            shards: (0..SHARDS).map(|_| shard()).collect(),
         }
     }
 }
 
 impl Stats {
+    /// This thread's shard, locked. Only this thread and the (rare) readers take it.
+    fn mine(&self) -> std::sync::MutexGuard<'_, Shard> {
+        lock(&self.shards[shard_index()].0)
+    }
+
+    /// Every shard in turn, for the readers.
+    fn each(&self, mut f: impl FnMut(&mut Shard)) {
+        for shard in self.shards.iter() {
+            f(&mut lock(&shard.0));
+        }
+    }
+
     /// A confirmed checkout of `units` units that took `latency` from send to reply.
     pub fn checkout_ok(&self, units: u64, latency: Option<Duration>) {
-        self.checkouts_ok.fetch_add(1, Ordering::Relaxed);
-        self.units_bought.fetch_add(units, Ordering::Relaxed);
+        let mut shard = self.mine();
+        shard.counters.checkouts_ok += 1;
+        shard.counters.units_bought += units;
         if let Some(latency) = latency {
-            let mut l = lock(&self.latency);
-            record(&mut l.total, latency);
-            record(&mut l.interval, latency);
+            record(&mut shard.latency.total, latency);
+            record(&mut shard.latency.interval, latency);
         }
     }
 
     /// A checkout rejected for a business reason.
     pub fn checkout_rejected(&self, code: ErrorCode) {
-        self.checkouts_rejected.fetch_add(1, Ordering::Relaxed);
-        self.rejected(code);
+        let mut shard = self.mine();
+        shard.counters.checkouts_rejected += 1;
+        *shard.rejections.entry(code).or_default() += 1;
     }
 
     /// Any request rejected for a business reason.
     pub fn rejected(&self, code: ErrorCode) {
-        *lock(&self.rejections).entry(code).or_default() += 1;
+        *self.mine().rejections.entry(code).or_default() += 1;
     }
 
     /// A transport or protocol error.
     pub fn error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.mine().counters.errors += 1;
     }
 
     /// A request got an answer.
     pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.mine().counters.requests += 1;
     }
 
     /// A watcher saw a probe's change `elapsed` after the probe sent its checkout.
     pub fn fanout(&self, elapsed: Duration) {
-        record(&mut lock(&self.fanout), elapsed);
+        record(&mut self.mine().fanout, elapsed);
     }
 
     /// The counters now.
     pub fn counters(&self) -> Counters {
-        Counters {
-            checkouts_ok: self.checkouts_ok.load(Ordering::Relaxed),
-            checkouts_rejected: self.checkouts_rejected.load(Ordering::Relaxed),
-            units_bought: self.units_bought.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-        }
+        let mut all = Counters::default();
+        self.each(|shard| all.add(&shard.counters));
+        all
     }
 
     /// Rejections by code name, sorted.
     pub fn rejections(&self) -> BTreeMap<String, u64> {
-        lock(&self.rejections)
-            .iter()
-            .map(|(code, n)| (format!("{code:?}"), *n))
-            .collect()
+        let mut all = BTreeMap::new();
+        self.each(|shard| {
+            for (code, n) in &shard.rejections {
+                *all.entry(format!("{code:?}")).or_default() += *n;
+            }
+        });
+        all
     }
 
-    /// A copy of the whole-run checkout latency histogram.
+    /// The whole-run checkout latency histogram.
     pub fn latency(&self) -> Histogram<u64> {
-        lock(&self.latency).total.clone()
+        let mut all = new_histogram();
+        self.each(|shard| merge(&mut all, &shard.latency.total));
+        all
     }
 
-    /// A copy of the fan-out histogram.
+    /// The fan-out histogram.
     pub fn fanout_histogram(&self) -> Histogram<u64> {
-        lock(&self.fanout).clone()
+        let mut all = new_histogram();
+        self.each(|shard| merge(&mut all, &shard.fanout));
+        all
     }
 
     /// The p99 checkout latency since the last call, in ms; resets the interval.
     fn take_interval_p99(&self) -> f64 {
-        let mut l = lock(&self.latency);
-        let p99 = percentile_ms(&l.interval, 99.0);
-        l.interval.reset();
-        p99
+        let mut interval = new_histogram();
+        self.each(|shard| {
+            merge(&mut interval, &shard.latency.interval);
+            shard.latency.interval.reset();
+        });
+        percentile_ms(&interval, 99.0)
     }
 
     /// Forgets setup-phase latencies, so the summary covers the measured window only.
     pub fn reset_latency(&self) {
-        let mut l = lock(&self.latency);
-        l.total.reset();
-        l.interval.reset();
+        self.each(|shard| {
+            shard.latency.total.reset();
+            shard.latency.interval.reset();
+        });
     }
 }
 

@@ -124,6 +124,15 @@ impl StockView {
         rng: &mut R,
         exclude: &[ListingId],
     ) -> Option<(ListingId, u32)> {
+        self.pick_listing_except(rng, |listing| exclude.contains(&listing))
+    }
+
+    /// One random in-stock listing for which `excluded` is false, with its level.
+    fn pick_listing_except<R: Rng>(
+        &self,
+        rng: &mut R,
+        excluded: impl Fn(ListingId) -> bool,
+    ) -> Option<(ListingId, u32)> {
         if self.in_stock == 0 {
             return None;
         }
@@ -131,7 +140,7 @@ impl StockView {
         // Probe forward from a random start: bounded by the number of listings.
         (0..self.levels.len())
             .map(|step| self.levels[(start + step) % self.levels.len()])
-            .find(|(listing, remaining)| *remaining > 0 && !exclude.contains(listing))
+            .find(|(listing, remaining)| *remaining > 0 && !excluded(*listing))
     }
 
     /// Up to `max_lines` distinct random in-stock lines (at least one if any listing is available),
@@ -145,14 +154,15 @@ impl StockView {
         exclude: &[ListingId],
     ) -> Vec<CartItem> {
         let wanted = rng.random_range(1..=max_lines.max(1));
-        let mut taken: Vec<ListingId> = exclude.to_vec();
-        let mut lines = Vec::with_capacity(wanted);
+        let mut lines: Vec<CartItem> = Vec::with_capacity(wanted);
         for _ in 0..wanted {
-            let Some((listing, remaining)) = self.pick_listing(rng, &taken) else {
+            // Lines already chosen are excluded too; no list of "taken" is built for it (this runs
+            // once per checkout).
+            let taken = |l: ListingId| exclude.contains(&l) || lines.iter().any(|c| c.listing == l);
+            let Some((listing, remaining)) = self.pick_listing_except(rng, taken) else {
                 break;
             };
             let quantity = rng.random_range(1..=max_quantity.max(1).min(remaining));
-            taken.push(listing);
             lines.push(CartItem { listing, quantity });
         }
         lines

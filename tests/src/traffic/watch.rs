@@ -153,7 +153,7 @@ pub async fn run_watcher(
         level => level,
     };
     loop {
-        let event = match tokio::time::timeout_at(deadline.into(), customer.events().recv()).await {
+        let event = match tokio::time::timeout_at(deadline.into(), customer.next_event()).await {
             Ok(Some(event)) => event,
             Ok(None) => {
                 // The connection closed under a watcher: that is a failure of the fan-out.
