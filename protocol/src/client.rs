@@ -99,7 +99,7 @@ impl Client {
     ) -> Result<(Client, Events), ClientError> {
         match tls_ca {
             None => Self::connect(addr, hello).await,
-            Some(_) => Self::handshake(dial::dial(addr, tls_ca).await?, hello).await,
+            Some(_) => Self::handshake(dial::dial(addr, None, tls_ca).await?, hello).await,
         }
     }
 

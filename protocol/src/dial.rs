@@ -4,9 +4,10 @@
 //! the server's certificate and name it the same way.
 
 use crate::client::ClientError;
+use std::net::SocketAddr;
 use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A connected byte stream, plain or TLS.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -15,7 +16,34 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
 
 /// Connects to `addr` over plain TCP, with `TCP_NODELAY` (one small request must not wait for more).
 pub(crate) async fn tcp(addr: &str) -> Result<TcpStream, ClientError> {
-    let stream = TcpStream::connect(addr).await?;
+    tcp_from(addr, None).await
+}
+
+/// As [`tcp`], from the local address `source` when one is given (a load generator playing
+/// customers at many addresses), else from wherever the kernel picks.
+pub(crate) async fn tcp_from(
+    addr: &str,
+    source: Option<SocketAddr>,
+) -> Result<TcpStream, ClientError> {
+    let stream = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(source) => {
+            let server = tokio::net::lookup_host(addr)
+                .await?
+                .find(|a| a.is_ipv4() == source.is_ipv4())
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{addr} has no address of the family of {source}"
+                    ))
+                })?;
+            let socket = match source {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.bind(source)?;
+            socket.connect(server).await?
+        }
+    };
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -24,10 +52,11 @@ pub(crate) async fn tcp(addr: &str) -> Result<TcpStream, ClientError> {
 /// The server's certificate must be valid for the host part of `addr`.
 pub(crate) async fn dial(
     addr: &str,
+    source: Option<SocketAddr>,
     tls_ca: Option<&Path>,
 ) -> Result<Box<dyn Transport>, ClientError> {
     let Some(ca) = tls_ca else {
-        return Ok(Box::new(tcp(addr).await?));
+        return Ok(Box::new(tcp_from(addr, source).await?));
     };
     let connector = tls_connector(ca)?;
     let host = addr
@@ -38,7 +67,7 @@ pub(crate) async fn dial(
         .to_string();
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
         .map_err(|e| ClientError::Tls(format!("bad server name: {e}")))?;
-    let stream = tcp(addr).await?;
+    let stream = tcp_from(addr, source).await?;
     let stream = connector
         .connect(name, stream)
         .await

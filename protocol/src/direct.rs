@@ -92,10 +92,21 @@ impl DirectClient {
         tls_ca: Option<&std::path::Path>,
         hello: Hello,
     ) -> Result<DirectClient, ClientError> {
+        Self::connect_from(addr, None, tls_ca, hello).await
+    }
+
+    /// As [`DirectClient::connect_with`], from the local address `source` when one is given (a load
+    /// generator playing customers at their own addresses).
+    pub async fn connect_from(
+        addr: &str,
+        source: Option<std::net::SocketAddr>,
+        tls_ca: Option<&std::path::Path>,
+        hello: Hello,
+    ) -> Result<DirectClient, ClientError> {
         match tls_ca {
-            None => Self::connect(addr, hello).await,
+            None => Self::handshake(dial::tcp_from(addr, source).await?, hello).await,
             Some(_) => {
-                let stream: Box<dyn Transport> = dial::dial(addr, tls_ca).await?;
+                let stream: Box<dyn Transport> = dial::dial(addr, source, tls_ca).await?;
                 Self::handshake(stream, hello).await
             }
         }

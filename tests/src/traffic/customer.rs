@@ -172,6 +172,8 @@ pub enum SetupError {
 pub struct Customer {
     /// Position within the run.
     pub index: u32,
+    /// The local address it connects from, every time (see [`super::source`]).
+    source: Option<std::net::SocketAddr>,
     /// Owned by this customer alone: pushes are read while it waits for its answers, or drained.
     client: DirectClient,
     token: SessionToken,
@@ -234,7 +236,8 @@ impl Customer {
         identity: &Identity,
         with_card: bool,
     ) -> Result<Customer, SetupError> {
-        let mut client = DirectClient::connect_with(addr, tls_ca, hello())
+        let from = super::source::source_for_server(addr, identity.index).await;
+        let mut client = DirectClient::connect_from(addr, from, tls_ca, hello())
             .await
             .map_err(|source| SetupError::Request {
                 request: "connect",
@@ -264,6 +267,7 @@ impl Customer {
         }
         let mut customer = Customer {
             index: identity.index,
+            source: from,
             client,
             token,
             rng: customer_rng(identity.seed, identity.index),
@@ -632,8 +636,13 @@ impl Customer {
         }
         for attempt in 0..RECONNECT_ATTEMPTS {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            let Ok(mut client) =
-                DirectClient::connect_with(&shared.addr, shared.tls_ca.as_deref(), hello()).await
+            let Ok(mut client) = DirectClient::connect_from(
+                &shared.addr,
+                self.source,
+                shared.tls_ca.as_deref(),
+                hello(),
+            )
+            .await
             else {
                 continue;
             };

@@ -8,8 +8,7 @@
 //! index so that a customer reconnects from the address it signed up from. Against any other address
 //! customers connect from wherever the kernel picks; give such a distributor a higher limit.
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use tokio::net::{TcpSocket, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// The loopback address customer `index` connects from: 127.1.0.1, 127.1.0.2, …, skipping host
 /// parts 0 and 255 so that no address looks like a network or broadcast address. Distinct for the
@@ -33,23 +32,11 @@ pub fn source_for(server: SocketAddr, index: u32) -> Option<SocketAddr> {
     }
 }
 
-/// Connects customer `index` to `server` (`host:port`), from its own loopback address when the
-/// server is on loopback. Nagle is off, as in `protocol::Client::connect`.
-pub async fn connect(server: &str, index: u32) -> std::io::Result<TcpStream> {
-    let addr = server
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{server} resolves to no address")))?;
-    let stream = match source_for(addr, index) {
-        Some(source) => {
-            let socket = TcpSocket::new_v4()?;
-            socket.bind(source)?;
-            socket.connect(addr).await?
-        }
-        None => TcpStream::connect(addr).await?,
-    };
-    stream.set_nodelay(true)?;
-    Ok(stream)
+/// The address customer `index` should connect from to reach `server` (`host:port`): see
+/// [`source_for`]. `None` also when the name does not resolve (connecting then says why).
+pub async fn source_for_server(server: &str, index: u32) -> Option<SocketAddr> {
+    let addr = tokio::net::lookup_host(server).await.ok()?.next()?;
+    source_for(addr, index)
 }
 
 #[cfg(test)]
@@ -89,7 +76,11 @@ mod tests {
         let server = listener.local_addr().unwrap().to_string();
         let mut seen = HashSet::new();
         for index in [0, 1, 300] {
-            let _client = connect(&server, index).await.unwrap();
+            let source = source_for_server(&server, index).await;
+            assert_eq!(source.map(|s| s.ip()), Some(loopback_source(index).into()));
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source.unwrap()).unwrap();
+            let _client = socket.connect(server.parse().unwrap()).await.unwrap();
             let (_, peer) = listener.accept().await.unwrap();
             assert_eq!(peer.ip(), std::net::IpAddr::V4(loopback_source(index)));
             seen.insert(peer.ip());

@@ -110,3 +110,38 @@ async fn mixed_mode_is_consistent_fully_acked_and_passes_the_audit() {
         "mixed mode also browses and edits carts"
     );
 }
+
+/// A distributor with its default per-address limits (10 sign-ups a minute) admits loadgen's 40
+/// customers, because each connects from its own loopback address as real customers come from their
+/// own. From one address all but the first ten would be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_loadgen_customer_is_set_up_against_a_distributor_with_default_sign_up_limits() {
+    let defaults = server::throttle::Limits::default();
+    let customers = 4 * defaults.signups_per_minute as usize;
+    let server = TestServer::start_with(|c| {
+        c.month_secs = 3600;
+        c.limits = defaults;
+    })
+    .await;
+    let offer = (1..=3)
+        .map(|i| offer_line(&format!("DL{i}"), 1_000_000, 100 * i))
+        .collect();
+    let _manufacturer =
+        TestManufacturer::connect(&server.addr, "defaults", script(offer), Default::default())
+            .await;
+    let config = Config {
+        customers,
+        duration: Duration::from_secs(1),
+        seed: 21,
+        mode: Mode::Checkout,
+        stock_wait: Duration::from_secs(10),
+        ..Config::new(server.addr.clone())
+    };
+    let summary = traffic::run(config).await.expect("the run was made");
+    assert_eq!(summary.customers_ready, customers, "{summary:?}");
+    assert_eq!(summary.errors, 0, "{summary:?}");
+    assert!(
+        summary.checkouts_ok > 0 && summary.consistent,
+        "{summary:?}"
+    );
+}
