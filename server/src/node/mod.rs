@@ -1,4 +1,7 @@
-//! One active node, any number of standbys: the lease on a shared PostgreSQL.
+//! One market node, any number of others: the lease on a shared PostgreSQL.
+//!
+//! With `--nats` every node serves clients (it is an edge) and the holder is also the market: see
+//! [`cluster`]. Without it, the holder alone serves and the others wait, as described below.
 //!
 //! Every node started on the same database competes for a session-level `pg_try_advisory_lock`, held
 //! on a connection of its own. The holder is the active node: it creates the schema if there is none,
@@ -18,6 +21,8 @@
 //! increment waits for that lock. So the old holder's next commit fails without writing anything
 //! (see [`crate::store::postgres::writer`]), and the node stops serving and becomes a standby. The
 //! lease connection's failed heartbeat does the same when nothing was being written.
+
+pub mod cluster;
 
 use crate::store::postgres::{self, pg, Purpose};
 use crate::store::StoreError;
@@ -201,6 +206,9 @@ pub async fn run(
     }
     let operator_key =
         crate::identity::operator::OperatorKey::establish_at(key_file, config.peer_key.as_deref())?;
+    if let Some(nats) = config.nats.clone() {
+        return cluster::run(config, url, nats, listen, operator_key, shutdown).await;
+    }
     let (mut bound, addr) = match listen {
         Listen::Bound(l) => (Some(l), None),
         Listen::Addr(a) => (None, Some(a)),
@@ -262,7 +270,8 @@ async fn active(
     let loaded = postgres::load::load(&mut client, &mut throttle, protocol::HISTORY_MONTHS).await?;
     drop(client);
     let wiring = crate::Wiring::new();
-    let (writer, writer_done) = postgres::writer::start(url, lease.epoch, wiring.effects()).await?;
+    let (writer, writer_done) =
+        postgres::writer::start(url, Some(lease.epoch), wiring.effects()).await?;
     let reads = crate::store::read::Reads::on_postgres(postgres::read::Pool::open(url).await?);
     let listener = match (listener, addr) {
         (Some(listener), _) => listener,
