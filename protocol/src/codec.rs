@@ -93,9 +93,10 @@ pub fn decode_server_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, C
     )
 }
 
-/// Largest message between the nodes of a cluster on the message bus (NATS's default
-/// `max_payload`, 1 MiB): forwarded market commands, their replies, and what the market publishes.
-pub const MAX_BUS_PAYLOAD: usize = 1024 * 1024;
+/// Largest message between the nodes of a cluster on the message bus: forwarded market commands,
+/// their replies, and what the market publishes. The same as a server frame (a settlement of a big
+/// catalog is one notice), within the 5 MB `max_payload` of `deploy/nats-server.conf`.
+pub const MAX_BUS_PAYLOAD: usize = MAX_SERVER_FRAME;
 const BUS_LIMIT: usize = MAX_BUS_PAYLOAD * DECODE_BUDGET_PER_BYTE;
 
 /// Encodes one message for the bus between nodes (at most [`MAX_BUS_PAYLOAD`] bytes).

@@ -369,10 +369,12 @@ impl Edge {
                 MarketEvent::Catalog {
                     term,
                     epoch,
+                    part,
+                    last,
                     snapshot,
                 } => {
                     self.observe_term(term);
-                    numbering.catalog(&board, term, epoch, snapshot);
+                    numbering.catalog_part(&board, (term, epoch), part, last, snapshot);
                 }
                 MarketEvent::Levels {
                     term,
@@ -467,9 +469,38 @@ struct Numbering {
     epoch: u64,
     version: u64,
     source_version: Option<u64>,
+    /// A catalog arriving in parts: its term and epoch, the next part expected, what came so far.
+    assembling: Option<((i64, u64), u32, CatalogSnapshot)>,
 }
 
 impl Numbering {
+    /// One part of a catalog: kept until the last part completes it. A part out of order (a
+    /// message lost while NATS reconnected) drops the assembly; the repeat brings it again.
+    fn catalog_part(
+        &mut self,
+        board: &Board,
+        source: (i64, u64),
+        part: u32,
+        last: bool,
+        snapshot: CatalogSnapshot,
+    ) {
+        if source.0 < self.term || self.source == Some(source) {
+            return;
+        }
+        let assembly = match (part, self.assembling.take()) {
+            (0, _) => Some((source, 1, snapshot)),
+            (n, Some((key, next, mut whole))) if key == source && n == next => {
+                whole.items.extend(snapshot.items);
+                Some((key, next + 1, whole))
+            }
+            _ => None,
+        };
+        match assembly {
+            Some((_, _, whole)) if last => self.catalog(board, source.0, source.1, whole),
+            other => self.assembling = other,
+        }
+    }
+
     fn catalog(&mut self, board: &Board, term: i64, epoch: u64, mut snapshot: CatalogSnapshot) {
         if term < self.term || self.source == Some((term, epoch)) {
             return;
@@ -502,5 +533,74 @@ impl Numbering {
             epoch: self.epoch,
             remaining: remaining.into_iter().collect(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(listings: std::ops::Range<u32>) -> CatalogSnapshot {
+        CatalogSnapshot {
+            month: None,
+            items: listings
+                .map(|id| CatalogItem {
+                    listing: ListingId(id),
+                    manufacturer: ManufacturerId(1),
+                    manufacturer_name: "m".into(),
+                    sku: format!("s{id}"),
+                    product: format!("p{id}"),
+                    category: "c".into(),
+                    unit_price: Cents(1),
+                    offered: 5,
+                    remaining: 5,
+                })
+                .collect(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_catalog_in_parts_reaches_the_board_whole_and_only_when_complete() {
+        let (board, reader) = Board::new();
+        let mut numbering = Numbering::default();
+        numbering.catalog_part(&board, (1, 7), 0, false, part(0..2));
+        numbering.catalog_part(&board, (1, 7), 1, false, part(2..4));
+        assert_eq!(reader.catalog.borrow().snapshot.items.len(), 0);
+        numbering.catalog_part(&board, (1, 7), 2, true, part(4..5));
+        assert_eq!(reader.catalog.borrow().snapshot.items.len(), 5);
+        assert_eq!(reader.catalog.borrow().epoch, 1);
+        // A part missing: nothing is published until a whole repeat arrives.
+        numbering.catalog_part(&board, (1, 8), 0, false, part(0..2));
+        numbering.catalog_part(&board, (1, 8), 2, true, part(4..5));
+        assert_eq!(reader.catalog.borrow().epoch, 1);
+        numbering.catalog_part(&board, (1, 8), 0, true, part(0..1));
+        assert_eq!(reader.catalog.borrow().epoch, 2);
+    }
+
+    #[test]
+    fn a_new_market_node_never_makes_epochs_or_versions_go_back() {
+        let (board, reader) = Board::new();
+        let mut numbering = Numbering::default();
+        numbering.catalog_part(&board, (1, 9), 0, true, part(0..1));
+        numbering.levels(&board, 1, 50, 9, vec![(ListingId(0), 4)]);
+        let before = (
+            reader.catalog.borrow().epoch,
+            reader.levels.borrow().version,
+        );
+        // The new holder starts its own numbering, lower than the old one's.
+        numbering.catalog_part(&board, (2, 1), 0, true, part(0..1));
+        numbering.levels(&board, 2, 1, 1, vec![(ListingId(0), 3)]);
+        let after = (
+            reader.catalog.borrow().epoch,
+            reader.levels.borrow().version,
+        );
+        assert!(
+            after.0 > before.0 && after.1 > before.1,
+            "{before:?} → {after:?}"
+        );
+        // A stale market's message is ignored.
+        numbering.catalog_part(&board, (1, 10), 0, true, part(0..3));
+        assert_eq!(reader.catalog.borrow().snapshot.items.len(), 1);
     }
 }

@@ -9,7 +9,8 @@
 //! which node is the market.
 
 use super::wire::{
-    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, MARKET_QUEUE, REQUESTS,
+    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, CATALOG_PART_ITEMS,
+    MARKET_QUEUE, REQUESTS,
 };
 use crate::board::BoardReader;
 use crate::engine::{Command, EngineHandle};
@@ -265,7 +266,7 @@ pub async fn publish(
             },
             changed = board.catalog.changed() => {
                 if changed.is_err() { break }
-                send(&client, &catalog_event(term, &board)).await;
+                send_catalog(&client, term, &board).await;
                 levels_due.get_or_insert(Instant::now());
             }
             changed = board.levels.changed(), if levels_due.is_none() => {
@@ -278,7 +279,7 @@ pub async fn publish(
                 send(&client, &levels_event(term, &mut board)).await;
             }
             _ = repeat.tick() => {
-                send(&client, &catalog_event(term, &board)).await;
+                send_catalog(&client, term, &board).await;
                 send(&client, &levels_event(term, &mut board)).await;
             }
         }
@@ -290,12 +291,26 @@ pub async fn publish(
     let _ = client.flush().await;
 }
 
-fn catalog_event(term: i64, board: &BoardReader) -> MarketEvent {
+/// The catalog on the board, in parts of at most [`CATALOG_PART_ITEMS`] listings.
+async fn send_catalog(client: &async_nats::Client, term: i64, board: &BoardReader) {
     let catalog = board.catalog.borrow().clone();
-    MarketEvent::Catalog {
-        term,
-        epoch: catalog.epoch,
-        snapshot: catalog.snapshot.clone(),
+    let items = &catalog.snapshot.items;
+    let parts = items.len().div_ceil(CATALOG_PART_ITEMS).max(1);
+    for part in 0..parts {
+        let start = part * CATALOG_PART_ITEMS;
+        let end = (start + CATALOG_PART_ITEMS).min(items.len());
+        let event = MarketEvent::Catalog {
+            term,
+            epoch: catalog.epoch,
+            part: part as u32,
+            last: part + 1 == parts,
+            snapshot: CatalogSnapshot {
+                month: catalog.snapshot.month.clone(),
+                items: items[start..end].to_vec(),
+                version: catalog.snapshot.version,
+            },
+        };
+        send(client, &event).await;
     }
 }
 

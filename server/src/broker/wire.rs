@@ -27,6 +27,9 @@ pub const MARKET_QUEUE: &str = "market";
 /// Every event subject: what each node subscribes to.
 pub const EVENTS: &str = "events.>";
 
+/// The most listings in one [`MarketEvent::Catalog`] part: a few hundred KB.
+pub const CATALOG_PART_ITEMS: usize = 2048;
+
 /// A market command as it travels from an edge to the market node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MarketRequest {
@@ -183,13 +186,19 @@ pub enum MarketReply {
 /// What the market node publishes for every edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MarketEvent {
-    /// The catalog changed (offers, a month turned), or the periodic repeat for late joiners.
+    /// One part of the catalog, when it changed (offers, a month turned) or in the periodic repeat
+    /// for late joiners. A big catalog travels in parts of at most [`CATALOG_PART_ITEMS`] listings,
+    /// numbered from 0, so that no message outgrows the bus.
     Catalog {
         /// The market's lease epoch.
         term: i64,
         /// The market's catalog epoch.
         epoch: u64,
-        /// The snapshot.
+        /// Which part, from 0.
+        part: u32,
+        /// Whether it is the last part.
+        last: bool,
+        /// The month and version, and this part's listings.
         snapshot: CatalogSnapshot,
     },
     /// Stock levels, coalesced.
