@@ -42,6 +42,9 @@ pub struct Registry {
     status: watch::Sender<Arc<SystemStatus>>,
     /// In cluster mode: where pushes go instead of this process's connections (see the module doc).
     sink: Option<mpsc::UnboundedSender<MarketEvent>>,
+    /// In cluster mode, on a node's own registry: revocations also go to the other nodes, where the
+    /// account may have connections too.
+    peers: Option<mpsc::UnboundedSender<MarketEvent>>,
 }
 
 impl Default for Registry {
@@ -53,6 +56,7 @@ impl Default for Registry {
             customer_connections: AtomicU64::new(0),
             status: watch::channel(Arc::default()).0,
             sink: None,
+            peers: None,
         }
     }
 }
@@ -111,6 +115,14 @@ impl Registry {
         }
     }
 
+    /// A node's own registry whose revocations reach the other nodes through `peers`.
+    pub fn with_peers(peers: mpsc::UnboundedSender<MarketEvent>) -> Registry {
+        Registry {
+            peers: Some(peers),
+            ..Registry::default()
+        }
+    }
+
     fn publish(&self, event: MarketEvent) -> bool {
         match &self.sink {
             Some(sink) => {
@@ -154,8 +166,15 @@ impl Registry {
         }
     }
 
-    /// Ends the live connections of an account whose token is not `keep` (after a password change).
+    /// Ends the live connections of an account whose token is not `keep` (after a password change),
+    /// on every node.
     pub fn revoke_all_but(&self, account: AccountId, keep: [u8; 32]) {
+        self.tell_peers(account, Vec::new(), Some(keep));
+        self.revoke_all_but_here(account, keep);
+    }
+
+    /// Ends this process's connections of an account whose token is not `keep`.
+    pub fn revoke_all_but_here(&self, account: AccountId, keep: [u8; 32]) {
         if let Some(list) = lock(&self.customers).get(&account) {
             for q in list.iter().filter(|q| q.token_hash != keep) {
                 q.revoked.cancel();
@@ -163,8 +182,27 @@ impl Registry {
         }
     }
 
-    /// Ends the live connections that use one of these tokens (evicted by the session cap).
+    /// Ends the live connections that use one of these tokens (evicted by the session cap), on every
+    /// node.
     pub fn revoke_tokens(&self, account: AccountId, tokens: &[[u8; 32]]) {
+        if !tokens.is_empty() {
+            self.tell_peers(account, tokens.to_vec(), None);
+        }
+        self.revoke_tokens_here(account, tokens);
+    }
+
+    fn tell_peers(&self, account: AccountId, tokens: Vec<[u8; 32]>, all_but: Option<[u8; 32]>) {
+        if let Some(peers) = &self.peers {
+            let _ = peers.send(MarketEvent::Revoke {
+                account,
+                tokens,
+                all_but,
+            });
+        }
+    }
+
+    /// Ends this process's connections that use one of these tokens.
+    pub fn revoke_tokens_here(&self, account: AccountId, tokens: &[[u8; 32]]) {
         if let Some(list) = lock(&self.customers).get(&account) {
             for q in list.iter().filter(|q| tokens.contains(&q.token_hash)) {
                 q.revoked.cancel();

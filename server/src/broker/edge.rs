@@ -401,6 +401,16 @@ impl Edge {
                     through,
                 } => registry.outbox_durable(manufacturer, through),
                 MarketEvent::Status(status) => registry.publish_status(*status),
+                MarketEvent::Revoke {
+                    account,
+                    tokens,
+                    all_but,
+                } => {
+                    registry.revoke_tokens_here(account, &tokens);
+                    if let Some(keep) = all_but {
+                        registry.revoke_all_but_here(account, keep);
+                    }
+                }
                 MarketEvent::ToLink { link, message } => self.to_link(&link, message),
             }
         }

@@ -11,7 +11,7 @@
 //!   ([`MarketRequest::subject`]); the market node serves them all through one queue subscription
 //!   on [`REQUESTS`], so it sees them in the order each edge sent them;
 //! - events: `events.catalog`, `events.levels`, `events.order.<account>`, `events.month`,
-//!   `events.outbox`, `events.status`, `events.link.<link>` ([`MarketEvent::subject`]); every node subscribes to
+//!   `events.outbox`, `events.status`, `events.revoke`, `events.link.<link>` ([`MarketEvent::subject`]); every node subscribes to
 //!   [`EVENTS`].
 
 use crate::engine::{Admitted, CartOp};
@@ -228,6 +228,16 @@ pub enum MarketEvent {
         /// The highest durable notice.
         through: NoticeSeq,
     },
+    /// From an edge: end the live connections of `account` on every node that use one of `tokens`,
+    /// or, with `all_but`, every one but the one with that token (a password change).
+    Revoke {
+        /// Whose.
+        account: AccountId,
+        /// Token hashes whose connections end.
+        tokens: Vec<[u8; 32]>,
+        /// End every connection but the one with this token hash.
+        all_but: Option<[u8; 32]>,
+    },
     /// The operator's status, for operators watching on any node.
     Status(Box<SystemStatus>),
     /// For one manufacturer link on an edge.
@@ -259,6 +269,7 @@ impl MarketEvent {
             MarketEvent::ToEveryone(_) => "events.month".into(),
             MarketEvent::OutboxDurable { .. } => "events.outbox".into(),
             MarketEvent::Status(_) => "events.status".into(),
+            MarketEvent::Revoke { .. } => "events.revoke".into(),
             MarketEvent::ToLink { link, .. } => format!("events.link.{link}"),
         }
     }

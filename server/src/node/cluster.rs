@@ -78,7 +78,7 @@ async fn edge(
     // What this node's own writes push (a dispatch report's order status) goes to the bus, so that
     // the account's sessions on every node see it.
     let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
-    let publishing = Arc::new(crate::push::Registry::publishing(published_tx));
+    let publishing = Arc::new(crate::push::Registry::publishing(published_tx.clone()));
     let (committed, _) = tokio::sync::mpsc::unbounded_channel();
     let fatal = CancellationToken::new();
     let effects = crate::store::writer::Effects {
@@ -90,7 +90,13 @@ async fn edge(
         return Ok(());
     };
     let reads = crate::store::read::Reads::on_postgres(postgres::read::Pool::open(url).await?);
-    let registry = Arc::new(crate::push::Registry::default());
+    // The login failures every node recorded, so that a restarted edge hands out no fresh guesses.
+    let mut throttle = crate::throttle::Throttle::new(config.limits);
+    let mut db = postgres::connect(url, Purpose::Work).await?;
+    postgres::load::throttle(&mut db, &mut throttle).await?;
+    drop(db);
+    // A password change or the session cap ends the account's connections on every node.
+    let registry = Arc::new(crate::push::Registry::with_peers(published_tx.clone()));
     let (board, board_reader) = crate::board::Board::new();
     let (engine, commands) = crate::engine::channel();
     let bus = Edge::start(broker.client(), node)
@@ -127,7 +133,7 @@ async fn edge(
         reads,
         board: board_reader,
         registry,
-        throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(config.limits)),
+        throttle: std::sync::Mutex::new(throttle),
         hashing,
         next_session: AtomicU64::new(1),
         operator_key,

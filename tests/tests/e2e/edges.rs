@@ -563,3 +563,40 @@ async fn three_nodes_behind_haproxy_serve_96_customers_and_the_books_of_clients_
         "client-observed units = sold units"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_on_one_node_ends_the_accounts_other_sessions_on_another() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_url, _nats, a, b) = two_nodes(dir.path()).await;
+    let first = customer(&a.addr).await;
+    let (elsewhere, _events) = tests::harness::connect_customer(&b.addr).await;
+    let login = elsewhere
+        .call(RequestBody::LogIn {
+            email: first.email.clone(),
+            password: "correct horse battery".into(),
+        })
+        .await;
+    assert!(matches!(login, Ok(Reply::Session(_))), "{login:?}");
+    let changed = first
+        .client
+        .call(RequestBody::UpdateAccount(AccountUpdate {
+            password: Some((
+                "correct horse battery".into(),
+                "a much longer new passphrase".into(),
+            )),
+            ..Default::default()
+        }))
+        .await;
+    assert!(matches!(changed, Ok(Reply::Account(_))), "{changed:?}");
+    eventually(
+        "the session on node b ends",
+        Duration::from_secs(5),
+        async || elsewhere.call(RequestBody::GetAccount).await.is_err(),
+    )
+    .await;
+    // The session that changed the password stays.
+    assert!(first.client.call(RequestBody::GetAccount).await.is_ok());
+}
