@@ -118,6 +118,11 @@ async fn two_nodes(dir: &Path) -> (String, NatsServer, Node, Node) {
     let url = tokio::task::spawn_blocking(PgServer::fresh_database)
         .await
         .expect("database");
+    two_nodes_on(url, dir).await
+}
+
+/// Nodes `a` (the market) and `b` on the database at `url`, and a nats-server.
+async fn two_nodes_on(url: String, dir: &Path) -> (String, NatsServer, Node, Node) {
     let nats = NatsServer::start(dir).expect("start nats-server");
     let a = Node::start("node-a", &url, &nats.url(), dir);
     eventually(
@@ -599,4 +604,75 @@ async fn a_password_changed_on_one_node_ends_the_accounts_other_sessions_on_anot
     .await;
     // The session that changed the password stays.
     assert!(first.client.call(RequestBody::GetAccount).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_postgresql_restarts_both_nodes_serve_again_on_their_own() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start();
+        pg.create_database("cds");
+        pg
+    })
+    .await
+    .unwrap();
+    let (url, _nats, a, b) = two_nodes_on(pg.url("cds"), dir.path()).await;
+    let _maker = TestManufacturer::connect(
+        &a.addr,
+        "orchard",
+        script(vec![offer_line("apple", 1_000, 150)]),
+        Default::default(),
+    )
+    .await;
+    let buyer = customer(&b.addr).await;
+    let items = tests::harness::wait_for_catalog(&buyer.client, 1, Duration::from_secs(30))
+        .await
+        .items;
+    let listing = items[0].listing;
+    buy_until_answered(&buyer.client, CheckoutId::generate(), listing, Cents(150))
+        .await
+        .expect("a checkout before the restart");
+    let restarted = Instant::now();
+    let mut pg = pg;
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .expect("restart PostgreSQL");
+    // The market takes the lease again; the edge's writer and read connections reconnect.
+    let checkout_id = CheckoutId::generate();
+    let mut resumed = None;
+    while restarted.elapsed() < Duration::from_secs(60) {
+        if buy_until_answered(&buyer.client, checkout_id, listing, Cents(150))
+            .await
+            .is_ok()
+        {
+            resumed = Some(restarted.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let resumed =
+        resumed.unwrap_or_else(|| panic!("no checkout after the restart\n{}", b.log_text()));
+    eprintln!(
+        "a checkout on the edge succeeded again {resumed:?} after PostgreSQL was told to restart"
+    );
+    // Sign-up (the edge's own writer) and reads work again on both nodes.
+    for node in [&a, &b] {
+        let late = customer(&node.addr).await;
+        assert!(matches!(
+            late.client.call(RequestBody::Orders).await,
+            Ok(Reply::Orders(_))
+        ));
+    }
+    // The market took the lease again (a new term), and both nodes kept running throughout.
+    let epoch = tests::harness::store_rows(Path::new(&url), "SELECT epoch FROM lease WHERE id = 1");
+    assert_eq!(epoch, vec![vec![Some("2".to_string())]], "{}", a.log_text());
+    let report = server::audit(Path::new(&url), None).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+    drop(pg);
 }

@@ -101,6 +101,10 @@ async fn run(
                 Err(_) => break,
             }
         }
+        if epoch.is_none() && client.is_closed() {
+            // The store restarted since the last batch: connect again before writing this one.
+            (client, prepared) = reconnect(&url, &mut rx).await;
+        }
         if let Err(e) = commit_batch(&mut client, &prepared, &mut batch, &effects, epoch).await {
             if epoch.is_none() {
                 // An edge's writer holds no state to keep in step with the store: answer the
