@@ -278,6 +278,14 @@ impl Registry {
         });
     }
 
+    /// How far each manufacturer's outbox is durable, as this registry knows it.
+    pub fn outbox_positions(&self) -> Vec<(ManufacturerId, NoticeSeq)> {
+        lock(&self.outbox)
+            .iter()
+            .map(|(id, feed)| (*id, *feed.durable.borrow()))
+            .collect()
+    }
+
     /// The writer hands over notices that just committed, in sequence order per manufacturer.
     pub fn outbox_committed(&self, notices: Vec<(ManufacturerId, Notice)>) {
         let mut map = lock(&self.outbox);

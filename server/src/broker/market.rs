@@ -245,9 +245,12 @@ async fn publish_answer(
 
 /// Publishes the market's board (catalog on change, levels coalesced to [`LEVELS_EVERY`], both again
 /// every [`REPEAT_EVERY`]) and everything its publishing registries hand to `sink`, until `stop`.
+/// Every outbox's durable position in `registry` is repeated too: an edge's relay that missed one
+/// (NATS restarted) would otherwise wait for the manufacturer's next sale.
 pub async fn publish(
     client: async_nats::Client,
     term: i64,
+    registry: std::sync::Arc<crate::push::Registry>,
     mut board: BoardReader,
     mut sink: mpsc::UnboundedReceiver<MarketEvent>,
     stop: CancellationToken,
@@ -281,6 +284,9 @@ pub async fn publish(
             _ = repeat.tick() => {
                 send_catalog(&client, term, &board).await;
                 send(&client, &levels_event(term, &mut board)).await;
+                for (manufacturer, through) in registry.outbox_positions() {
+                    send(&client, &MarketEvent::OutboxDurable { manufacturer, through }).await;
+                }
             }
         }
     }

@@ -269,7 +269,7 @@ async fn market_term(
         writer,
         reads,
         board,
-        registry,
+        registry.clone(),
         Duration::from_secs(config.month_secs.max(1)),
     )
     .with_past(loaded.past)
@@ -280,6 +280,7 @@ async fn market_term(
     let publisher = tokio::spawn(crate::broker::market::publish(
         client.clone(),
         term,
+        registry,
         board_reader,
         published,
         term_stop.clone(),

@@ -756,3 +756,55 @@ async fn kill_9_of_an_edge_sends_its_customers_through_haproxy_to_the_others_and
     assert!(report.ok, "{:?}", report.violations);
     assert!(report.acked_checked > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_nats_server_restarts_under_load_forwarded_checkouts_resume_and_the_books_agree() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut nats, _a, b) = two_nodes(dir.path()).await;
+    let maker = TestManufacturer::connect(
+        &b.addr,
+        "dairy",
+        script(vec![offer_line("milk", 100_000, 90)]),
+        Default::default(),
+    )
+    .await;
+    let buyer = customer(&b.addr).await;
+    let items = tests::harness::wait_for_catalog(&buyer.client, 1, Duration::from_secs(30))
+        .await
+        .items;
+    let listing = items[0].listing;
+    let mut acknowledged = Vec::new();
+    let mut restarted_at = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) || restarted_at.is_none() {
+        if restarted_at.is_none() && acknowledged.len() >= 20 {
+            nats.restart().expect("restart nats-server");
+            restarted_at = Some(Instant::now());
+        }
+        let order = buy_until_answered(&buyer.client, CheckoutId::generate(), listing, Cents(90))
+            .await
+            .unwrap_or_else(|why| panic!("a checkout failed for good: {why}\n{}", b.log_text()));
+        acknowledged.push(order.id.0);
+    }
+    let after_restart = restarted_at.map(|at| at.elapsed());
+    eprintln!(
+        "{} checkouts; nats-server restarted {after_restart:?} before the end",
+        acknowledged.len()
+    );
+    let sold: u64 = acknowledged.len() as u64;
+    // The notices reach the manufacturer on the edge (its relay learns the outbox positions again
+    // after the restart), each applied once.
+    eventually(
+        "the manufacturer applied every sale",
+        Duration::from_secs(30),
+        async || maker.books.lock().unwrap().sold.get("milk").copied() == Some(sold),
+    )
+    .await;
+    let rows = tests::harness::store_rows(Path::new(&url), "SELECT sum(quantity) FROM order_lines");
+    assert_eq!(rows, vec![vec![Some(sold.to_string())]]);
+    let report = server::audit(Path::new(&url), None).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
