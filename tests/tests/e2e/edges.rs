@@ -808,3 +808,81 @@ async fn after_nats_server_restarts_under_load_forwarded_checkouts_resume_and_th
     let report = server::audit(Path::new(&url), None).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
 }
+
+/// Mean time of `n` sequential one-unit checkouts by one customer on `addr`.
+async fn sequential_checkouts(addr: &str, n: u32) -> Duration {
+    let _maker = TestManufacturer::connect(
+        addr,
+        "orchard",
+        script(vec![offer_line("apple", 1_000_000, 150)]),
+        Default::default(),
+    )
+    .await;
+    let buyer = customer(addr).await;
+    let items = tests::harness::wait_for_catalog(&buyer.client, 1, Duration::from_secs(30))
+        .await
+        .items;
+    let listing = items[0].listing;
+    for _ in 0..50 {
+        let _ = buyer
+            .client
+            .call(tests::harness::buy_now(listing, 1, Cents(150)))
+            .await;
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        let bought = buyer
+            .client
+            .call(tests::harness::buy_now(listing, 1, Cents(150)))
+            .await;
+        assert!(matches!(bought, Ok(Reply::Order(_))), "{bought:?}");
+    }
+    started.elapsed() / n
+}
+
+/// A measurement, not a check: the NATS hop per checkout, as the mean latency of sequential
+/// checkouts on the market node with `--nats` (every command goes through the bus) minus the same
+/// without it (the engine in process). Run it on a quiet machine, in release for the bench.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p tests --test e2e edges::measure -- --ignored --nocapture"]
+async fn measure_the_nats_hop_per_checkout() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2_000;
+    let direct = {
+        let url = tokio::task::spawn_blocking(PgServer::fresh_database)
+            .await
+            .expect("database");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "--db",
+            &url,
+            "--listen",
+            &addr,
+            "--node",
+            "solo",
+            "--peer-key",
+            tests::harness::operator_key(),
+            "--month-secs",
+            "600",
+        ]
+        .map(String::from)
+        .to_vec();
+        let _node = ChildProcess::spawn_self(NODE_ENTRY, &args, &dir.path().join("solo.log"))
+            .expect("spawn node");
+        eventually("the node listens", Duration::from_secs(60), async || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        })
+        .await;
+        sequential_checkouts(&addr, n).await
+    };
+    let (_url, _nats, a, _b) = two_nodes(dir.path()).await;
+    let bused = sequential_checkouts(&a.addr, n).await;
+    eprintln!(
+        "sequential checkouts on the market node: {direct:?} without NATS, {bused:?} through NATS: \
+         the hop costs {:?} per checkout",
+        bused.saturating_sub(direct)
+    );
+}
