@@ -45,6 +45,8 @@ pub const ATTEMPT: Duration = Duration::from_secs(2);
 /// fail-over (the lease is free at once after a `kill -9`; a paused holder's after about 2.5 s; then
 /// the load).
 pub const GIVE_UP: Duration = Duration::from_secs(12);
+/// The most accounts in one [`MarketRequest::CustomersActive`].
+const ACTIVE_CHUNK: usize = 10_000;
 /// The pause before asking again when no market answered at all.
 const NO_MARKET_PAUSE: Duration = Duration::from_millis(100);
 
@@ -338,14 +340,20 @@ impl Edge {
         }
     }
 
-    /// Feeds what the market publishes into this node's `board` and `registry` until `stop`.
-    /// `engine` is this node's handle: at a new month, the customers logged in here are reported
-    /// active in it, since the market cannot see them.
+    /// Sends a request whose answer nobody waits for (retried like any other).
+    async fn tell(self: &Arc<Self>, request: MarketRequest) {
+        let first = self.send(&request).await;
+        let edge = self.clone();
+        tokio::spawn(async move { edge.complete(request, first, Answer::Nothing).await });
+    }
+
+    /// Feeds what the market publishes into this node's `board` and `registry` until `stop`. At a
+    /// new month, the customers logged in here are reported active in it, since the market cannot
+    /// see them.
     pub async fn ingest(
         self: Arc<Self>,
         board: Board,
         registry: Arc<Registry>,
-        engine: crate::engine::EngineHandle,
         stop: CancellationToken,
     ) -> Result<(), async_nats::SubscribeError> {
         let mut events = self.client.subscribe(EVENTS).await?;
@@ -390,8 +398,10 @@ impl Edge {
                 }
                 MarketEvent::ToEveryone(event) => {
                     if matches!(event, Event::MonthOpened(_)) {
-                        for account in registry.logged_in_accounts() {
-                            let _ = engine.send(Command::CustomerLoggedIn(account));
+                        // Who is logged in here is active in the new month; in a few big requests.
+                        for accounts in registry.logged_in_accounts().chunks(ACTIVE_CHUNK) {
+                            let accounts = accounts.to_vec();
+                            self.tell(MarketRequest::CustomersActive { accounts }).await;
                         }
                     }
                     registry.broadcast_local(event);

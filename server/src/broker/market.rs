@@ -139,6 +139,15 @@ impl Service {
     /// Where a forwarded command enters the market: it becomes the [`Command`] it stands for and
     /// goes to [`crate::engine::Engine::handle`] like a local session's.
     fn enter(&mut self, request: MarketRequest) -> Result<Pending, WireError> {
+        let request = match request {
+            MarketRequest::CustomersActive { accounts } => {
+                for account in accounts {
+                    self.engine.send(Command::CustomerLoggedIn(account))?;
+                }
+                return Ok(Pending::Taken);
+            }
+            other => other,
+        };
         let (command, pending) = match request {
             MarketRequest::Cart { account, op } => answer(|tx| Command::Cart(account, op, tx)),
             MarketRequest::Checkout {
@@ -178,6 +187,7 @@ impl Service {
                 (Command::DeleteAccount(account, tx), Pending::Deleted(rx))
             }
             MarketRequest::ManufacturerHello { name, key, link } => self.hello(name, key, link),
+            MarketRequest::CustomersActive { .. } => unreachable!("taken above"),
             MarketRequest::ManufacturerGone { manufacturer, link } => {
                 let Some(events) = self.links.remove(&link).and_then(|w| w.upgrade()) else {
                     return Ok(Pending::Taken);

@@ -86,6 +86,12 @@ pub enum MarketRequest {
         /// Who.
         account: AccountId,
     },
+    /// The customers logged in on one edge when a month opened: each is active in it, as with
+    /// [`crate::engine::Command::CustomerLoggedIn`] (the market cannot see who is logged in where).
+    CustomersActive {
+        /// Who.
+        accounts: Vec<AccountId>,
+    },
     /// [`crate::engine::Command::CardChanged`] (the card itself was written by the edge).
     CardChanged {
         /// Whose card.
@@ -127,7 +133,9 @@ impl MarketRequest {
             MarketRequest::Ack { .. } => "market.ack",
             MarketRequest::CloseMonth | MarketRequest::SetMonthLength { .. } => "market.month",
             MarketRequest::Status | MarketRequest::RevokeManufacturer { .. } => "market.operator",
-            MarketRequest::CustomerLoggedIn { .. } => "market.account",
+            MarketRequest::CustomerLoggedIn { .. } | MarketRequest::CustomersActive { .. } => {
+                "market.account"
+            }
             MarketRequest::CardChanged { .. } | MarketRequest::DeleteAccount { .. } => {
                 "market.account"
             }
@@ -148,6 +156,7 @@ impl MarketRequest {
             MarketRequest::Status => true,
             MarketRequest::SetMonthLength { .. } => true,
             MarketRequest::CustomerLoggedIn { .. } => true,
+            MarketRequest::CustomersActive { .. } => true,
             MarketRequest::CardChanged { .. } => true,
             MarketRequest::DeleteAccount { .. } => true,
             MarketRequest::ManufacturerGone { .. } => true,
@@ -303,6 +312,9 @@ mod tests {
             MarketRequest::CardChanged {
                 account: AccountId(3),
                 expiry: Some((2031, 12)),
+            },
+            MarketRequest::CustomersActive {
+                accounts: (1..=10_000).map(AccountId).collect(),
             },
             MarketRequest::ManufacturerHello {
                 name: "orchard".into(),

@@ -104,11 +104,10 @@ async fn edge(
         .map_err(|e| broker_error(&e))?;
     let stop_bus = CancellationToken::new();
     tokio::spawn(bus.clone().forward(commands));
-    let ingest =
-        tokio::spawn(
-            bus.clone()
-                .ingest(board, registry.clone(), engine.clone(), stop_bus.clone()),
-        );
+    let ingest = tokio::spawn(
+        bus.clone()
+            .ingest(board, registry.clone(), stop_bus.clone()),
+    );
     let edge_publisher = tokio::spawn(crate::broker::market::publish_only(
         broker.client(),
         published_rx,
