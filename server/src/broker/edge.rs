@@ -286,6 +286,14 @@ impl Edge {
                 Some((n, rx)) => match tokio::time::timeout(ATTEMPT, rx).await {
                     Ok(Ok(message)) if is_no_responders(&message) => true,
                     Ok(Ok(message)) => match decode_bus::<Answered>(&message.payload) {
+                        // A market that just lost the lease (a paused old holder, still subscribed
+                        // for a moment) answers "store unavailable, nothing was changed": ask the
+                        // new one.
+                        Ok(answered)
+                            if stepped_down(&answered.reply) && request.retry_on_timeout() =>
+                        {
+                            true
+                        }
                         Ok(answered) => return self.deliver(answered, answer),
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed market reply");
@@ -472,6 +480,11 @@ impl Answer {
             Answer::Status(_) | Answer::Nothing => {}
         }
     }
+}
+
+/// Whether the answer says the market's store refused the write because it stepped down.
+fn stepped_down(reply: &MarketReply) -> bool {
+    matches!(reply, MarketReply::Answer(Err(e)) if e.code == ErrorCode::ShuttingDown)
 }
 
 fn is_no_responders(message: &async_nats::Message) -> bool {
