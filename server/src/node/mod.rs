@@ -43,7 +43,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often the holder shows PostgreSQL it is alive.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 
-/// Where a node listens once it holds the lease.
+/// Where a node listens: once it holds the lease, or (with `--nats`, see [`cluster`]) from the start.
 pub enum Listen {
     /// Already bound (tests, `shop --demo`): the node serves on it once and returns when it loses
     /// the lease, since a listener that was bound before cannot be given back and taken again.
