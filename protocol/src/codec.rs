@@ -93,6 +93,32 @@ pub fn decode_server_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, C
     )
 }
 
+/// Largest message between the nodes of a cluster on the message bus: forwarded market commands,
+/// their replies, and what the market publishes. The same as a server frame (a settlement of a big
+/// catalog is one notice), within the 5 MB `max_payload` of `deploy/nats-server.conf`.
+pub const MAX_BUS_PAYLOAD: usize = MAX_SERVER_FRAME;
+const BUS_LIMIT: usize = MAX_BUS_PAYLOAD * DECODE_BUDGET_PER_BYTE;
+
+/// Encodes one message for the bus between nodes (at most [`MAX_BUS_PAYLOAD`] bytes).
+pub fn encode_bus<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    encode_payload(message, MAX_BUS_PAYLOAD)
+}
+
+/// Decodes exactly one message from the bus between nodes.
+pub fn decode_bus<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    if payload.len() > MAX_BUS_PAYLOAD {
+        return Err(CodecError::TooLarge {
+            len: payload.len(),
+            max: MAX_BUS_PAYLOAD,
+        });
+    }
+    let config = bincode::config::standard().with_limit::<BUS_LIMIT>();
+    finish(
+        bincode::serde::decode_from_slice(payload, config),
+        payload.len(),
+    )
+}
+
 fn finish<T>(
     decoded: Result<(T, usize), bincode::error::DecodeError>,
     len: usize,

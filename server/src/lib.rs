@@ -7,9 +7,10 @@
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
 //! - [`operator`]: the operator's status: what only operators need tracked, and their live feed.
 //! - [`store`]: SQLite or PostgreSQL: schema, the group-committing writer, reads, start-up load, audit.
-//! - [`node`]: on PostgreSQL, the lease that makes one node active and the others standbys.
-//! - [`store`]: SQLite: schema and migrations, the group-committing writer, reads, start-up load, audit.
-//! - [`broker`]: with `--nats`, sale notices through NATS JetStream instead of the manufacturers' links.
+//! - [`node`]: on PostgreSQL, the lease that makes one node the market; with `--nats` every node
+//!   serves clients as an edge ([`node::cluster`]).
+//! - [`broker`]: with `--nats`, sale notices through NATS JetStream instead of the manufacturers'
+//!   links, and in cluster mode the market's traffic between nodes (forwarded commands, events).
 //! - [`board`]: live stock for watchers, coalesced through `watch` channels.
 //! - [`push`]: who to push events to.
 //! - [`pages`]: stock updates cut to fit a frame, and multi-part offers put back together.

@@ -3,7 +3,13 @@
 //! Pushes never block the sender. A customer session's queue is bounded; if it is full the push is
 //! dropped, and the client catches up on its next request. Stock levels do not travel through here at
 //! all (see [`crate::board`]), so a slow client cannot build up a queue of them.
+//!
+//! In cluster mode (`--nats`) the market's registry and the edge writer's are *publishing*
+//! registries ([`Registry::publishing`]): what they would push (to an account, to everyone, an
+//! outbox's durable position) goes to the message bus instead, and every node's own registry
+//! delivers it to its connections ([`Registry::deliver_to_account`], [`Registry::broadcast_local`]).
 
+use crate::broker::wire::MarketEvent;
 use protocol::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +40,11 @@ pub struct Registry {
     customer_connections: AtomicU64,
     /// The newest operator status, published by the engine while someone watches.
     status: watch::Sender<Arc<SystemStatus>>,
+    /// In cluster mode: where pushes go instead of this process's connections (see the module doc).
+    sink: Option<mpsc::UnboundedSender<MarketEvent>>,
+    /// In cluster mode, on a node's own registry: revocations also go to the other nodes, where the
+    /// account may have connections too.
+    peers: Option<mpsc::UnboundedSender<MarketEvent>>,
 }
 
 impl Default for Registry {
@@ -44,6 +55,8 @@ impl Default for Registry {
             outbox: Mutex::default(),
             customer_connections: AtomicU64::new(0),
             status: watch::channel(Arc::default()).0,
+            sink: None,
+            peers: None,
         }
     }
 }
@@ -94,6 +107,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// A registry whose pushes go to `sink`, for the bus (cluster mode).
+    pub fn publishing(sink: mpsc::UnboundedSender<MarketEvent>) -> Registry {
+        Registry {
+            sink: Some(sink),
+            ..Registry::default()
+        }
+    }
+
+    /// A node's own registry whose revocations reach the other nodes through `peers`.
+    pub fn with_peers(peers: mpsc::UnboundedSender<MarketEvent>) -> Registry {
+        Registry {
+            peers: Some(peers),
+            ..Registry::default()
+        }
+    }
+
+    fn publish(&self, event: MarketEvent) -> bool {
+        match &self.sink {
+            Some(sink) => {
+                let _ = sink.send(event);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Registers a customer session logged in with `token_hash`; returns the receiver of its pushes
     /// and the signal that its token was revoked.
     pub fn attach_customer(
@@ -127,8 +166,15 @@ impl Registry {
         }
     }
 
-    /// Ends the live connections of an account whose token is not `keep` (after a password change).
+    /// Ends the live connections of an account whose token is not `keep` (after a password change),
+    /// on every node.
     pub fn revoke_all_but(&self, account: AccountId, keep: [u8; 32]) {
+        self.tell_peers(account, Vec::new(), Some(keep));
+        self.revoke_all_but_here(account, keep);
+    }
+
+    /// Ends this process's connections of an account whose token is not `keep`.
+    pub fn revoke_all_but_here(&self, account: AccountId, keep: [u8; 32]) {
         if let Some(list) = lock(&self.customers).get(&account) {
             for q in list.iter().filter(|q| q.token_hash != keep) {
                 q.revoked.cancel();
@@ -136,8 +182,27 @@ impl Registry {
         }
     }
 
-    /// Ends the live connections that use one of these tokens (evicted by the session cap).
+    /// Ends the live connections that use one of these tokens (evicted by the session cap), on every
+    /// node.
     pub fn revoke_tokens(&self, account: AccountId, tokens: &[[u8; 32]]) {
+        if !tokens.is_empty() {
+            self.tell_peers(account, tokens.to_vec(), None);
+        }
+        self.revoke_tokens_here(account, tokens);
+    }
+
+    fn tell_peers(&self, account: AccountId, tokens: Vec<[u8; 32]>, all_but: Option<[u8; 32]>) {
+        if let Some(peers) = &self.peers {
+            let _ = peers.send(MarketEvent::Revoke {
+                account,
+                tokens,
+                all_but,
+            });
+        }
+    }
+
+    /// Ends this process's connections that use one of these tokens.
+    pub fn revoke_tokens_here(&self, account: AccountId, tokens: &[[u8; 32]]) {
         if let Some(list) = lock(&self.customers).get(&account) {
             for q in list.iter().filter(|q| tokens.contains(&q.token_hash)) {
                 q.revoked.cancel();
@@ -150,8 +215,18 @@ impl Registry {
         lock(&self.customers).keys().copied().collect()
     }
 
-    /// Pushes an event to every session of one account.
+    /// Pushes an event to every session of one account (through the bus, on a publishing registry).
     pub fn push_to_account(&self, account: AccountId, event: Event) {
+        if !self.publish(MarketEvent::ToAccount {
+            account,
+            event: event.clone(),
+        }) {
+            self.deliver_to_account(account, event);
+        }
+    }
+
+    /// Pushes an event to this process's sessions of one account.
+    pub fn deliver_to_account(&self, account: AccountId, event: Event) {
         if let Some(list) = lock(&self.customers).get(&account) {
             for q in list {
                 let _ = q.pushes.try_send(event.clone());
@@ -159,8 +234,15 @@ impl Registry {
         }
     }
 
-    /// Pushes an event to every connection.
+    /// Pushes an event to every connection (through the bus, on a publishing registry).
     pub fn broadcast(&self, event: Event) {
+        if !self.publish(MarketEvent::ToEveryone(event.clone())) {
+            self.broadcast_local(event);
+        }
+    }
+
+    /// Pushes an event to every connection of this process.
+    pub fn broadcast_local(&self, event: Event) {
         let _ = self.everyone.send(event);
     }
 
@@ -180,6 +262,10 @@ impl Registry {
 
     /// Everything through `seq` is durable (the engine says so when a manufacturer connects).
     pub fn outbox_durable(&self, id: ManufacturerId, seq: NoticeSeq) {
+        self.publish(MarketEvent::OutboxDurable {
+            manufacturer: id,
+            through: seq,
+        });
         let mut map = lock(&self.outbox);
         let feed = map.entry(id).or_insert_with(|| OutboxFeed::new(seq));
         feed.durable.send_if_modified(|current| {
@@ -190,6 +276,14 @@ impl Registry {
                 false
             }
         });
+    }
+
+    /// How far each manufacturer's outbox is durable, as this registry knows it.
+    pub fn outbox_positions(&self) -> Vec<(ManufacturerId, NoticeSeq)> {
+        lock(&self.outbox)
+            .iter()
+            .map(|(id, feed)| (*id, *feed.durable.borrow()))
+            .collect()
     }
 
     /// The writer hands over notices that just committed, in sequence order per manufacturer.
@@ -206,6 +300,10 @@ impl Registry {
         for id in touched {
             if let Some(feed) = map.get(&id) {
                 let newest = feed.newest();
+                self.publish(MarketEvent::OutboxDurable {
+                    manufacturer: id,
+                    through: newest,
+                });
                 feed.durable.send_if_modified(|current| {
                     if newest > *current {
                         *current = newest;
@@ -261,14 +359,17 @@ impl Registry {
         (self.customer_connections.load(Ordering::Relaxed), logged_in)
     }
 
-    /// Whether any operator connection watches the status.
+    /// Whether any operator connection watches the status (on a publishing registry, an operator
+    /// on any node may: always).
     pub fn status_watched(&self) -> bool {
-        self.status.receiver_count() > 0
+        self.sink.is_some() || self.status.receiver_count() > 0
     }
 
-    /// The engine's newest status for watchers.
+    /// The engine's newest status for watchers (through the bus, on a publishing registry).
     pub fn publish_status(&self, status: SystemStatus) {
-        self.status.send_replace(Arc::new(status));
+        if !self.publish(MarketEvent::Status(Box::new(status.clone()))) {
+            self.status.send_replace(Arc::new(status));
+        }
     }
 
     /// Watches the operator status.

@@ -4,7 +4,10 @@
 //! - [`Broker::connect`] connects once at start, and creates or updates the stream
 //!   [`protocol::broker::SALES_STREAM`] with limits (file storage, bounded bytes and age);
 //! - [`relay`]: one publishing task per manufacturer link that asked for the broker
-//!   ([`protocol::RequestBody::NoticesFromBroker`]).
+//!   ([`protocol::RequestBody::NoticesFromBroker`]);
+//! - in cluster mode (a PostgreSQL store), the market's traffic between nodes: [`wire`] (the
+//!   messages), [`edge`] (every node: forwarding commands, fanning out events) and [`market`] (the
+//!   lease holder: answering them, publishing events).
 //!
 //! The broker is the transport, never the only copy: an outbox row stays until the manufacturer's
 //! own cumulative `AckNotices` over TCP, exactly as without a broker. Debian's nats-server 2.9 syncs
@@ -12,7 +15,10 @@
 //! notice not yet acked is published again; the stream's duplicate window drops the ones it still
 //! has, and the manufacturer's high-water mark drops any it already applied.
 
+pub mod edge;
+pub mod market;
 pub mod relay;
+pub mod wire;
 
 use async_nats::jetstream::{self, stream};
 use std::time::Duration;
@@ -55,6 +61,8 @@ pub enum BrokerError {
 /// A connection to JetStream, shared by every manufacturer's relay.
 #[derive(Clone)]
 pub struct Broker {
+    /// The plain client, for the market's request/reply and events between nodes.
+    client: async_nats::Client,
     js: jetstream::Context,
     /// Counts the client's connections: it changes on every reconnect, and each relay then
     /// publishes again what its manufacturer has not acked (the restarted server may have lost it).
@@ -92,7 +100,7 @@ impl Broker {
                 url: url.to_string(),
                 why: e.to_string(),
             })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         js.create_or_update_stream(sales_stream())
             .await
             .map_err(|e| BrokerError::Stream {
@@ -105,7 +113,16 @@ impl Broker {
             stream = protocol::broker::SALES_STREAM,
             "message broker ready"
         );
-        Ok(Broker { js, connects })
+        Ok(Broker {
+            client,
+            js,
+            connects,
+        })
+    }
+
+    /// The NATS client under the broker.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 }
 

@@ -8,7 +8,7 @@
 //! It ends with its link (the [`BrokerRelay`] is dropped).
 
 use super::Broker;
-use crate::store::read::{self, Reads};
+use crate::store::read::Reads;
 use async_nats::HeaderMap;
 use protocol::{ManufacturerId, NoticeSeq};
 use std::time::Duration;
@@ -160,8 +160,9 @@ async fn publish_chunk(
     through: NoticeSeq,
 ) -> Result<Option<NoticeSeq>, String> {
     let id = link.id;
+    // Either store: a PostgreSQL node's relay reads the shared outbox.
     let notices = reads
-        .with(move |c| read::notices(c, id, after, through, CHUNK))
+        .notices(id, after, through, CHUNK)
         .await
         .map_err(|e| format!("outbox read: {e}"))?;
     let Some(last) = notices.last().map(|n| n.seq) else {

@@ -14,10 +14,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let newest = self.shared.registry.watch_status();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shared.engine.send(Command::Status(tx))?;
-        let status = rx
+        let mut status = rx
             .await
             .map_err(|_| err(ErrorCode::ShuttingDown, "shutting down"))?;
-        self.status_watch = Some(StatusWatch::new(newest, status.clone()));
+        // The market may be another node: the connections counted here are this node's own.
+        status.node_clients = self.shared.registry.customer_counts().0;
+        let local = self.shared.registry.clone();
+        self.status_watch = Some(StatusWatch::new(newest, status.clone(), local));
         Ok(Reply::Status(Box::new(status)))
     }
 

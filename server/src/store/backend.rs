@@ -48,7 +48,7 @@ impl Reads {
     ) -> Result<Vec<Notice>, StoreError> {
         match self.postgres() {
             Some(pool) => {
-                pg_read::notices(pool.client(), manufacturer, after, through, limit).await
+                pg_read::notices(&*pool.client().await, manufacturer, after, through, limit).await
             }
             None => {
                 self.with(move |c| read::notices(c, manufacturer, after, through, limit))
@@ -65,8 +65,13 @@ impl Reads {
     ) -> Result<Vec<OrderView>, StoreError> {
         match self.postgres() {
             Some(pool) => {
-                pg_read::orders_before(pool.client(), account, OrderId(i64::MAX as u64), limit)
-                    .await
+                pg_read::orders_before(
+                    &*pool.client().await,
+                    account,
+                    OrderId(i64::MAX as u64),
+                    limit,
+                )
+                .await
             }
             None => self.with(move |c| read::orders(c, account, limit)).await,
         }
@@ -80,7 +85,9 @@ impl Reads {
         limit: usize,
     ) -> Result<Vec<OrderView>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::orders_before(pool.client(), account, before, limit).await,
+            Some(pool) => {
+                pg_read::orders_before(&*pool.client().await, account, before, limit).await
+            }
             None => {
                 self.with(move |c| read::orders_before(c, account, before, limit))
                     .await
@@ -91,7 +98,7 @@ impl Reads {
     /// One order with its lines.
     pub async fn order(&self, order: OrderId) -> Result<Option<OrderView>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::order(pool.client(), order).await,
+            Some(pool) => pg_read::order(&*pool.client().await, order).await,
             None => self.with(move |c| read::order(c, order)).await,
         }
     }
@@ -104,8 +111,10 @@ impl Reads {
         order: OrderId,
     ) -> Result<Option<OrderView>, StoreError> {
         match self.postgres() {
-            Some(pool) => match pg_read::order_owner(pool.client(), order).await? {
-                Some(owner) if owner == account => pg_read::order(pool.client(), order).await,
+            Some(pool) => match pg_read::order_owner(&*pool.client().await, order).await? {
+                Some(owner) if owner == account => {
+                    pg_read::order(&*pool.client().await, order).await
+                }
                 _ => Ok(None),
             },
             None => {
@@ -121,7 +130,7 @@ impl Reads {
     /// The account with this email, compared under full case folding.
     pub async fn account_by_email(&self, email: String) -> Result<Option<AccountRow>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::account_by_email(pool.client(), &email).await,
+            Some(pool) => pg_read::account_by_email(&*pool.client().await, &email).await,
             None => self.with(move |c| read::account_by_email(c, &email)).await,
         }
     }
@@ -132,7 +141,7 @@ impl Reads {
         account: AccountId,
     ) -> Result<Option<AccountRow>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::account_by_id(pool.client(), account).await,
+            Some(pool) => pg_read::account_by_id(&*pool.client().await, account).await,
             None => self.with(move |c| read::account_by_id(c, account)).await,
         }
     }
@@ -144,7 +153,7 @@ impl Reads {
         now_ms: u64,
     ) -> Result<Option<(AccountId, u64)>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::session(pool.client(), &token_hash, now_ms).await,
+            Some(pool) => pg_read::session(&*pool.client().await, &token_hash, now_ms).await,
             None => {
                 self.with(move |c| read::session(c, &token_hash, now_ms))
                     .await
@@ -158,7 +167,7 @@ impl Reads {
         fingerprint: String,
     ) -> Result<Option<AccountId>, StoreError> {
         match self.postgres() {
-            Some(pool) => pg_read::account_by_key(pool.client(), &fingerprint).await,
+            Some(pool) => pg_read::account_by_key(&*pool.client().await, &fingerprint).await,
             None => {
                 self.with(move |c| ssh_keys::account_by_key(c, &fingerprint))
                     .await

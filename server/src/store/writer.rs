@@ -179,6 +179,7 @@ pub enum Done {
 }
 
 /// Where the writer reports committed work.
+#[derive(Clone)]
 pub struct Effects {
     /// Pushes to customers and manufacturer relays.
     pub registry: Arc<Registry>,

@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod database_file;
 mod distributor;
+mod edges;
 mod faults;
 mod first_use;
 mod gateway;

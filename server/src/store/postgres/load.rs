@@ -49,6 +49,19 @@ pub async fn load(
     })
 }
 
+/// Fills `throttle` only: what an edge needs at start (in cluster mode every node throttles the
+/// logins it serves, from the failures every node records).
+pub async fn throttle(client: &mut Client, throttle: &mut Throttle) -> Result<(), StoreError> {
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)?;
+    load_throttle(&tx, throttle).await?;
+    tx.commit().await.map_err(pg)
+}
+
 fn u32_of(v: i64, what: &str) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is out of range")))
 }

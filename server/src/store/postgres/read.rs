@@ -14,30 +14,73 @@ use tokio_postgres::{Client, GenericClient};
 /// How many read connections a node opens.
 const CONNECTIONS: usize = 4;
 
-/// The read connections.
+/// The read connections. One that closed (PostgreSQL restarted, or ended it) is replaced by the
+/// first read that finds it closed, so a node that outlives the store's restart serves reads again
+/// once it is back.
 #[derive(Clone)]
 pub struct Pool {
-    clients: Arc<Vec<Client>>,
+    slots: Arc<Vec<Slot>>,
     next: Arc<AtomicUsize>,
+    url: Arc<str>,
+}
+
+struct Slot {
+    client: std::sync::RwLock<Arc<Client>>,
+    /// Held while a replacement is being connected, so that only one is.
+    reconnect: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn current(&self) -> Arc<Client> {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Pool {
     /// Opens the connections.
     pub async fn open(url: &str) -> Result<Pool, StoreError> {
-        let mut clients = Vec::with_capacity(CONNECTIONS);
+        let mut slots = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
-            clients.push(super::connect(url, super::Purpose::Work).await?);
+            let client = super::connect(url, super::Purpose::Work).await?;
+            slots.push(Slot {
+                client: std::sync::RwLock::new(Arc::new(client)),
+                reconnect: tokio::sync::Mutex::new(()),
+            });
         }
         Ok(Pool {
-            clients: Arc::new(clients),
+            slots: Arc::new(slots),
             next: Arc::default(),
+            url: url.into(),
         })
     }
 
-    /// The next connection in turn.
-    pub fn client(&self) -> &Client {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.clients[n % self.clients.len()]
+    /// The next connection in turn, connected again first if it closed.
+    pub async fn client(&self) -> Arc<Client> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = &self.slots[n];
+        let current = slot.current();
+        if !current.is_closed() {
+            return current;
+        }
+        let _one = slot.reconnect.lock().await;
+        let current = slot.current();
+        if !current.is_closed() {
+            return current;
+        }
+        let connect = super::connect(&self.url, super::Purpose::Work);
+        match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+            Ok(Ok(client)) => {
+                let client = Arc::new(client);
+                *slot.client.write().unwrap_or_else(|p| p.into_inner()) = client.clone();
+                tracing::info!(slot = n, "read connection to the store replaced");
+                client
+            }
+            // The store is still away: this read fails, and the next one tries again.
+            _ => current,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ CREATE TABLE cds_schema (
     id      INT PRIMARY KEY CHECK (id = 1),
     version BIGINT NOT NULL
 );
-CREATE TABLE lease (                               -- who may write: see node.rs
+CREATE TABLE lease (                               -- who may write: see node/mod.rs
     id          INT PRIMARY KEY CHECK (id = 1),
     epoch       BIGINT NOT NULL,                   -- +1 at every takeover; checked in every write
     holder      TEXT,

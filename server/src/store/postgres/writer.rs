@@ -6,6 +6,10 @@
 //! its next commit without writing anything, and stops serving. A takeover's epoch increment waits for
 //! that share lock, so no transaction of the old holder can commit after it.
 //!
+//! In cluster mode every node also runs an *unfenced* writer (`epoch` `None`) for the writes that
+//! are not the market's: sign-ups, sessions, login throttling, cards, account changes, dispatch
+//! reports and SSH keys (see [`crate::broker::edge`] for why they need no fence).
+//!
 //! Consecutive checkouts in a batch become five multi-row statements over `UNNEST` arrays (orders,
 //! lines, stock, outbox, carts), so a batch of 256 checkouts costs a handful of round trips and one
 //! fsync. Replies go out only after `COMMIT`.
@@ -58,10 +62,11 @@ impl Prepared {
     }
 }
 
-/// Starts the writer task on a new connection to `url`, writing under lease epoch `epoch`.
+/// Starts the writer task on a new connection to `url`, writing under lease epoch `epoch` (`None`:
+/// unfenced, for an edge's own writes).
 pub async fn start(
     url: &str,
-    epoch: i64,
+    epoch: Option<i64>,
     effects: Effects,
 ) -> Result<(Writer, tokio::task::JoinHandle<()>), StoreError> {
     let client = super::connect(url, super::Purpose::Work).await?;
@@ -75,16 +80,17 @@ pub async fn start(
         .map_err(pg)?;
     let prepared = Prepared::on(&client).await?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(client, prepared, rx, effects, epoch));
+    let task = tokio::spawn(run(client, prepared, rx, effects, epoch, url.to_string()));
     Ok((Writer::over(tx), task))
 }
 
 async fn run(
     mut client: Client,
-    prepared: Prepared,
+    mut prepared: Prepared,
     mut rx: mpsc::UnboundedReceiver<Job>,
     effects: Effects,
-    epoch: i64,
+    epoch: Option<i64>,
+    url: String,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -95,7 +101,21 @@ async fn run(
                 Err(_) => break,
             }
         }
+        if epoch.is_none() && client.is_closed() {
+            // The store restarted since the last batch: connect again before writing this one.
+            (client, prepared) = reconnect(&url, &mut rx).await;
+        }
         if let Err(e) = commit_batch(&mut client, &prepared, &mut batch, &effects, epoch).await {
+            if epoch.is_none() {
+                // An edge's writer holds no state to keep in step with the store: answer the
+                // batch with the error (nothing was written) and connect again.
+                tracing::warn!(error = %e, "commit failed; the edge's writer reconnects");
+                for job in batch.drain(..) {
+                    fail(job.done, &e);
+                }
+                (client, prepared) = reconnect(&url, &mut rx).await;
+                continue;
+            }
             match &e {
                 StoreError::Fenced(_) => {
                     tracing::warn!(error = %e, "the lease moved to another node; nothing of this batch was written")
@@ -114,6 +134,33 @@ async fn run(
     rx.close();
     while let Ok(job) = rx.try_recv() {
         fail(job.done, &StoreError::Closed);
+    }
+}
+
+/// Connects again (an unfenced writer, after a failed commit), refusing the jobs that arrive
+/// meanwhile so that no client waits on a store that is away.
+async fn reconnect(url: &str, rx: &mut mpsc::UnboundedReceiver<Job>) -> (Client, Prepared) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        while let Ok(job) = rx.try_recv() {
+            fail(job.done, &StoreError::Closed);
+        }
+        let Ok(client) = super::connect(url, super::Purpose::Work).await else {
+            continue;
+        };
+        if client
+            .batch_execute(
+                "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = '2s'",
+            )
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        if let Ok(prepared) = Prepared::on(&client).await {
+            tracing::info!("the edge's writer reconnected");
+            return (client, prepared);
+        }
     }
 }
 
@@ -141,12 +188,14 @@ async fn commit_batch(
     st: &Prepared,
     batch: &mut Vec<Job>,
     effects: &Effects,
-    epoch: i64,
+    epoch: Option<i64>,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
-    let current = tx.query_opt(&st.fence, &[&epoch]).await.map_err(pg)?;
-    if current.is_none() {
-        return Err(StoreError::Fenced(epoch));
+    if let Some(epoch) = epoch {
+        let current = tx.query_opt(&st.fence, &[&epoch]).await.map_err(pg)?;
+        if current.is_none() {
+            return Err(StoreError::Fenced(epoch));
+        }
     }
     let mut after = After::default();
     let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());

@@ -124,16 +124,10 @@ fn running(pid: u64) -> bool {
         .unwrap_or(false)
 }
 
-/// Client connections summed over the nodes, and the active node's.
-fn clients(status: &Value) -> (u64, u64) {
+/// Client connections summed over the nodes.
+fn clients(status: &Value) -> u64 {
     let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-    let total = nodes.iter().filter_map(|n| n["clients"].as_u64()).sum();
-    let active = nodes
-        .iter()
-        .find(|n| n["name"] == status["active"])
-        .and_then(|n| n["clients"].as_u64())
-        .unwrap_or(0);
-    (total, active)
+    nodes.iter().filter_map(|n| n["clients"].as_u64()).sum()
 }
 
 /// Polls `deploy/cluster status` (every 200 ms, each one asks every node) until `check` holds.
@@ -213,27 +207,40 @@ async fn deploy_cluster_up_runs_nats_status_counts_each_nodes_clients_restart_na
     assert_eq!(before["nats"]["url"], nats.as_str());
     assert_eq!(before["postgres"]["state"], "up", "{before}");
     assert_eq!(before["haproxy"]["state"], "up", "{before}");
-    let (total_before, _) = clients(&before);
+    let total_before = clients(&before);
 
     // A customer connects through HAProxy: the node that serves it counts one more.
     let (customer, _events) = Client::connect(&front, tests::harness::hello(Role::Customer, None))
         .await
         .expect("a customer connects through HAProxy");
     let with = status_until(&deployed, "one more client", |s| {
-        clients(s).0 == total_before + 1
+        clients(s) == total_before + 1
     })
     .await;
-    let (_, active) = clients(&with);
+    // Every node serves customers (HAProxy balances with leastconn): exactly one of them, whichever
+    // HAProxy picked, counts the customer.
+    let per_node = |s: &Value| -> Vec<u64> {
+        s["nodes"]
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| n["clients"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let grown = per_node(&before)
+        .iter()
+        .zip(per_node(&with))
+        .filter(|(was, now)| *now == **was + 1)
+        .count();
     assert_eq!(
-        active,
-        clients(&before).1 + 1,
-        "only the active node listens, so it serves the customer: {with}"
+        grown, 1,
+        "one node counts the new customer: {before} → {with}"
     );
     drop(customer);
-    status_until(&deployed, "the client gone", |s| {
-        clients(s).0 == total_before
-    })
-    .await;
+    status_until(&deployed, "the client gone", |s| clients(s) == total_before).await;
 
     // `restart-nats --kill`: kill -9, and the broker is back on the same URL under a new pid.
     let old_nats = with["nats"]["pid"].as_u64().expect("nats pid");

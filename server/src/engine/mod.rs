@@ -6,10 +6,10 @@
 //! whole market.
 
 use crate::board::{Board, Levels};
-use crate::market::{CheckoutError, Market};
+use crate::market::Market;
 use crate::push::Registry;
 use crate::store::now_ms;
-use crate::store::read::{self, Reads};
+use crate::store::read::Reads;
 use crate::store::writer::{Done, Op, Writer};
 use protocol::*;
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod commands;
 mod identity;
 
 /// The answer channel for a client request.
@@ -27,7 +28,7 @@ pub type ReplyTx = oneshot::Sender<Result<Reply, WireError>>;
 const DRAIN_LIMIT: usize = 256;
 
 /// A cart operation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CartOp {
     /// View (and cut to stock).
     View,
@@ -217,7 +218,10 @@ impl Engine {
         }
     }
 
-    fn handle(&mut self, command: Command) {
+    /// **The one entry of the market.** Every command enters here, in the order it arrived, whether
+    /// a session on this node sent it or [`crate::broker::market`] turned a request forwarded by an
+    /// edge over NATS into it. One arm per command; the work is in [`commands`] and [`identity`].
+    pub(crate) fn handle(&mut self, command: Command) {
         match command {
             Command::ManufacturerHello {
                 name,
@@ -226,170 +230,22 @@ impl Engine {
                 reply,
             } => self.on_manufacturer_hello(name, key, events, reply),
             Command::RevokeManufacturer(name, reply) => self.on_revoke_manufacturer(name, reply),
-            Command::ManufacturerGone(id, events) => {
-                let current = self
-                    .manufacturers
-                    .get(&id)
-                    .is_some_and(|tx| tx.same_channel(&events));
-                if current {
-                    self.manufacturers.remove(&id);
-                    self.market.set_connected(id, false);
-                    self.ops.link_changed(id, now_ms());
-                    tracing::info!(id = id.0, "manufacturer disconnected");
-                }
-            }
-            Command::SubmitOffer(id, month, lines, reply) => {
-                match self.market.submit_offer(id, month, &lines) {
-                    Ok(plan) => {
-                        self.ops.offered(id, month);
-                        let answer = Reply::OfferAccepted {
-                            month,
-                            listings: plan.reply.clone(),
-                        };
-                        tracing::info!(
-                            manufacturer = self.market.manufacturer_name(id),
-                            month = month.0,
-                            lines = lines.len(),
-                            units = lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>(),
-                            "offer accepted"
-                        );
-                        self.submit(Op::Offer(plan), Done::Reply(reply, Ok(answer)));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Ack(id, through, reply) => {
-                let before = self
-                    .market
-                    .manufacturer(id)
-                    .map_or(NoticeSeq(0), |m| m.acked_seq);
-                match self.market.ack(id, through) {
-                    Ok(true) => {
-                        let op = Op::Ack {
-                            manufacturer: id,
-                            after: before,
-                            through,
-                        };
-                        self.submit(op, Done::Reply(reply, Ok(Reply::Done)));
-                        self.request_offers();
-                    }
-                    Ok(false) => {
-                        let _ = reply.send(Ok(Reply::Done));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
+            Command::ManufacturerGone(id, events) => self.on_manufacturer_gone(id, events),
+            Command::SubmitOffer(id, month, lines, reply) => self.on_offer(id, month, lines, reply),
+            Command::Ack(id, through, reply) => self.on_ack(id, through, reply),
             Command::Cart(account, _, reply) | Command::Checkout(account, _, _, _, reply)
                 if self.deleted.contains(&account) =>
             {
-                let _ = reply.send(Err(WireError::new(
-                    ErrorCode::SessionExpired,
-                    "this account was deleted",
-                )));
+                deleted(reply)
             }
-            Command::Cart(account, op, reply) => {
-                let outcome = match op {
-                    CartOp::View => Ok(self.market.view_cart(account)),
-                    CartOp::Add(listing, q) => self.market.add_to_cart(account, listing, q),
-                    CartOp::Set(listing, q) => self.market.set_cart_quantity(account, listing, q),
-                    CartOp::Remove(listing) => self.market.set_cart_quantity(account, listing, 0),
-                    CartOp::Clear => Ok(self.market.clear_cart(account)),
-                };
-                match outcome {
-                    Ok(outcome) if outcome.writes.is_empty() => {
-                        let _ = reply.send(Ok(Reply::Cart(outcome.view)));
-                    }
-                    Ok(outcome) => {
-                        let op = Op::Cart {
-                            account,
-                            writes: outcome.writes,
-                        };
-                        self.submit(op, Done::Reply(reply, Ok(Reply::Cart(outcome.view))));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Checkout(account, checkout_id, lines, confirmed, reply) => {
-                // (On PostgreSQL every checkout id is loaded at takeover, so none is on disk only.)
-                if self.market.checkout_is_on_disk_only(checkout_id)
-                    && self.reads.postgres().is_none()
-                {
-                    // Rare: an id older than what the restart loaded (a late retry, or a client
-                    // whose ids are not time-ordered). One indexed read, on a read connection that
-                    // never waits on the writer.
-                    match self.reads.with_blocking(|c| read::checkout(c, checkout_id)) {
-                        Ok(Some((owner, order))) => {
-                            self.market.remember_checkout(checkout_id, owner, order)
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot look up a checkout id");
-                            let _ = reply.send(Err(WireError::new(
-                                ErrorCode::Internal,
-                                "something went wrong on the server; nothing was changed",
-                            )));
-                            return;
-                        }
-                    }
-                }
-                match self
-                    .market
-                    .checkout(account, checkout_id, lines, confirmed, now_ms())
-                {
-                    Ok(plan) => {
-                        self.ops.sale(now_ms(), plan.order.units());
-                        let answer = Reply::Order(plan.order.clone());
-                        self.submit(Op::Checkout(Box::new(plan)), Done::Reply(reply, Ok(answer)));
-                    }
-                    Err(CheckoutError::Rejected(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    Err(CheckoutError::OutOfStock { error, cart_writes }) => {
-                        if cart_writes.is_empty() {
-                            let _ = reply.send(Err(error));
-                        } else {
-                            let op = Op::Cart {
-                                account,
-                                writes: cart_writes,
-                            };
-                            self.submit(op, Done::Reply(reply, Err(error)));
-                        }
-                    }
-                    Err(CheckoutError::Duplicate { order, committed }) => {
-                        if committed {
-                            self.answer_with_order(order, reply);
-                        } else {
-                            self.waiting.entry(checkout_id).or_default().push(reply);
-                        }
-                    }
-                }
+            Command::Cart(account, op, reply) => self.on_cart(account, op, reply),
+            Command::Checkout(account, id, lines, confirmed, reply) => {
+                self.on_checkout(account, id, lines, confirmed, reply)
             }
             Command::CardChanged(account, expiry) => self.market.set_card(account, expiry),
-            Command::DeleteAccount(account, reply) => {
-                self.market.forget_customer(account);
-                self.deleted.insert(account);
-                self.submit(Op::DeleteAccount(account), Done::Outcome(reply));
-            }
-            Command::CloseMonth(reply) => {
-                if self.market.open_month().is_some() {
-                    self.close_month(CloseReason::Operator);
-                    self.open_month();
-                    let _ = reply.send(Ok(Reply::Done));
-                } else {
-                    let _ =
-                        reply.send(Err(WireError::new(ErrorCode::Conflict, "no month is open")));
-                }
-            }
-            Command::Status(reply) => {
-                self.ops.observe(&self.market, now_ms());
-                let _ = reply.send(self.status(now_ms()));
-            }
+            Command::DeleteAccount(account, reply) => self.on_delete_account(account, reply),
+            Command::CloseMonth(reply) => self.on_close_month(reply),
+            Command::Status(reply) => self.on_status(reply),
             Command::SetMonthLength(secs, reply) => self.set_month_length(secs, reply),
             Command::CustomerLoggedIn(account) if self.deleted.contains(&account) => {}
             Command::CustomerLoggedIn(account) => self.market.customer_seen(account),
@@ -561,4 +417,12 @@ impl Engine {
 pub fn channel() -> (EngineHandle, mpsc::UnboundedReceiver<Command>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (EngineHandle { tx }, rx)
+}
+
+/// The answer to a cart or checkout command for an account deleted while this process runs.
+fn deleted(reply: ReplyTx) {
+    let _ = reply.send(Err(WireError::new(
+        ErrorCode::SessionExpired,
+        "this account was deleted",
+    )));
 }

@@ -1,4 +1,7 @@
-//! One active node, any number of standbys: the lease on a shared PostgreSQL.
+//! One market node, any number of others: the lease on a shared PostgreSQL.
+//!
+//! With `--nats` every node serves clients (it is an edge) and the holder is also the market: see
+//! [`cluster`]. Without it, the holder alone serves and the others wait, as described below.
 //!
 //! Every node started on the same database competes for a session-level `pg_try_advisory_lock`, held
 //! on a connection of its own. The holder is the active node: it creates the schema if there is none,
@@ -22,6 +25,8 @@
 //! (see [`crate::store::postgres::writer`]), and the node stops serving and becomes a standby. The
 //! lease connection's failed heartbeat does the same when nothing was being written.
 
+pub mod cluster;
+
 use crate::store::postgres::{self, pg, Purpose};
 use crate::store::StoreError;
 use crate::{Config, ServerError};
@@ -41,7 +46,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often the holder shows PostgreSQL it is alive.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 
-/// Where a node listens once it holds the lease.
+/// Where a node listens: once it holds the lease, or (with `--nats`, see [`cluster`]) from the start.
 pub enum Listen {
     /// Already bound (tests, `shop --demo`): the node serves on it once and returns when it loses
     /// the lease, since a listener that was bound before cannot be given back and taken again.
@@ -208,6 +213,9 @@ pub async fn run(
     }
     let operator_key =
         crate::identity::operator::OperatorKey::establish_at(key_file, config.peer_key.as_deref())?;
+    if let Some(nats) = config.nats.clone() {
+        return cluster::run(config, url, nats, listen, operator_key, shutdown).await;
+    }
     let (mut bound, addr) = match listen {
         Listen::Bound(l) => (Some(l), None),
         Listen::Addr(a) => (None, Some(a)),
@@ -269,7 +277,8 @@ async fn active(
     let loaded = postgres::load::load(&mut client, &mut throttle, protocol::HISTORY_MONTHS).await?;
     drop(client);
     let wiring = crate::Wiring::new();
-    let (writer, writer_done) = postgres::writer::start(url, lease.epoch, wiring.effects()).await?;
+    let (writer, writer_done) =
+        postgres::writer::start(url, Some(lease.epoch), wiring.effects()).await?;
     let reads = crate::store::read::Reads::on_postgres(postgres::read::Pool::open(url).await?);
     let listener = match (listener, addr) {
         (Some(listener), _) => listener,
