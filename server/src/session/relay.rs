@@ -11,9 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// How many notices may be in flight to a manufacturer before the relay waits for acks.
-const RELAY_WINDOW: u64 = 512;
-/// How many notices the relay reads from the outbox at a time.
-const RELAY_CHUNK: usize = 128;
+const RELAY_WINDOW: u64 = 8192;
+/// How many notices the relay reads from the outbox at a time. A manufacturer applies what arrives
+/// together in one transaction, so bigger chunks mean fewer of its fsyncs per notice: a backlog
+/// drained at 22k notices/s with 128, 27k with 512 and 38k with 2,048 (bench row 8, 2026-12-03).
+const RELAY_CHUNK: usize = 2048;
 
 /// A manufacturer's link state: the relay's positions in its outbox.
 pub(super) struct Link {
