@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Stock levels go out at most this often: well under a session's own 50 ms coalescing, so the bus
 /// adds little to the cross-node delay, and a burst of sales costs one message per period. (25 ms
-/// gave a cross-node fan-out p99 of 165 ms with 1,000 watchers on two cores, 10 ms 112 ms: bench
+/// gave a cross-node fan-out p99 of 165 ms with 1,000 watchers on two cores, 10 ms 112 and 78 ms: bench
 /// row 13, 2026-12-03; one run at 25 ms, two at 10 ms, on a shared 2-core box: treat as a hint.)
 const LEVELS_EVERY: Duration = Duration::from_millis(10);
 /// The catalog and the levels are published again this often, so that an edge that started (or
