@@ -112,15 +112,7 @@ impl Client {
         let mut reader = FramedRead::new(read, ClientCodec::new());
         let mut writer: Writer = FramedWrite::new(Box::new(write), ClientCodec::new());
         writer.send(ClientMessage::Hello(hello)).await?;
-        let welcome = match reader.next().await {
-            Some(Ok(ServerMessage::Welcome(w))) => w,
-            Some(Ok(ServerMessage::Refused(e))) | Some(Ok(ServerMessage::Closing(e))) => {
-                return Err(ClientError::Refused(e))
-            }
-            Some(Ok(_)) => return Err(ClientError::BadHandshake),
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ClientError::Closed(None)),
-        };
+        let welcome = welcome_from(reader.next().await)?;
         let pending: Pending = Arc::default();
         let closed: Arc<Mutex<Option<Option<WireError>>>> = Arc::default();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -180,6 +172,22 @@ impl Client {
                 lock(&self.inner.closed).clone().flatten(),
             )),
         }
+    }
+}
+
+/// What the server's first frame after `Hello` means: its `Welcome`, or why there is none. Shared
+/// with [`crate::direct::DirectClient`], so both clients read a handshake the same way.
+pub(crate) fn welcome_from(
+    first: Option<Result<ServerMessage, CodecError>>,
+) -> Result<Welcome, ClientError> {
+    match first {
+        Some(Ok(ServerMessage::Welcome(w))) => Ok(w),
+        Some(Ok(ServerMessage::Refused(e))) | Some(Ok(ServerMessage::Closing(e))) => {
+            Err(ClientError::Refused(e))
+        }
+        Some(Ok(_)) => Err(ClientError::BadHandshake),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ClientError::Closed(None)),
     }
 }
 

@@ -15,7 +15,7 @@
 //! A response whose id is not the one awaited is skipped: it can only answer an earlier call whose
 //! future was dropped (a timeout) before its answer came, and that caller is gone.
 
-use crate::client::ClientError;
+use crate::client::{welcome_from, ClientError};
 use crate::codec::{encode_payload, ClientCodec, MAX_CLIENT_FRAME};
 use crate::dial::{self, Transport};
 use crate::error::WireError;
@@ -120,15 +120,7 @@ impl DirectClient {
         let stream: Pin<Box<dyn ReadWrite>> = Box::pin(stream);
         let mut frames = Framed::new(stream, ClientCodec::new());
         frames.send(ClientMessage::Hello(hello)).await?;
-        let welcome = match frames.next().await {
-            Some(Ok(ServerMessage::Welcome(w))) => w,
-            Some(Ok(ServerMessage::Refused(e))) | Some(Ok(ServerMessage::Closing(e))) => {
-                return Err(ClientError::Refused(e))
-            }
-            Some(Ok(_)) => return Err(ClientError::BadHandshake),
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ClientError::Closed(None)),
-        };
+        let welcome = welcome_from(frames.next().await)?;
         Ok(DirectClient {
             frames,
             events: VecDeque::new(),
