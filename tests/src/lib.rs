@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`child`]: re-run this test executable as a child process that a test can `kill -9`.
+//! - [`cluster`]: what the cluster tests share: HAProxy from `deploy/haproxy.cfg`, the lease holder,
+//!   units sold, a node's operator status.
 //! - [`logins`]: what the login and sign-up tests share (clients at chosen addresses, requests).
 //! - [`failover`]: a probe customer that times a fail-over from the outside.
 //! - [`harness`]: start an in-process distributor on port 0 with a real SQLite file, and connect
@@ -15,6 +17,7 @@
 //! - `tests/*.rs`: the end-to-end tests, one file per promise.
 
 pub mod child;
+pub mod cluster;
 pub mod failover;
 pub mod harness;
 pub mod logins;

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::child::{free_port, run_child, ChildProcess};
+use tests::cluster::{
+    distributor_sold, lease_holder, operator_status as status, pg_client, Haproxy,
+};
 use tests::failover::Probe;
 use tests::nats::NatsServer;
 use tests::pg::PgServer;
@@ -134,40 +137,6 @@ async fn start_nats(dir: &Path) -> NatsServer {
     .expect("nats-server")
 }
 
-/// HAProxy in front of `nodes`, from deploy/haproxy.cfg. Killed when dropped.
-struct Haproxy {
-    addr: String,
-    _child: ChildProcess,
-}
-
-impl Haproxy {
-    fn start(nodes: &[&Node], dir: &Path) -> Haproxy {
-        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
-        let template = std::fs::read_to_string(template).expect("deploy/haproxy.cfg");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let servers: String = nodes
-            .iter()
-            .map(|n| format!("    server {} {}\n", n.name, n.addr))
-            .collect();
-        let config = template
-            .replace("@FRONTEND@", &addr)
-            .replace("@SERVERS@\n", &servers);
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, config).expect("write haproxy.cfg");
-        let haproxy = tests::pg::which("haproxy").expect("haproxy");
-        let child = ChildProcess::spawn_bin(
-            &haproxy,
-            &["-db".into(), "-f".into(), path.display().to_string()],
-            &dir.join("haproxy.log"),
-        )
-        .expect("start haproxy");
-        Haproxy {
-            addr,
-            _child: child,
-        }
-    }
-}
-
 /// Waits until one of `nodes` listens; returns its index.
 async fn active(url: &str, nodes: &[Node], timeout: Duration) -> usize {
     // Every node listens (each is an edge); the market is the node the lease row names.
@@ -183,53 +152,6 @@ async fn active(url: &str, nodes: &[Node], timeout: Duration) -> usize {
             "no node took the lease within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The node the lease row names (`None` before the first takeover, or while PostgreSQL is away).
-async fn lease_holder(url: &str) -> Option<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .ok()?;
-    tokio::spawn(connection);
-    let row = client
-        .query_opt("SELECT holder FROM lease WHERE id = 1", &[])
-        .await
-        .ok()??;
-    row.get::<_, Option<String>>(0)
-}
-
-async fn pg_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(connection);
-    client
-}
-
-/// Units the distributor sold, by manufacturer and SKU.
-async fn distributor_sold(url: &str) -> std::collections::BTreeMap<(String, String), u64> {
-    let client = pg_client(url).await;
-    client
-        .query(
-            "SELECT m.name, l.sku, sum(ol.quantity)::bigint FROM order_lines ol
-             JOIN listings l ON l.id = ol.listing_id JOIN manufacturers m ON m.id = ol.manufacturer_id
-             GROUP BY m.name, l.sku",
-            &[],
-        )
-        .await
-        .expect("sold by sku")
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get::<_, i64>(2) as u64))
-        .collect()
-}
-
-async fn status(addr: &str) -> Option<SystemStatus> {
-    let hello = tests::harness::operator_hello(tests::harness::operator_key());
-    let (op, _) = Client::connect(addr, hello).await.ok()?;
-    match op.call(RequestBody::Status).await.ok()? {
-        Reply::Status(s) => Some(*s),
-        _ => None,
     }
 }
 
@@ -287,7 +209,13 @@ async fn kill_9_of_the_active_node_three_times_fails_over_through_haproxy_and_lo
         Node::new("node-b", &url, &nats, dir.path()),
     ];
     let first = active(&url, &nodes, Duration::from_secs(60)).await;
-    let haproxy = Haproxy::start(&[&nodes[0], &nodes[1]], dir.path());
+    let haproxy = Haproxy::start(
+        &[
+            (&nodes[0].name, &nodes[0].addr),
+            (&nodes[1].name, &nodes[1].addr),
+        ],
+        dir.path(),
+    );
     let front = haproxy.addr.clone();
 
     let makers_stop = CancellationToken::new();

@@ -10,6 +10,9 @@ use protocol::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::child::{free_port, run_child, ChildProcess};
+use tests::cluster::{
+    distributor_sold, lease_holder as holder, operator_status as status, Haproxy,
+};
 use tests::harness::{customer, eventually, offer_line, script, TestManufacturer};
 use tests::nats::NatsServer;
 use tests::pg::PgServer;
@@ -98,19 +101,6 @@ impl Node {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-/// The lease holder's name, from the lease row.
-async fn holder(url: &str) -> Option<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .ok()?;
-    tokio::spawn(connection);
-    let row = client
-        .query_opt("SELECT holder FROM lease WHERE id = 1", &[])
-        .await
-        .ok()??;
-    row.get(0)
 }
 
 /// A fresh database, a nats-server and nodes `a` and `b`, both listening, `a` the market.
@@ -367,41 +357,6 @@ async fn after_the_market_node_is_killed_an_edge_keeps_its_clients_and_its_forwa
     assert!(report.ok, "{:?}", report.violations);
 }
 
-/// HAProxy in front of `nodes`, from deploy/haproxy.cfg; killed when dropped.
-struct Haproxy {
-    addr: String,
-    _child: ChildProcess,
-}
-
-impl Haproxy {
-    fn start(nodes: &[&Node], dir: &Path) -> Haproxy {
-        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
-        let template = std::fs::read_to_string(template).expect("deploy/haproxy.cfg");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let servers: String = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("    server node{i} {}\n", n.addr))
-            .collect();
-        let config = template
-            .replace("@FRONTEND@", &addr)
-            .replace("@SERVERS@\n", &servers);
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, config).expect("write haproxy.cfg");
-        let haproxy = tests::pg::which("haproxy").expect("haproxy");
-        let child = ChildProcess::spawn_bin(
-            &haproxy,
-            &["-db".into(), "-f".into(), path.display().to_string()],
-            &dir.join("haproxy.log"),
-        )
-        .expect("start haproxy");
-        Haproxy {
-            addr,
-            _child: child,
-        }
-    }
-}
-
 /// Established TCP connections whose local end is `addr`'s port, from /proc/net/tcp: how many
 /// clients a node serves now.
 fn connections_to(addr: &str) -> usize {
@@ -422,35 +377,6 @@ fn connections_to(addr: &str) -> usize {
         .count()
 }
 
-async fn status(addr: &str) -> Option<SystemStatus> {
-    let hello = tests::harness::operator_hello(tests::harness::operator_key());
-    let (op, _) = Client::connect(addr, hello).await.ok()?;
-    match op.call(RequestBody::Status).await.ok()? {
-        Reply::Status(s) => Some(*s),
-        _ => None,
-    }
-}
-
-/// Units the distributor sold, by manufacturer and SKU.
-async fn distributor_sold(url: &str) -> std::collections::BTreeMap<(String, String), u64> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(connection);
-    client
-        .query(
-            "SELECT m.name, l.sku, sum(ol.quantity)::bigint FROM order_lines ol
-             JOIN listings l ON l.id = ol.listing_id JOIN manufacturers m ON m.id = ol.manufacturer_id
-             GROUP BY m.name, l.sku",
-            &[],
-        )
-        .await
-        .expect("sold by sku")
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get::<_, i64>(2) as u64))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_behind_haproxy_serve_96_customers_and_the_books_of_clients_distributor_and_manufacturers_agree(
 ) {
@@ -464,7 +390,10 @@ async fn three_nodes_behind_haproxy_serve_96_customers_and_the_books_of_clients_
         c.listens()
     })
     .await;
-    let haproxy = Haproxy::start(&[&a, &b, &c], dir.path());
+    let haproxy = Haproxy::start(
+        &[("node0", &a.addr), ("node1", &b.addr), ("node2", &c.addr)],
+        dir.path(),
+    );
     let front = haproxy.addr.clone();
 
     // Three manufacturer-sims through HAProxy, their notices through JetStream.
@@ -690,7 +619,10 @@ async fn kill_9_of_an_edge_sends_its_customers_through_haproxy_to_the_others_and
         c.listens()
     })
     .await;
-    let haproxy = Haproxy::start(&[&a, &b, &c], dir.path());
+    let haproxy = Haproxy::start(
+        &[("node0", &a.addr), ("node1", &b.addr), ("node2", &c.addr)],
+        dir.path(),
+    );
     let _maker = TestManufacturer::connect(
         &a.addr,
         "orchard",
