@@ -122,6 +122,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tx.execute("UPDATE manufacturers SET acked_seq = ?1 WHERE id = 1", [id])?;
     }
+    // Each account's orders, indexed as the writer would have indexed them.
+    server::store::account_orders::merge(&tx)?;
     tx.commit()?;
     // A clean stop, as the writer ends: marked stopped and checkpointed.
     server::store::lifecycle::mark(&conn, false)?;

@@ -154,6 +154,22 @@ pub fn audit(db: &Path, acked: Option<&str>) -> Result<AuditReport, StoreError> 
             "order {order}: total {total} != sum of lines {sum} (or no lines)"
         ));
     }
+    // Each account's orders up to the mark are in `account_orders`, and nothing else is.
+    let (missing, stray): (i64, i64) = conn.query_row(
+        "SELECT
+           (SELECT count(*) FROM orders d WHERE d.id <= (SELECT through FROM account_orders_mark)
+              AND d.account_id IS NOT NULL AND NOT EXISTS
+              (SELECT 1 FROM account_orders a WHERE a.account_id = d.account_id AND a.order_id = d.id)),
+           (SELECT count(*) FROM account_orders a WHERE NOT EXISTS
+              (SELECT 1 FROM orders d WHERE d.id = a.order_id AND d.account_id = a.account_id))",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if missing > 0 || stray > 0 {
+        v.push(format!(
+            "account_orders: {missing} orders missing from the index, {stray} entries name no such order of that account"
+        ));
+    }
     // Every (maker, order) with lines has exactly one sale notice, and every notice names lines. A
     // sale notice is derived from those lines (`read::notices`); a body is kept for settlements only
     // (and for sales written before migration 6, which are checked against the lines).

@@ -3,6 +3,7 @@
 //! - [`schema`]: opening a database file safely, pragmas, and versioned migrations.
 //! - [`writer`]: the one thread that owns the write connection and commits in groups.
 //! - [`checkouts`]: a batch's checkouts written with multi-row statements.
+//! - [`account_orders`]: each account's orders, indexed a batch at a time.
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
 //! - [`history`]: the past months and totals the operator's status starts from.
@@ -14,6 +15,7 @@
 //!   that work on either.
 //! - [`postgres`]: the same schema, group commit, load, reads and audit on a shared PostgreSQL.
 
+pub mod account_orders;
 pub mod audit;
 pub mod backend;
 mod checkouts;

@@ -150,11 +150,8 @@ pub fn orders(
     account: AccountId,
     limit: usize,
 ) -> Result<Vec<OrderView>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare_cached("SELECT id FROM orders WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2")?
-        .query_map(params![account.0 as i64, limit as i64], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    ids.into_iter()
+    super::account_orders::ids(conn, account, None, limit)?
+        .into_iter()
         .map(|id| order(conn, OrderId(id as u64)))
         .filter_map(|r| r.transpose())
         .collect()
@@ -167,16 +164,8 @@ pub fn orders_before(
     before: OrderId,
     limit: usize,
 ) -> Result<Vec<OrderView>, StoreError> {
-    let before = i64::try_from(before.0).unwrap_or(i64::MAX);
-    let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM orders WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )?
-        .query_map(params![account.0 as i64, before, limit as i64], |r| {
-            r.get(0)
-        })?
-        .collect::<Result<_, _>>()?;
-    ids.into_iter()
+    super::account_orders::ids(conn, account, Some(before), limit)?
+        .into_iter()
         .map(|id| order(conn, OrderId(id as u64)))
         .filter_map(|r| r.transpose())
         .collect()

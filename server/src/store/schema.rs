@@ -186,6 +186,23 @@ const MIGRATIONS: &[&str] = &[
         SELECT o.month_id, count(DISTINCT o.id), sum(l.quantity), sum(l.quantity * l.unit_price)
         FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.month_id;
     "#,
+    // 7: an account's orders are indexed a batch at a time (see `account_orders`), not by an index
+    // on `orders` that every checkout wrote a random leaf of.
+    r#"
+    CREATE TABLE account_orders (
+        account_id INTEGER NOT NULL,
+        order_id   INTEGER NOT NULL,
+        PRIMARY KEY (account_id, order_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE account_orders_mark (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        through INTEGER NOT NULL CHECK (through >= 0)  -- every order up to this id is in account_orders
+    );
+    INSERT INTO account_orders (account_id, order_id)
+        SELECT account_id, id FROM orders WHERE account_id IS NOT NULL ORDER BY account_id, id;
+    INSERT INTO account_orders_mark (id, through) SELECT 1, coalesce(max(id), 0) FROM orders;
+    DROP INDEX orders_by_account;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours or that lost commits

@@ -8,6 +8,7 @@
 //! market's live state. If one of them fails anyway, memory and disk disagree, and the writer stops the
 //! server rather than carry on with wrong data; a restart rebuilds memory from disk.
 
+use super::account_orders::Index;
 use super::{now_ms, ssh_keys, StoreError};
 use crate::market::{CheckoutPlan, Committed, OfferPlan};
 use crate::push::Registry;
@@ -237,6 +238,7 @@ pub(crate) struct After {
 
 fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effects) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut index = Index::new();
     // `schema::open_writer` turns them on.
     let mut foreign_keys = true;
     while let Some(first) = rx.blocking_recv() {
@@ -263,7 +265,7 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, effects: Effe
             }
             foreign_keys = want_keys;
         }
-        if let Err(e) = commit_batch(&mut conn, &mut batch, &effects) {
+        if let Err(e) = commit_batch(&mut conn, &mut batch, &mut index, &effects) {
             tracing::error!(error = %e, "commit failed; stopping the server to keep memory and disk in step");
             effects.fatal.cancel();
             for job in batch.drain(..) {
@@ -303,9 +305,14 @@ fn fail(done: Done, e: StoreError) {
 fn commit_batch(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
+    index: &mut Index,
     effects: &Effects,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Rides on this batch's commit: no fsync of its own.
+    index
+        .merge_if_due(&tx)
+        .map_err(|e| StoreError::Corrupt(format!("indexing orders failed: {e}")))?;
     let mut after = After::default();
     let mut results: Vec<Result<Outcome, StoreError>> = Vec::with_capacity(batch.len());
     let mut i = 0;
@@ -355,6 +362,7 @@ fn commit_batch(
         }
     }
     tx.commit()?;
+    index.wrote(after.committed.checkouts.len());
     deliver(batch, results, after, effects);
     Ok(())
 }
@@ -625,8 +633,7 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
                 .execute([account.0 as i64])?;
             conn.prepare_cached("DELETE FROM sessions WHERE account_id = ?1")?
                 .execute([account.0 as i64])?;
-            conn.prepare_cached("UPDATE orders SET account_id = NULL WHERE account_id = ?1")?
-                .execute([account.0 as i64])?;
+            super::account_orders::detach(conn, *account)?;
             let changed = conn
                 .prepare_cached("DELETE FROM accounts WHERE id = ?1")?
                 .execute([account.0 as i64])?;
