@@ -440,6 +440,7 @@ impl Books {
             |r| r.get(0),
         )?));
         let mut applied = Applied::default();
+        let mut tally = SalesTally::default();
         for notice in sorted {
             if notice.seq <= hw {
                 applied.duplicates += 1;
@@ -449,12 +450,19 @@ impl Books {
                 applied.gaps.push(notice.seq);
             }
             let done = match &notice.body {
-                NoticeBody::Sale(sale) => apply_sale(&tx, &self.name, notice.seq, sale)?,
-                NoticeBody::Settlement(s) => apply_settlement(&tx, &self.name, notice.seq, s)?,
+                NoticeBody::Sale(sale) => {
+                    apply_sale(&tx, &self.name, notice.seq, sale, &mut tally)?
+                }
+                NoticeBody::Settlement(s) => {
+                    // A settlement reads what its month sold: the sales before it must be written.
+                    tally.write(&tx, &self.name)?;
+                    apply_settlement(&tx, &self.name, notice.seq, s)?
+                }
             };
             applied.notices.push(done);
             hw = notice.seq;
         }
+        tally.write(&tx, &self.name)?;
         tx.execute(
             "UPDATE manufacturers SET high_water = ?2 WHERE name = ?1",
             params![self.name, int(hw.0)],
@@ -512,11 +520,68 @@ impl Books {
     }
 }
 
+/// What a batch's sales add to each product and each month's offer line, summed in memory and
+/// written once per product at the end of the batch (or before a settlement, which reads them): a
+/// batch of hundreds of sales of a few products is a few `UPDATE`s, not three per line.
+#[derive(Default)]
+struct SalesTally {
+    /// Per SKU: units, revenue, and the last unit price (for a SKU we no longer make).
+    products: std::collections::BTreeMap<String, (i64, u64, u64)>,
+    /// Per (month, SKU): units.
+    offer_lines: std::collections::BTreeMap<(u32, String), i64>,
+}
+
+impl SalesTally {
+    fn add(&mut self, month: MonthId, sale: &SaleNotice) {
+        for line in &sale.lines {
+            let revenue = line
+                .unit_price
+                .times(line.quantity)
+                .unwrap_or(Cents(u64::MAX));
+            let product = self.products.entry(line.sku.clone()).or_default();
+            product.0 += i64::from(line.quantity);
+            product.1 = product.1.saturating_add(revenue.0);
+            product.2 = line.unit_price.0;
+            *self
+                .offer_lines
+                .entry((month.0, line.sku.clone()))
+                .or_default() += i64::from(line.quantity);
+        }
+    }
+
+    fn write(&mut self, tx: &rusqlite::Transaction<'_>, name: &str) -> Result<(), BooksError> {
+        let mut product = tx.prepare_cached(
+            "UPDATE products SET sold = sold + ?3, revenue = revenue + ?4
+             WHERE manufacturer = ?1 AND sku = ?2",
+        )?;
+        let mut unknown = tx.prepare_cached(
+            "INSERT INTO products (manufacturer, sku, name, category, base_price, capacity, starting,
+                                   in_stock, sold, revenue)
+             VALUES (?1, ?2, ?2, 'unknown', MAX(?5, 1), 0, 0, 0, ?3, ?4)",
+        )?;
+        for (sku, (units, revenue, price)) in std::mem::take(&mut self.products) {
+            if product.execute(params![name, sku, units, int(revenue)])? == 0 {
+                // A SKU we no longer make (the catalog changed): still count the sale.
+                unknown.execute(params![name, sku, units, int(revenue), int(price)])?;
+            }
+        }
+        let mut month_line = tx.prepare_cached(
+            "UPDATE offer_lines SET sold = sold + ?4 WHERE manufacturer = ?1 AND month = ?2 AND sku = ?3",
+        )?;
+        for ((month, sku), units) in std::mem::take(&mut self.offer_lines) {
+            month_line.execute(params![name, month, sku, units])?;
+        }
+        Ok(())
+    }
+}
+
+/// Records one sale notice; its units go into `tally`, written by the caller.
 fn apply_sale(
     tx: &rusqlite::Transaction<'_>,
     name: &str,
     seq: NoticeSeq,
     sale: &SaleNotice,
+    tally: &mut SalesTally,
 ) -> Result<AppliedNotice, BooksError> {
     let units: u64 = sale.lines.iter().map(|l| u64::from(l.quantity)).sum();
     tx.prepare_cached(
@@ -531,46 +596,7 @@ fn apply_sale(
         int(units),
         now_ms()
     ])?;
-    let mut product = tx.prepare_cached(
-        "UPDATE products SET sold = sold + ?3, revenue = revenue + ?4
-         WHERE manufacturer = ?1 AND sku = ?2",
-    )?;
-    let mut unknown = tx.prepare_cached(
-        "INSERT INTO products (manufacturer, sku, name, category, base_price, capacity, starting,
-                               in_stock, sold, revenue)
-         VALUES (?1, ?2, ?2, 'unknown', MAX(?5, 1), 0, 0, 0, ?3, ?4)",
-    )?;
-    let mut month_line = tx.prepare_cached(
-        "UPDATE offer_lines SET sold = sold + ?4 WHERE manufacturer = ?1 AND month = ?2 AND sku = ?3",
-    )?;
-    for line in &sale.lines {
-        let revenue = line
-            .unit_price
-            .times(line.quantity)
-            .unwrap_or(Cents(u64::MAX));
-        let changed = product.execute(params![
-            name,
-            line.sku,
-            i64::from(line.quantity),
-            int(revenue.0)
-        ])?;
-        if changed == 0 {
-            // A SKU we no longer make (the catalog changed): still count the sale.
-            unknown.execute(params![
-                name,
-                line.sku,
-                i64::from(line.quantity),
-                int(revenue.0),
-                int(line.unit_price.0)
-            ])?;
-        }
-        month_line.execute(params![
-            name,
-            sale.month.0,
-            line.sku,
-            i64::from(line.quantity)
-        ])?;
-    }
+    tally.add(sale.month, sale);
     tx.prepare_cached(
         "INSERT INTO dispatches (manufacturer, order_id, seq) VALUES (?1, ?2, ?3)
          ON CONFLICT DO NOTHING",
@@ -846,6 +872,45 @@ mod tests {
             in_stock(&b, "APL"),
             preset("orchard").unwrap().products[0].starting_stock
         );
+    }
+
+    #[test]
+    fn sales_and_their_settlement_in_one_delivery_settle_what_was_sold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = books(&dir, "orchard");
+        let start = in_stock(&b, "BAN");
+        let offer = b.offer_for(MonthId(1), 1.0).unwrap();
+        let offered = offer
+            .lines
+            .iter()
+            .find(|l| l.sku == "BAN")
+            .unwrap()
+            .quantity;
+        let settle = Notice {
+            seq: NoticeSeq(3),
+            body: NoticeBody::Settlement(Settlement {
+                month: MonthId(1),
+                reason: CloseReason::TimeUp,
+                lines: vec![SettlementLine {
+                    sku: "BAN".into(),
+                    offered,
+                    sold: 7,
+                    unsold: offered - 7,
+                }],
+            }),
+        };
+        // The settlement reads the month's sales from the books: the two sales before it in the same
+        // batch must already be there.
+        let applied = b
+            .apply_notices(&[sale(1, 1, 10, "BAN", 4), sale(2, 1, 11, "BAN", 3), settle])
+            .unwrap();
+        match &applied.notices[2] {
+            AppliedNotice::Settlement { mismatches, .. } => {
+                assert!(mismatches.is_empty(), "{mismatches:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(in_stock(&b, "BAN"), start - 7);
     }
 
     #[test]
