@@ -110,6 +110,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 Ok(Some(ClientMessage::Request(request))) => {
                     completed_a_frame = true;
                     let result = self.handle(request.body).await;
+                    self.queue_waiting_pushes()?;
                     let response = ServerMessage::Response(Response {
                         id: request.id,
                         result,

@@ -90,10 +90,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return Ok(());
         };
         self.queue(&ServerMessage::Event(event))?;
+        self.queue_waiting_pushes()?;
+        self.flush().await
+    }
+
+    /// Queues the customer's pushes that are already waiting, so one write carries them all. Called
+    /// too before a reply is queued: the "confirmed" of the last order, which comes while the next
+    /// checkout is being committed, then shares that checkout's write instead of costing its own.
+    pub(super) fn queue_waiting_pushes(&mut self) -> Result<(), End> {
         while let Some(event) = self.login.as_mut().and_then(|l| l.pushes.try_recv().ok()) {
             self.queue(&ServerMessage::Event(event))?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Ends this login: its token is deleted, so it cannot be resumed, and this connection stops
