@@ -80,8 +80,8 @@ static ORDERS: MultiInsert = MultiInsert::new(
     6,
 );
 static ORDER_LINES: MultiInsert = MultiInsert::new(
-    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity)",
-    5,
+    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity, status_at_ms)",
+    6,
 );
 static SALE_NOTICES: MultiInsert =
     MultiInsert::new("INSERT INTO outbox (manufacturer_id, seq, order_id)", 3);
@@ -102,15 +102,18 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
         .iter()
         .flat_map(|plan| {
             let lines = plan.order.lines.iter().zip(&plan.line_manufacturers);
-            lines.map(move |(line, maker)| (plan.order.id, line, *maker))
+            lines.map(move |(line, maker)| (&plan.order, line, *maker))
         })
         .collect();
+    // A placed line's status time is its checkout's: written now, so that confirming it later
+    // overwrites a value of the same size in place instead of growing the row and its page.
     ORDER_LINES.run(conn, &lines, |s, at, (order, line, maker)| {
-        s.raw_bind_parameter(at, order.0 as i64)?;
+        s.raw_bind_parameter(at, order.id.0 as i64)?;
         s.raw_bind_parameter(at + 1, line.listing.0)?;
         s.raw_bind_parameter(at + 2, maker.0)?;
         s.raw_bind_parameter(at + 3, line.unit_price.0 as i64)?;
-        s.raw_bind_parameter(at + 4, line.quantity)
+        s.raw_bind_parameter(at + 4, line.quantity)?;
+        s.raw_bind_parameter(at + 5, order.placed_at_ms as i64)
     })?;
 
     // A sale notice is its order's lines of that maker: only the sequence number is stored.
