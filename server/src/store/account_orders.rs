@@ -171,6 +171,30 @@ mod tests {
     }
 
     #[test]
+    fn orders_written_before_the_index_existed_are_found_after_migrating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        {
+            let conn = crate::store::schema::create_at_version(&path, 6).unwrap();
+            conn.execute_batch(
+                "PRAGMA foreign_keys = OFF;
+                 INSERT INTO months (id, opened_at_ms, ends_at_ms) VALUES (1, 0, 1);",
+            )
+            .unwrap();
+            for id in 1..=5 {
+                order(&conn, id, 1 + id % 2);
+            }
+        }
+        let conn = crate::store::schema::open_writer(&path).unwrap();
+        assert_eq!(of(&conn, 1, None, 10), vec![4, 2]);
+        assert_eq!(of(&conn, 2, None, 10), vec![5, 3, 1]);
+        let through: i64 = conn
+            .query_row("SELECT through FROM account_orders_mark", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(through, 5, "everything migrated is behind the mark");
+    }
+
+    #[test]
     fn a_deleted_accounts_orders_stay_but_are_nobodys_in_the_index_and_in_the_tail() {
         let dir = tempfile::tempdir().unwrap();
         let conn = database(&dir);
