@@ -125,6 +125,8 @@ pub struct Engine {
     deleted: std::collections::HashSet<AccountId>,
     /// Retries of a checkout whose first attempt is still being committed.
     waiting: HashMap<CheckoutId, Vec<ReplyTx>>,
+    /// Writes planned since the last publish, handed to the writer only after it (see [`Engine::run`]).
+    planned: Vec<(Op, Done)>,
     published_version: u64,
     published_epoch: u64,
     /// What only operators need remembered.
@@ -153,6 +155,7 @@ impl Engine {
             manufacturers: HashMap::new(),
             deleted: Default::default(),
             waiting: HashMap::new(),
+            planned: Vec::new(),
             published_version: u64::MAX,
             published_epoch: u64::MAX,
             credentials: Default::default(),
@@ -186,6 +189,7 @@ impl Engine {
             self.open_month();
         }
         self.publish();
+        self.release_writes();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -208,13 +212,24 @@ impl Engine {
             self.check_month();
             self.publish();
             self.publish_status();
+            // Only now, with the stock they sold on the board: a client told "ok" after the commit
+            // then reads its own purchase in the catalog, however late this task ran.
+            self.release_writes();
             debug_assert_eq!(self.market.check_invariants(), Ok(()));
         }
+        self.release_writes();
     }
 
-    fn submit(&self, op: Op, done: Done) {
-        if let Err(e) = self.writer.submit(op, done) {
-            tracing::warn!(error = %e, "writer is gone; dropping a write");
+    /// Plans a write: it goes to the writer at the end of this turn, after the publish.
+    fn submit(&mut self, op: Op, done: Done) {
+        self.planned.push((op, done));
+    }
+
+    fn release_writes(&mut self) {
+        for (op, done) in self.planned.drain(..) {
+            if let Err(e) = self.writer.submit(op, done) {
+                tracing::warn!(error = %e, "writer is gone; dropping a write");
+            }
         }
     }
 
