@@ -80,8 +80,8 @@ static ORDERS: MultiInsert = MultiInsert::new(
     6,
 );
 static ORDER_LINES: MultiInsert = MultiInsert::new(
-    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity, status_at_ms)",
-    6,
+    "INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity, status_at_ms, notice_seq)",
+    7,
 );
 static SALE_NOTICES: MultiInsert =
     MultiInsert::new("INSERT INTO outbox (manufacturer_id, seq, order_id)", 3);
@@ -102,18 +102,20 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
         .iter()
         .flat_map(|plan| {
             let lines = plan.order.lines.iter().zip(&plan.line_manufacturers);
-            lines.map(move |(line, maker)| (&plan.order, line, *maker))
+            lines.map(move |(line, maker)| (&plan.order, line, *maker, notice_seq(plan, *maker)))
         })
         .collect();
     // A placed line's status time is its checkout's: written now, so that confirming it later
     // overwrites a value of the same size in place instead of growing the row and its page.
-    ORDER_LINES.run(conn, &lines, |s, at, (order, line, maker)| {
+    // Each line names its maker's notice, which confirms it once acked (see migration 8).
+    ORDER_LINES.run(conn, &lines, |s, at, (order, line, maker, seq)| {
         s.raw_bind_parameter(at, order.id.0 as i64)?;
         s.raw_bind_parameter(at + 1, line.listing.0)?;
         s.raw_bind_parameter(at + 2, maker.0)?;
         s.raw_bind_parameter(at + 3, line.unit_price.0 as i64)?;
         s.raw_bind_parameter(at + 4, line.quantity)?;
-        s.raw_bind_parameter(at + 5, order.placed_at_ms as i64)
+        s.raw_bind_parameter(at + 5, order.placed_at_ms as i64)?;
+        s.raw_bind_parameter(at + 6, seq.map(|seq| seq.0 as i64))
     })?;
 
     // A sale notice is its order's lines of that maker: only the sequence number is stored.
@@ -168,4 +170,12 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
             .execute([plan.account.0 as i64])?;
     }
     Ok(())
+}
+
+/// The sequence number of the sale notice a checkout sends `maker` (one per maker of its lines).
+fn notice_seq(plan: &CheckoutPlan, maker: protocol::ManufacturerId) -> Option<protocol::NoticeSeq> {
+    plan.notices
+        .iter()
+        .find(|(m, _)| *m == maker)
+        .map(|(_, notice)| notice.seq)
 }

@@ -192,7 +192,14 @@ pub fn order(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreE
     let lines = conn
         .prepare_cached(
             // The names as they were at purchase: the month's offer and the maker's stable name.
-            "SELECT l.listing_id, f.product, m.name, l.unit_price, l.quantity, l.status, l.status_at_ms
+            // A placed line whose notice its maker acked is confirmed, since the first ack that
+            // reached it (migration 8: acks do not rewrite lines).
+            "SELECT l.listing_id, f.product, m.name, l.unit_price, l.quantity,
+                    CASE WHEN l.status = 0 AND l.notice_seq <= m.acked_seq THEN 1 ELSE l.status END,
+                    CASE WHEN l.status = 0 AND l.notice_seq <= m.acked_seq
+                         THEN (SELECT a.at_ms FROM acks a WHERE a.manufacturer_id = l.manufacturer_id
+                               AND a.through_seq >= l.notice_seq ORDER BY a.through_seq LIMIT 1)
+                         ELSE l.status_at_ms END
              FROM order_lines l JOIN orders o ON o.id = l.order_id
              JOIN offers f ON f.month_id = o.month_id AND f.listing_id = l.listing_id
              JOIN manufacturers m ON m.id = l.manufacturer_id

@@ -203,6 +203,20 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO account_orders_mark (id, through) SELECT 1, coalesce(max(id), 0) FROM orders;
     DROP INDEX orders_by_account;
     "#,
+    // 8: an ack no longer rewrites every line it confirms. A line keeps the sequence number of the
+    // sale notice that told its maker; it is confirmed once the maker's `acked_seq` reaches it, at the
+    // time of the first ack that did (`acks`, one row per ack). Lines confirmed before keep status 1.
+    r#"
+    ALTER TABLE order_lines ADD COLUMN notice_seq INTEGER;  -- its maker's sale notice; NULL before migration 8
+    UPDATE order_lines SET notice_seq = o.seq FROM outbox o
+        WHERE o.manufacturer_id = order_lines.manufacturer_id AND o.order_id = order_lines.order_id;
+    CREATE TABLE acks (
+        manufacturer_id INTEGER NOT NULL,
+        through_seq     INTEGER NOT NULL,              -- every notice up to here was acked ...
+        at_ms           INTEGER NOT NULL,              -- ... at this time (the first ack that reached it)
+        PRIMARY KEY (manufacturer_id, through_seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens (or creates) the database for writing, refusing files that are not ours or that lost commits

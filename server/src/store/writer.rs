@@ -506,19 +506,20 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
         } => {
             conn.prepare_cached("UPDATE manufacturers SET acked_seq = ?2 WHERE id = ?1")?
                 .execute(params![manufacturer.0, through.0 as i64])?;
+            // The lines stay as they are: `acked_seq` and this row confirm them (migration 8).
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO acks (manufacturer_id, through_seq, at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![manufacturer.0, through.0 as i64, now_ms() as i64])?;
+            // Whom to tell: the buyers of the lines these notices confirm (read, not rewritten).
             let mut stmt = conn.prepare_cached(
-                "UPDATE order_lines SET status = 1, status_at_ms = ?4
-                 WHERE manufacturer_id = ?1 AND status = 0 AND order_id IN
-                   (SELECT order_id FROM outbox WHERE manufacturer_id = ?1 AND seq > ?2 AND seq <= ?3 AND order_id IS NOT NULL)
-                 RETURNING order_id, listing_id, (SELECT account_id FROM orders WHERE orders.id = order_id)",
+                "SELECT l.order_id, l.listing_id, d.account_id
+                 FROM outbox o JOIN order_lines l ON l.order_id = o.order_id AND l.manufacturer_id = o.manufacturer_id
+                 JOIN orders d ON d.id = o.order_id
+                 WHERE o.manufacturer_id = ?1 AND o.seq > ?2 AND o.seq <= ?3 AND l.status = 0",
             )?;
             let rows = stmt.query_map(
-                params![
-                    manufacturer.0,
-                    from.0 as i64,
-                    through.0 as i64,
-                    now_ms() as i64
-                ],
+                params![manufacturer.0, from.0 as i64, through.0 as i64],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,

@@ -768,3 +768,54 @@ async fn break_stock(db: &std::path::Path) {
         }
     }
 }
+
+/// An ack confirms a line without rewriting it (the line's notice is at or below its maker's acked
+/// sequence number): the history says Confirmed, at the time of the ack, before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acked_line_reads_confirmed_at_its_ack_time_and_stays_so_after_a_restart() {
+    let server = TestServer::start().await;
+    let mut acks_only = script(vec![offer_line("apple", 10, 125)]);
+    acks_only.dispatch = false;
+    let m = TestManufacturer::connect(&server.addr, "orchard", acks_only, Default::default()).await;
+    let c = customer(&server.addr).await;
+    let cat = wait_for_catalog(&c.client, 1, WAIT).await;
+    let apple = cat.items[0].listing;
+    let Reply::Order(order) = c.client.call(buy_now(apple, 2, Cents(250))).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(order.lines[0].status, LineStatus::Placed);
+    let mut events = c.events;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the confirmed push")
+            .unwrap();
+        if let Event::OrderStatus { status, .. } = event {
+            assert_eq!(status, LineStatus::Confirmed);
+            break;
+        }
+    }
+    let line = |history: &[OrderView]| history[0].lines[0].clone();
+    let Reply::Orders(history) = c.client.call(RequestBody::Orders).await.unwrap() else {
+        panic!()
+    };
+    let confirmed = line(&history);
+    assert_eq!(confirmed.status, LineStatus::Confirmed);
+    assert!(confirmed.status_at_ms >= order.placed_at_ms);
+    drop(m);
+    let server = server.restart(|_| {}).await;
+    let (again, _) = connect_customer(&server.addr).await;
+    again
+        .call(RequestBody::Resume {
+            token: c.session.token.clone(),
+        })
+        .await
+        .unwrap();
+    let Reply::Orders(history) = again.call(RequestBody::Orders).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(line(&history), confirmed);
+    let report = server::audit(&server.db, None).unwrap();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
