@@ -831,33 +831,38 @@ mod tests {
         assert_eq!(in_stock(&b, "APL"), before - before / 2 + 50);
     }
 
+    /// Offers month 1 and returns how many units of `sku` went into it.
+    fn offered_in_month_1(b: &mut Books, sku: &str) -> u32 {
+        let offer = b.offer_for(MonthId(1), 1.0).unwrap();
+        offer.lines.iter().find(|l| l.sku == sku).unwrap().quantity
+    }
+
+    /// Month 1's settlement, as notice `seq`, of one line: `sold` of the `offered` units of `sku`.
+    fn settlement(seq: u64, sku: &str, offered: u32, sold: u32) -> Notice {
+        Notice {
+            seq: NoticeSeq(seq),
+            body: NoticeBody::Settlement(Settlement {
+                month: MonthId(1),
+                reason: CloseReason::TimeUp,
+                lines: vec![SettlementLine {
+                    sku: sku.into(),
+                    offered,
+                    sold,
+                    unsold: offered - sold,
+                }],
+            }),
+        }
+    }
+
     #[test]
     fn settlement_returns_unsold_units_to_stock_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut b = books(&dir, "orchard");
         let start = in_stock(&b, "BAN");
-        let offer = b.offer_for(MonthId(1), 1.0).unwrap();
-        let offered = offer
-            .lines
-            .iter()
-            .find(|l| l.sku == "BAN")
-            .unwrap()
-            .quantity;
+        let offered = offered_in_month_1(&mut b, "BAN");
         assert_eq!(in_stock(&b, "BAN"), 0);
         b.apply_notices(&[sale(1, 1, 10, "BAN", 7)]).unwrap();
-        let settle = Notice {
-            seq: NoticeSeq(2),
-            body: NoticeBody::Settlement(Settlement {
-                month: MonthId(1),
-                reason: CloseReason::TimeUp,
-                lines: vec![SettlementLine {
-                    sku: "BAN".into(),
-                    offered,
-                    sold: 7,
-                    unsold: offered - 7,
-                }],
-            }),
-        };
+        let settle = settlement(2, "BAN", offered, 7);
         let applied = b.apply_notices(std::slice::from_ref(&settle)).unwrap();
         match &applied.notices[0] {
             AppliedNotice::Settlement { mismatches, .. } => assert!(mismatches.is_empty()),
@@ -879,26 +884,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut b = books(&dir, "orchard");
         let start = in_stock(&b, "BAN");
-        let offer = b.offer_for(MonthId(1), 1.0).unwrap();
-        let offered = offer
-            .lines
-            .iter()
-            .find(|l| l.sku == "BAN")
-            .unwrap()
-            .quantity;
-        let settle = Notice {
-            seq: NoticeSeq(3),
-            body: NoticeBody::Settlement(Settlement {
-                month: MonthId(1),
-                reason: CloseReason::TimeUp,
-                lines: vec![SettlementLine {
-                    sku: "BAN".into(),
-                    offered,
-                    sold: 7,
-                    unsold: offered - 7,
-                }],
-            }),
-        };
+        let offered = offered_in_month_1(&mut b, "BAN");
+        let settle = settlement(3, "BAN", offered, 7);
         // The settlement reads the month's sales from the books: the two sales before it in the same
         // batch must already be there.
         let applied = b

@@ -196,6 +196,18 @@ pub async fn connect_customer(addr: &str) -> (Client, Events) {
         .expect("connect")
 }
 
+/// Another terminal of a logged-in customer: a new connection that resumes the session of `token`.
+pub async fn resume(addr: &str, token: &SessionToken) -> Client {
+    let (client, _) = connect_customer(addr).await;
+    client
+        .call(RequestBody::Resume {
+            token: token.clone(),
+        })
+        .await
+        .expect("resume");
+    client
+}
+
 /// Connects an operator to a [`TestServer`] (it presents [`operator_key`]).
 pub async fn connect_operator(addr: &str) -> Client {
     connect_operator_events(addr).await.0

@@ -152,13 +152,7 @@ async fn a_line_cut_for_stock_after_the_review_is_refused_with_the_cut_total_and
         .call(tests::harness::buy_now(apple, 3, Cents(300)))
         .await
         .unwrap();
-    let (second, _) = connect_customer(&server.addr).await;
-    second
-        .call(RequestBody::Resume {
-            token: a.session.token.clone(),
-        })
-        .await
-        .unwrap();
+    let second = resume(&server.addr, &a.session.token).await;
     let cut = cart(&second).await;
     assert_eq!((cut.lines[0].quantity, cut.adjustments.len()), (2, 1));
 

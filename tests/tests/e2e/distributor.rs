@@ -65,13 +65,7 @@ async fn a_customer_signs_up_fills_a_cart_checks_out_and_sees_the_order_confirme
     assert_eq!(cart.total, Cents(375));
 
     // The cart is on the server: a second terminal of the same account sees it.
-    let (second, _) = connect_customer(&server.addr).await;
-    second
-        .call(RequestBody::Resume {
-            token: c.session.token.clone(),
-        })
-        .await
-        .unwrap();
+    let second = resume(&server.addr, &c.session.token).await;
     let Reply::Cart(seen) = second.call(RequestBody::GetCart).await.unwrap() else {
         panic!()
     };
@@ -702,13 +696,7 @@ async fn a_deleted_account_still_open_in_another_terminal_cannot_buy_and_the_ser
     let (server, _m) = offered_server(vec![offer_line("apple", 50, 100)]).await;
     let c = customer(&server.addr).await;
     let listing = wait_for_catalog(&c.client, 1, WAIT).await.items[0].listing;
-    let (second, _) = connect_customer(&server.addr).await;
-    second
-        .call(RequestBody::Resume {
-            token: c.session.token.clone(),
-        })
-        .await
-        .unwrap();
+    let second = resume(&server.addr, &c.session.token).await;
     second
         .call(RequestBody::AddToCart {
             listing,
@@ -805,13 +793,7 @@ async fn an_acked_line_reads_confirmed_at_its_ack_time_and_stays_so_after_a_rest
     assert!(confirmed.status_at_ms >= order.placed_at_ms);
     drop(m);
     let server = server.restart(|_| {}).await;
-    let (again, _) = connect_customer(&server.addr).await;
-    again
-        .call(RequestBody::Resume {
-            token: c.session.token.clone(),
-        })
-        .await
-        .unwrap();
+    let again = resume(&server.addr, &c.session.token).await;
     let Reply::Orders(history) = again.call(RequestBody::Orders).await.unwrap() else {
         panic!()
     };
