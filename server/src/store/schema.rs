@@ -208,8 +208,13 @@ const MIGRATIONS: &[&str] = &[
     // time of the first ack that did (`acks`, one row per ack). Lines confirmed before keep status 1.
     r#"
     ALTER TABLE order_lines ADD COLUMN notice_seq INTEGER;  -- its maker's sale notice; NULL before migration 8
+    -- Only lines not yet confirmed need it. The outbox has no index by order: one for this update
+    -- only, else each line would scan its maker's whole outbox.
+    CREATE INDEX migration_8_outbox_by_order ON outbox(manufacturer_id, order_id);
     UPDATE order_lines SET notice_seq = o.seq FROM outbox o
-        WHERE o.manufacturer_id = order_lines.manufacturer_id AND o.order_id = order_lines.order_id;
+        WHERE order_lines.status = 0
+          AND o.manufacturer_id = order_lines.manufacturer_id AND o.order_id = order_lines.order_id;
+    DROP INDEX migration_8_outbox_by_order;
     CREATE TABLE acks (
         manufacturer_id INTEGER NOT NULL,
         through_seq     INTEGER NOT NULL,              -- every notice up to here was acked ...
@@ -412,4 +417,54 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{LineStatus, OrderId};
+
+    /// A file as schema 7 left it: one order with a line from each of two makers, both lines still
+    /// placed, each maker's notice in the outbox. The first maker's `acked_seq` already covers its
+    /// notice (its ack came in the same transaction that would have rewritten the line).
+    fn schema_7_file(path: &Path) {
+        let conn = create_at_version(path, 7).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO manufacturers (id, name, acked_seq) VALUES (1, 'acked', 4), (2, 'behind', 0);
+             INSERT INTO listings (id, manufacturer_id, sku, product, category)
+                 VALUES (10, 1, 'A', 'Apples', 'fruit'), (20, 2, 'B', 'Bread', 'bakery');
+             INSERT INTO months (id, opened_at_ms, ends_at_ms) VALUES (1, 0, 1);
+             INSERT INTO offers (month_id, listing_id, unit_price, offered, remaining, product)
+                 VALUES (1, 10, 100, 5, 4, 'Apples'), (1, 20, 200, 5, 4, 'Bread');
+             INSERT INTO orders (id, checkout_id, account_id, month_id, placed_at_ms, total)
+                 VALUES (1, x'00000000000000000000000000000001', 7, 1, 1000, 300);
+             INSERT INTO order_lines (order_id, listing_id, manufacturer_id, unit_price, quantity, status)
+                 VALUES (1, 10, 1, 100, 1, 0), (1, 20, 2, 200, 1, 0);
+             INSERT INTO outbox (manufacturer_id, seq, order_id) VALUES (1, 4, 1), (2, 1, 1);",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn migrating_to_8_gives_placed_lines_their_notice_so_an_ack_confirms_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        schema_7_file(&path);
+        let conn = open_writer(&path).unwrap();
+        let seqs: Vec<Option<i64>> = conn
+            .prepare("SELECT notice_seq FROM order_lines ORDER BY listing_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, vec![Some(4), Some(1)]);
+        let order = crate::store::read::order(&conn, OrderId(1))
+            .unwrap()
+            .unwrap();
+        let statuses: Vec<LineStatus> = order.lines.iter().map(|l| l.status).collect();
+        // The first maker acked through seq 4: confirmed. The second has acked nothing: placed.
+        assert_eq!(statuses, vec![LineStatus::Confirmed, LineStatus::Placed]);
+    }
 }
