@@ -150,11 +150,7 @@ pub fn orders(
     account: AccountId,
     limit: usize,
 ) -> Result<Vec<OrderView>, StoreError> {
-    super::account_orders::ids(conn, account, None, limit)?
-        .into_iter()
-        .map(|id| order(conn, OrderId(id as u64)))
-        .filter_map(|r| r.transpose())
-        .collect()
+    orders_page(conn, account, None, limit)
 }
 
 /// An account's orders older than `before` (lower ids), newest first, at most `limit`.
@@ -164,7 +160,17 @@ pub fn orders_before(
     before: OrderId,
     limit: usize,
 ) -> Result<Vec<OrderView>, StoreError> {
-    super::account_orders::ids(conn, account, Some(before), limit)?
+    orders_page(conn, account, Some(before), limit)
+}
+
+/// The orders of one history page: their ids from `account_orders`, then each order whole.
+fn orders_page(
+    conn: &Connection,
+    account: AccountId,
+    before: Option<OrderId>,
+    limit: usize,
+) -> Result<Vec<OrderView>, StoreError> {
+    super::account_orders::ids(conn, account, before, limit)?
         .into_iter()
         .map(|id| order(conn, OrderId(id as u64)))
         .filter_map(|r| r.transpose())
