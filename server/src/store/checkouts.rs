@@ -105,9 +105,10 @@ pub(super) fn write(conn: &Connection, plans: &[&CheckoutPlan]) -> Result<(), St
             lines.map(move |(line, maker)| (&plan.order, line, *maker, notice_seq(plan, *maker)))
         })
         .collect();
-    // A placed line's status time is its checkout's: written now, so that confirming it later
-    // overwrites a value of the same size in place instead of growing the row and its page.
-    // Each line names its maker's notice, which confirms it once acked (see migration 8).
+    // Each line names its maker's notice, which confirms it once acked without touching the line
+    // (migration 8). Its status time is its checkout's, written now so that the dispatch report,
+    // which does rewrite the line, overwrites a value of the same size in place instead of growing
+    // the row and its page.
     ORDER_LINES.run(conn, &lines, |s, at, (order, line, maker, seq)| {
         s.raw_bind_parameter(at, order.id.0 as i64)?;
         s.raw_bind_parameter(at + 1, line.listing.0)?;
