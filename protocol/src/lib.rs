@@ -55,4 +55,5 @@ pub use status::*;
 pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: [`Event::OrderStatus`] names every line of the order that moved, not one line per event.
+pub const PROTOCOL_VERSION: u16 = 3;

@@ -850,12 +850,13 @@ pub enum Event {
     /// The catalog changed (offers arrived, a month opened): its first page. Replace what you have
     /// with it, then fetch the rest with [`RequestBody::CatalogPage`].
     Catalog(CatalogSnapshot),
-    /// One of your order lines moved forward.
+    /// Lines of one of your orders moved forward, all to the same status: one event for all the lines
+    /// a manufacturer's ack or dispatch moved, not one per line.
     OrderStatus {
         /// The order.
         order: OrderId,
-        /// The line's listing.
-        listing: ListingId,
+        /// The lines' listings (never empty).
+        listings: Vec<ListingId>,
         /// The new status.
         status: LineStatus,
     },

@@ -391,13 +391,16 @@ fn any_event() -> impl Strategy<Value = Event> {
                 version,
             })
         }),
-        (any::<u64>(), any::<u32>(), any_status()).prop_map(|(o, l, status)| {
-            Event::OrderStatus {
+        (
+            any::<u64>(),
+            proptest::collection::vec(any::<u32>(), 1..4),
+            any_status()
+        )
+            .prop_map(|(o, listings, status)| Event::OrderStatus {
                 order: OrderId(o),
-                listing: ListingId(l),
+                listings: listings.into_iter().map(ListingId).collect(),
                 status,
-            }
-        }),
+            }),
         any_month().prop_map(Event::MonthOpened),
         any::<u32>().prop_map(|m| Event::MonthClosed {
             month: MonthId(m),

@@ -14,6 +14,7 @@ use crate::market::{CheckoutPlan, Committed, OfferPlan};
 use crate::push::Registry;
 use protocol::*;
 use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -405,12 +406,21 @@ pub(crate) fn deliver(
     if !notices.is_empty() {
         effects.registry.outbox_committed(notices);
     }
+    // One push per order and status, naming its lines: an ack confirms all of a maker's lines of an
+    // order at once (row 3, three interleaved pairs: 47.7k → 48.9k/s against one push per line).
+    let mut moved: BTreeMap<(AccountId, OrderId, LineStatus), Vec<ListingId>> = BTreeMap::new();
     for (account, order, listing, status) in after.statuses {
+        moved
+            .entry((account, order, status))
+            .or_default()
+            .push(listing);
+    }
+    for ((account, order, status), listings) in moved {
         effects.registry.push_to_account(
             account,
             Event::OrderStatus {
                 order,
-                listing,
+                listings,
                 status,
             },
         );

@@ -757,6 +757,71 @@ async fn break_stock(db: &std::path::Path) {
     }
 }
 
+/// An ack confirms all of a maker's lines of an order at once, and the buyer hears of them in one push
+/// per order that names those lines (protocol 3), not one push per line: two makers' acks make at most
+/// two pushes (one, when both commit together), which name each of the three lines exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_lines_are_pushed_per_order_and_ack_not_per_line() {
+    let server = TestServer::start().await;
+    let acks_only = |lines| ManufacturerScript {
+        dispatch: false,
+        ..script(lines)
+    };
+    let orchard = acks_only(vec![
+        offer_line("apple", 10, 125),
+        offer_line("pear", 10, 80),
+    ]);
+    let bakery = acks_only(vec![offer_line("bread", 10, 300)]);
+    let _m1 = TestManufacturer::connect(&server.addr, "orchard", orchard, Default::default()).await;
+    let _m2 = TestManufacturer::connect(&server.addr, "bakery", bakery, Default::default()).await;
+    let c = customer(&server.addr).await;
+    let cat = wait_for_catalog(&c.client, 3, WAIT).await;
+    let listing = |sku: &str| {
+        cat.items
+            .iter()
+            .find(|i| i.sku == sku)
+            .map(|i| i.listing)
+            .expect("listed")
+    };
+    let lines = ["apple", "pear", "bread"].map(|sku| CartItem {
+        listing: listing(sku),
+        quantity: 1,
+    });
+    let checkout = RequestBody::Checkout {
+        checkout_id: CheckoutId::generate(),
+        lines: Some(lines.to_vec()),
+        confirmed_total: Cents(125 + 80 + 300),
+    };
+    let Reply::Order(order) = c.client.call(checkout).await.unwrap() else {
+        panic!("not an order")
+    };
+    let mut events = c.events;
+    let mut pushes: Vec<Vec<ListingId>> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pushes.iter().map(Vec::len).sum::<usize>() < 3 {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the confirmed pushes")
+            .unwrap();
+        if let Event::OrderStatus {
+            order: id,
+            mut listings,
+            status,
+        } = event
+        {
+            assert_eq!((id, status), (order.id, LineStatus::Confirmed));
+            listings.sort();
+            pushes.push(listings);
+        }
+    }
+    assert!(pushes.len() <= 2, "one push per line: {pushes:?}");
+    let mut named: Vec<ListingId> = pushes.concat();
+    named.sort();
+    let mut bought = lines.map(|l| l.listing).to_vec();
+    bought.sort();
+    assert_eq!(named, bought);
+}
+
 /// An ack confirms a line without rewriting it (the line's notice is at or below its maker's acked
 /// sequence number): the history says Confirmed, at the time of the ack, before and after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -755,13 +755,15 @@ impl App {
             Event::Catalog(snapshot) => self.catalog_first_page(snapshot),
             Event::OrderStatus {
                 order,
-                listing,
+                listings,
                 status,
             } => {
                 // An unknown order older than the newest loaded is on a page not loaded yet: it
                 // arrives with its page.
                 let on_older_page = self.orders.list.first().is_some_and(|o| order < o.id);
-                if self.orders.set_status(order, listing, status, self.now_ms)
+                if self
+                    .orders
+                    .set_status(order, &listings, status, self.now_ms)
                     || !self.logged_in()
                     || on_older_page
                 {

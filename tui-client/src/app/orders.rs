@@ -89,18 +89,19 @@ impl OrdersState {
         self.list.iter().find(|o| o.id == id)
     }
 
-    /// Applies a status push. Returns false if the order is unknown.
+    /// Applies a status push to the lines of `order` it names. Returns false if the order is unknown.
     pub fn set_status(
         &mut self,
         order: OrderId,
-        listing: ListingId,
+        listings: &[ListingId],
         status: LineStatus,
         now_ms: u64,
     ) -> bool {
         let Some(o) = self.list.iter_mut().find(|o| o.id == order) else {
             return false;
         };
-        for line in o.lines.iter_mut().filter(|l| l.listing == listing) {
+        for line in o.lines.iter_mut().filter(|l| listings.contains(&l.listing)) {
+            let listing = line.listing;
             // Statuses only move forward; an older push arriving late changes nothing.
             if status > line.status {
                 line.status = status;

@@ -772,7 +772,7 @@ fn an_order_status_push_moves_the_line_and_an_unknown_order_is_fetched() {
     let mut app = shopping(true);
     let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
         order: OrderId(9),
-        listing: ListingId(31),
+        listings: vec![ListingId(31)],
         status: LineStatus::Dispatched,
     })));
     assert!(cmds.is_empty());
@@ -783,10 +783,31 @@ fn an_order_status_push_moves_the_line_and_an_unknown_order_is_fetched() {
         .contains_key(&(OrderId(9), ListingId(31))));
     let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
         order: OrderId(99),
-        listing: ListingId(31),
+        listings: vec![ListingId(31)],
         status: LineStatus::Confirmed,
     })));
     one(&cmds, ReqKind::Orders);
+}
+
+#[test]
+fn one_status_push_moves_every_line_it_names_and_no_other_order() {
+    let mut app = shopping(true);
+    app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
+        order: OrderId(9),
+        listings: vec![ListingId(11), ListingId(31)],
+        status: LineStatus::Dispatched,
+    })));
+    let statuses = |app: &App, i: usize| -> Vec<LineStatus> {
+        app.orders.list[i].lines.iter().map(|l| l.status).collect()
+    };
+    assert_eq!(statuses(&app, 0), vec![LineStatus::Dispatched; 2]);
+    assert_eq!(
+        statuses(&app, 1),
+        vec![LineStatus::Dispatched, LineStatus::Placed]
+    );
+    for listing in [ListingId(11), ListingId(31)] {
+        assert!(app.orders.changed.contains_key(&(OrderId(9), listing)));
+    }
 }
 
 #[test]

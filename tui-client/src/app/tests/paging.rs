@@ -111,7 +111,7 @@ fn enter_opens_the_order_detail_with_live_statuses_and_esc_goes_back_to_the_list
     assert_eq!(app.key_context(), crate::keys::Context::OrderDetail);
     app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
         order: OrderId(8),
-        listing: ListingId(31),
+        listings: vec![ListingId(31)],
         status: LineStatus::Confirmed,
     })));
     let line = &app.orders.detail_order().map(|o| o.lines[1].clone());
@@ -235,14 +235,14 @@ fn a_status_push_for_an_order_on_a_page_not_loaded_yet_does_not_refetch_the_newe
     let mut app = on_orders_with_a_full_first_page(250);
     let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
         order: OrderId(20),
-        listing: ListingId(11),
+        listings: vec![ListingId(11)],
         status: LineStatus::Dispatched,
     })));
     assert!(sent(&cmds, ReqKind::Orders).is_empty());
     // One newer than everything loaded was placed elsewhere: fetch the newest page.
     let cmds = app.update(Msg::Net(NetEvent::Push(Event::OrderStatus {
         order: OrderId(251),
-        listing: ListingId(11),
+        listings: vec![ListingId(11)],
         status: LineStatus::Confirmed,
     })));
     one(&cmds, ReqKind::Orders);
