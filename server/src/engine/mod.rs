@@ -129,6 +129,8 @@ pub struct Engine {
     planned: Vec<(Op, Done)>,
     published_version: u64,
     published_epoch: u64,
+    /// When the market next forgets old checkout ids (see [`Engine::forget_old_checkouts`]).
+    next_forget_ms: u64,
     /// What only operators need remembered.
     ops: crate::operator::Tracker,
     /// Each manufacturer name's credential hash (see [`crate::identity::credentials`]).
@@ -158,6 +160,7 @@ impl Engine {
             planned: Vec::new(),
             published_version: u64::MAX,
             published_epoch: u64::MAX,
+            next_forget_ms: 0,
             credentials: Default::default(),
             ops: Default::default(),
         }
@@ -210,6 +213,7 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             self.check_month();
+            self.forget_old_checkouts();
             self.publish();
             self.publish_status();
             // Only now, with the stock they sold on the board: a client told "ok" after the commit
@@ -368,6 +372,18 @@ impl Engine {
         );
         self.registry
             .broadcast(Event::MonthClosed { month, reason });
+    }
+
+    /// Once a second, the market forgets the checkout ids too old for a retry to be likely; a late
+    /// retry is then looked up on disk. On PostgreSQL there is no such look-up (a node loads every
+    /// id at takeover), so it keeps them all.
+    fn forget_old_checkouts(&mut self) {
+        let now = now_ms();
+        if now < self.next_forget_ms || self.reads.postgres().is_some() {
+            return;
+        }
+        self.market.forget_old_checkouts(now);
+        self.next_forget_ms = now + 1000;
     }
 
     fn check_month(&mut self) {

@@ -13,7 +13,7 @@ mod names;
 mod status;
 
 pub use cart::CartOutcome;
-pub use checkout::{CheckoutError, CheckoutPlan, Committed};
+pub use checkout::{CheckoutError, CheckoutPlan, Committed, RETRY_IN_MEMORY_MS};
 pub use month::{default_min_month_ms, Month, OfferPlan, MIN_MONTH_CAP_MS};
 
 use protocol::*;
@@ -110,8 +110,9 @@ pub struct Market {
     pub(crate) month: Option<Month>,
     pub(crate) last_month: MonthId,
     pub(crate) stock: BTreeMap<ListingId, Stock>,
-    /// Checkout id → (account, order, committed). Lets a retry return the original order.
-    pub(crate) checkouts: HashMap<CheckoutId, checkout::Record>,
+    /// Checkout id → (account, order, committed). Lets a retry return the original order. Ordered by
+    /// id (ids are time-ordered), so that [`Market::forget_old_checkouts`] cuts the old ones off at once.
+    pub(crate) checkouts: BTreeMap<CheckoutId, checkout::Record>,
     /// Ids below this that are not in `checkouts` may still be on disk (see [`Market::checkout_is_on_disk_only`]).
     pub(crate) checkout_floor: CheckoutId,
     pub(crate) next_order: u64,
@@ -136,7 +137,7 @@ impl Market {
             month: snapshot.month,
             last_month: snapshot.last_month,
             stock: snapshot.stock.into_iter().collect(),
-            checkouts: HashMap::with_capacity(snapshot.checkouts.len()),
+            checkouts: BTreeMap::new(),
             checkout_floor: snapshot.checkout_floor,
             next_order: snapshot.last_order.0 + 1,
             stock_version: 1,

@@ -550,3 +550,34 @@ fn a_cart_holds_as_many_lines_as_one_checkout_can_buy() {
     m.add_to_cart(a, l[0], 1).unwrap();
     assert!(buy(&mut m, a, CheckoutId(1), None, NOW).is_ok());
 }
+
+#[test]
+fn committed_checkout_ids_past_the_retry_window_are_forgotten_and_then_looked_up_on_disk() {
+    let (mut m, _, l) = market(&[("apple", 10, 100)]);
+    let a = buyer(&mut m, 1);
+    let one = || {
+        Some(vec![CartItem {
+            listing: l[0],
+            quantity: 1,
+        }])
+    };
+    let old = CheckoutId::from_parts(NOW, 1);
+    let in_flight = CheckoutId::from_parts(NOW, 2);
+    let recent = CheckoutId::from_parts(NOW + RETRY_IN_MEMORY_MS, 3);
+    for id in [old, in_flight, recent] {
+        buy(&mut m, a, id, one(), NOW).unwrap();
+    }
+    m.committed(&[old, recent]);
+    let later = NOW + RETRY_IN_MEMORY_MS + 1;
+    m.forget_old_checkouts(later);
+    // The committed old one is gone from memory, and a retry of it must look on disk.
+    assert!(!m.checkouts.contains_key(&old));
+    assert!(m.checkout_is_on_disk_only(old));
+    // One still being committed stays (its retry must wait for it), and so does a recent one.
+    assert!(m.checkouts.contains_key(&in_flight));
+    assert!(!m.checkout_is_on_disk_only(in_flight));
+    assert!(!m.checkout_is_on_disk_only(recent));
+    // The floor never moves back.
+    m.forget_old_checkouts(NOW);
+    assert!(m.checkout_is_on_disk_only(old));
+}

@@ -462,6 +462,38 @@ async fn a_retry_after_a_restart_with_a_checkout_id_older_than_the_loaded_window
     assert!(report.ok, "{:?}", report.violations);
 }
 
+/// A running server forgets checkout ids past the retry window (once a second); a retry of one then
+/// finds its order on disk: the same order, the stock taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_checkout_the_running_server_has_forgotten_returns_the_original_order() {
+    let (server, _m) = offered_server(vec![offer_line("apple", 20, 100)]).await;
+    let c = customer(&server.addr).await;
+    let cat = wait_for_catalog(&c.client, 1, WAIT).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let old_id = CheckoutId::from_parts(now_ms - server::market::RETRY_IN_MEMORY_MS - 60_000, 7);
+    let buy = || RequestBody::Checkout {
+        checkout_id: old_id,
+        confirmed_total: Cents(300),
+        lines: Some(vec![CartItem {
+            listing: cat.items[0].listing,
+            quantity: 3,
+        }]),
+    };
+    let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
+        panic!("no order")
+    };
+    // Past the next forgetting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let Reply::Order(again) = c.client.call(buy()).await.unwrap() else {
+        panic!("no order on retry")
+    };
+    assert_eq!((again.id, again.checkout_id), (first.id, old_id));
+    assert_eq!(catalog(&c.client).await.items[0].remaining, 17);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_notices_are_redelivered_in_order_after_the_manufacturer_reconnects_and_applied_once(
 ) {
