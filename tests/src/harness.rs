@@ -71,7 +71,16 @@ impl TestServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr").to_string();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(config, listener, shutdown.clone()));
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let result = server::run(config, listener, stop).await;
+            // A server that fails to start drops its listener, and its test then sees only a reset
+            // connection: say why here.
+            if let Err(e) = &result {
+                eprintln!("test server stopped with an error: {e}");
+            }
+            result
+        });
         TestServer {
             addr,
             db,
