@@ -32,8 +32,16 @@ impl TestServer {
 
     /// Starts a server on a fresh database, letting the caller adjust the config.
     pub async fn start_with(adjust: impl FnOnce(&mut server::Config)) -> TestServer {
+        Self::start_on_store(store_switch(), adjust).await
+    }
+
+    /// Starts a server on a fresh database of `store`, whatever [`store_switch`] says.
+    pub async fn start_on_store(
+        store: Store,
+        adjust: impl FnOnce(&mut server::Config),
+    ) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let db = match store_switch() {
+        let db = match store {
             Store::Sqlite => dir.path().join("distributor.db"),
             Store::Postgres => {
                 let url = tokio::task::spawn_blocking(crate::pg::PgServer::fresh_database)

@@ -12,6 +12,21 @@ use crate::store::StoreError;
 use protocol::*;
 use tokio::sync::{mpsc, oneshot};
 
+/// A checkout held while its id is looked up on disk.
+pub(crate) struct Pending {
+    account: AccountId,
+    checkout_id: CheckoutId,
+    lines: Option<Vec<CartItem>>,
+    confirmed: Cents,
+    reply: ReplyTx,
+}
+
+/// A held checkout with what the look-up found: the id's account and order, if it was ever made.
+pub(crate) struct LookedUp {
+    checkout: Pending,
+    found: Result<Option<(Option<AccountId>, OrderId)>, StoreError>,
+}
+
 impl Engine {
     /// A manufacturer's connection ended; only the current link of that id counts.
     pub(super) fn on_manufacturer_gone(
@@ -120,26 +135,68 @@ impl Engine {
         confirmed: Cents,
         reply: ReplyTx,
     ) {
-        // (On PostgreSQL every checkout id is loaded at takeover, so none is on disk only.)
-        if self.market.checkout_is_on_disk_only(checkout_id) && self.reads.postgres().is_none() {
-            // Rare: an id older than what the restart loaded (a late retry, or a client whose ids
-            // are not time-ordered). One indexed read, on a read connection that never waits on
-            // the writer.
-            match self.reads.with_blocking(|c| read::checkout(c, checkout_id)) {
-                Ok(Some((owner, order))) => {
-                    self.market.remember_checkout(checkout_id, owner, order)
+        if self.market.checkout_is_on_disk_only(checkout_id) {
+            // Rare: an id older than what the market keeps (a late retry, or a client whose ids
+            // are not time-ordered). One indexed read: on SQLite here, on a read connection that
+            // never waits on the writer; on PostgreSQL, whose reads are asynchronous, in a task
+            // whose answer comes back through `LookedUp`.
+            let checkout = Pending {
+                account,
+                checkout_id,
+                lines,
+                confirmed,
+                reply,
+            };
+            match self.reads.postgres() {
+                None => {
+                    let found = self.reads.with_blocking(|c| read::checkout(c, checkout_id));
+                    self.on_looked_up(LookedUp { checkout, found });
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot look up a checkout id");
-                    let _ = reply.send(Err(WireError::new(
-                        ErrorCode::Internal,
-                        "something went wrong on the server; nothing was changed",
-                    )));
-                    return;
+                Some(pool) => {
+                    let (pool, back) = (pool.clone(), self.looked_up_tx.clone());
+                    tokio::spawn(async move {
+                        let client = pool.client().await;
+                        let found =
+                            crate::store::postgres::read::checkout(&client, checkout_id).await;
+                        let _ = back.send(LookedUp { checkout, found });
+                    });
                 }
             }
+            return;
         }
+        self.checkout_now(account, checkout_id, lines, confirmed, reply);
+    }
+
+    /// A checkout whose id was looked up on disk: remembered if found, then carried out.
+    pub(super) fn on_looked_up(&mut self, looked_up: LookedUp) {
+        let LookedUp { checkout: c, found } = looked_up;
+        if self.deleted.contains(&c.account) {
+            return super::deleted(c.reply);
+        }
+        match found {
+            Ok(Some((owner, order))) => self.market.remember_checkout(c.checkout_id, owner, order),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look up a checkout id");
+                let _ = c.reply.send(Err(WireError::new(
+                    ErrorCode::Internal,
+                    "something went wrong on the server; nothing was changed",
+                )));
+                return;
+            }
+        }
+        self.checkout_now(c.account, c.checkout_id, c.lines, c.confirmed, c.reply);
+    }
+
+    /// A checkout whose id the market knows, or knows to be new.
+    fn checkout_now(
+        &mut self,
+        account: AccountId,
+        checkout_id: CheckoutId,
+        lines: Option<Vec<CartItem>>,
+        confirmed: Cents,
+        reply: ReplyTx,
+    ) {
         match self
             .market
             .checkout(account, checkout_id, lines, confirmed, now_ms())

@@ -131,6 +131,9 @@ pub struct Engine {
     published_epoch: u64,
     /// When the market next forgets old checkout ids (see [`Engine::forget_old_checkouts`]).
     next_forget_ms: u64,
+    /// Checkouts whose ids were looked up on PostgreSQL come back here (taken by [`Engine::run`]).
+    looked_up_tx: mpsc::UnboundedSender<commands::LookedUp>,
+    looked_up_rx: Option<mpsc::UnboundedReceiver<commands::LookedUp>>,
     /// What only operators need remembered.
     ops: crate::operator::Tracker,
     /// Each manufacturer name's credential hash (see [`crate::identity::credentials`]).
@@ -147,6 +150,7 @@ impl Engine {
         registry: Arc<Registry>,
         month: Duration,
     ) -> Self {
+        let (looked_up_tx, looked_up_rx) = mpsc::unbounded_channel();
         Engine {
             market,
             writer,
@@ -161,6 +165,8 @@ impl Engine {
             published_version: u64::MAX,
             published_epoch: u64::MAX,
             next_forget_ms: 0,
+            looked_up_tx,
+            looked_up_rx: Some(looked_up_rx),
             credentials: Default::default(),
             ops: Default::default(),
         }
@@ -193,6 +199,8 @@ impl Engine {
         }
         self.publish();
         self.release_writes();
+        let (_, idle) = mpsc::unbounded_channel();
+        let mut looked_up = self.looked_up_rx.take().unwrap_or(idle);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -200,6 +208,7 @@ impl Engine {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(batch) = committed.recv() => self.on_committed(batch),
+                Some(checkout) = looked_up.recv() => self.on_looked_up(checkout),
                 command = commands.recv() => {
                     let Some(command) = command else { break };
                     self.handle(command);
@@ -375,11 +384,10 @@ impl Engine {
     }
 
     /// Once a second, the market forgets the checkout ids too old for a retry to be likely; a late
-    /// retry is then looked up on disk. On PostgreSQL there is no such look-up (a node loads every
-    /// id at takeover), so it keeps them all.
+    /// retry is then looked up on disk ([`Engine::on_checkout`]).
     fn forget_old_checkouts(&mut self) {
         let now = now_ms();
-        if now < self.next_forget_ms || self.reads.postgres().is_some() {
+        if now < self.next_forget_ms {
             return;
         }
         self.market.forget_old_checkouts(now);

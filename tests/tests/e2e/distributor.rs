@@ -462,6 +462,54 @@ async fn a_retry_after_a_restart_with_a_checkout_id_older_than_the_loaded_window
     assert!(report.ok, "{:?}", report.violations);
 }
 
+/// On PostgreSQL too, a retry finds its order on disk: once the running market has forgotten the id,
+/// and after a takeover that loaded only the newest ids (this one is older than an hour before the
+/// month opened). One order, the stock taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_retry_of_a_forgotten_or_unloaded_checkout_id_returns_the_original_order() {
+    let server = TestServer::start_on_store(Store::Postgres, |_| {}).await;
+    let m = TestManufacturer::connect(
+        &server.addr,
+        "orchard",
+        script(vec![offer_line("apple", 20, 100)]),
+        Default::default(),
+    )
+    .await;
+    let c = customer(&server.addr).await;
+    let cat = wait_for_catalog(&c.client, 1, WAIT).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let old_id = CheckoutId::from_parts(now_ms - 2 * 3_600_000, 9);
+    let buy = || RequestBody::Checkout {
+        checkout_id: old_id,
+        confirmed_total: Cents(300),
+        lines: Some(vec![CartItem {
+            listing: cat.items[0].listing,
+            quantity: 3,
+        }]),
+    };
+    let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
+        panic!("no order")
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let Reply::Order(again) = c.client.call(buy()).await.unwrap() else {
+        panic!("no order on the retry to the running market")
+    };
+    assert_eq!(again.id, first.id);
+    drop(m);
+    let token = c.session.token.clone();
+    drop(c);
+    let server = server.restart(|_| {}).await;
+    let client = resume(&server.addr, &token).await;
+    let Reply::Order(after) = client.call(buy()).await.unwrap() else {
+        panic!("no order on the retry after the takeover")
+    };
+    assert_eq!((after.id, after.checkout_id), (first.id, old_id));
+    assert_eq!(catalog(&client).await.items[0].remaining, 17);
+}
+
 /// A running server forgets checkout ids past the retry window (once a second); a retry of one then
 /// finds its order on disk: the same order, the stock taken once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,9 @@ use super::{pg, StoreError};
 use crate::identity::credentials::Credentials;
 use crate::market::{Customer, Listing, Manufacturer, Month, Snapshot, Stock};
 use crate::store::history::Past;
+use crate::store::load::CHECKOUT_FLOOR_SLACK_MS;
 use crate::store::writer::close_reason_from_code;
-use crate::store::{checkout_from_key, now_ms};
+use crate::store::{checkout_from_key, checkout_key, now_ms};
 use crate::throttle::{Failures, Throttle};
 use protocol::*;
 use std::collections::{BTreeSet, HashMap};
@@ -218,32 +219,68 @@ async fn snapshot(tx: &Transaction<'_>) -> Result<Snapshot, StoreError> {
             open.seen.insert(AccountId(r.get::<_, i64>(0) as u64));
         }
     }
+    let last_order: Option<i64> = tx
+        .query_one("SELECT max(id) FROM orders", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    snap.last_order = OrderId(last_order.unwrap_or(0) as u64);
+    if let Some(open) = snap.month.as_mut().filter(|m| m.is_open()) {
+        open_month_buyers(tx, open).await?;
+    }
+    // As on SQLite (`store::load`): only the checkout ids a retry can plausibly carry, those from an
+    // hour before the last month opened on; an older one is looked up when a retry brings it. A
+    // takeover then reads the newest orders, not every order ever made.
+    if let Some(month) = &snap.month {
+        let floor_ms = month.opened_at_ms.saturating_sub(CHECKOUT_FLOOR_SLACK_MS);
+        snap.checkout_floor = CheckoutId::from_parts(floor_ms, 0);
+    }
     for r in tx
         .query(
-            "SELECT checkout_id, account_id, id, month_id FROM orders",
-            &[],
+            "SELECT checkout_id, account_id, id FROM orders WHERE checkout_id >= $1",
+            &[&checkout_key(snap.checkout_floor).to_vec()],
         )
         .await
         .map_err(pg)?
     {
         let checkout: &[u8] = r.get(0);
         let account: Option<i64> = r.get(1);
-        let order: i64 = r.get(2);
-        let month: i64 = r.get(3);
-        if let (Some(open), Some(a)) = (snap.month.as_mut().filter(|m| m.is_open()), account) {
-            if i64::from(open.id.0) == month {
+        snap.checkouts.push((
+            checkout_from_key(checkout)?,
+            account.map(|a| AccountId(a as u64)),
+            OrderId(r.get::<_, i64>(2) as u64),
+        ));
+    }
+    Ok(snap)
+}
+
+/// Who bought in the open month. Order ids grow and only the open month sells, so its orders are the
+/// newest: they are read newest first, a page at a time, down the primary key, until an order of an
+/// earlier month.
+async fn open_month_buyers(tx: &Transaction<'_>, open: &mut Month) -> Result<(), StoreError> {
+    const PAGE: i32 = 1024;
+    let portal = tx
+        .bind(
+            "SELECT account_id, month_id FROM orders ORDER BY id DESC",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    loop {
+        let rows = tx.query_portal(&portal, PAGE).await.map_err(pg)?;
+        for r in &rows {
+            if r.get::<_, i64>(1) != i64::from(open.id.0) {
+                return Ok(());
+            }
+            if let Some(a) = r.get::<_, Option<i64>>(0) {
                 open.seen.insert(AccountId(a as u64));
                 open.bought.insert(AccountId(a as u64));
             }
         }
-        snap.checkouts.push((
-            checkout_from_key(checkout)?,
-            account.map(|a| AccountId(a as u64)),
-            OrderId(order as u64),
-        ));
-        snap.last_order = snap.last_order.max(OrderId(order as u64));
+        if rows.len() < PAGE as usize {
+            return Ok(());
+        }
     }
-    Ok(snap)
 }
 
 async fn past(tx: &Transaction<'_>, limit: usize) -> Result<Past, StoreError> {

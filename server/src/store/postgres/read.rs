@@ -277,6 +277,26 @@ pub async fn account_by_key(
     Ok(row.map(|r| AccountId(r.get::<_, i64>(0) as u64)))
 }
 
+/// The account and order of a checkout id, if it was ever made (a late retry's look-up).
+pub async fn checkout(
+    c: &Client,
+    id: CheckoutId,
+) -> Result<Option<(Option<AccountId>, OrderId)>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT account_id, id FROM orders WHERE checkout_id = $1",
+            &[&checkout_key(id).to_vec()],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(row.map(|r| {
+        (
+            r.get::<_, Option<i64>>(0).map(|a| AccountId(a as u64)),
+            OrderId(r.get::<_, i64>(1) as u64),
+        )
+    }))
+}
+
 /// Whether a checkout id is stored (for tests of fencing).
 pub async fn has_checkout(c: &Client, id: CheckoutId) -> Result<bool, StoreError> {
     let row = c
