@@ -72,8 +72,10 @@ pub fn path_for(data: &Path) -> PathBuf {
 }
 
 impl LockFile {
-    /// Takes the lock for `data` at once or fails: it never waits. Creates the lock file (and its
-    /// directory) if needed, and writes this process's pid into it.
+    /// Takes the lock for `data` or fails. It waits only for a spawning child's copy of this
+    /// process's own released lock (at most [`CHILD_COPY_WAIT`]; see the module notes), never for
+    /// another holder. Creates the lock file (and its directory) if needed, and writes this process's
+    /// pid into it.
     pub fn acquire(data: &Path) -> Result<LockFile, LockError> {
         let path = path_for(data);
         let io_err = |source| LockError::Io {
