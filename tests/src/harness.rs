@@ -481,8 +481,18 @@ pub async fn checkout_cart(client: &Client, total: Cents) -> Result<OrderView, C
 
 /// A "buy now" checkout of one line with a fresh id: `quantity` of `listing`, confirming `total`.
 pub fn buy_now(listing: ListingId, quantity: u32, total: Cents) -> RequestBody {
+    buy_with_id(CheckoutId::generate(), listing, quantity, total)
+}
+
+/// A checkout of `quantity` of one listing under a given checkout id (a retry sends the same one).
+pub fn buy_with_id(
+    checkout_id: CheckoutId,
+    listing: ListingId,
+    quantity: u32,
+    total: Cents,
+) -> RequestBody {
     RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
+        checkout_id,
         confirmed_total: total,
         lines: Some(vec![CartItem { listing, quantity }]),
     }

@@ -135,18 +135,18 @@ impl Engine {
         confirmed: Cents,
         reply: ReplyTx,
     ) {
+        let checkout = Pending {
+            account,
+            checkout_id,
+            lines,
+            confirmed,
+            reply,
+        };
         if self.market.checkout_is_on_disk_only(checkout_id) {
             // Rare: an id older than what the market keeps (a late retry, or a client whose ids
             // are not time-ordered). One indexed read: on SQLite here, on a read connection that
             // never waits on the writer; on PostgreSQL, whose reads are asynchronous, in a task
             // whose answer comes back through `LookedUp`.
-            let checkout = Pending {
-                account,
-                checkout_id,
-                lines,
-                confirmed,
-                reply,
-            };
             match self.reads.postgres() {
                 None => {
                     let found = self.reads.with_blocking(|c| read::checkout(c, checkout_id));
@@ -164,7 +164,7 @@ impl Engine {
             }
             return;
         }
-        self.checkout_now(account, checkout_id, lines, confirmed, reply);
+        self.checkout_now(checkout);
     }
 
     /// A checkout whose id was looked up on disk: remembered if found, then carried out.
@@ -185,18 +185,18 @@ impl Engine {
                 return;
             }
         }
-        self.checkout_now(c.account, c.checkout_id, c.lines, c.confirmed, c.reply);
+        self.checkout_now(c);
     }
 
     /// A checkout whose id the market knows, or knows to be new.
-    fn checkout_now(
-        &mut self,
-        account: AccountId,
-        checkout_id: CheckoutId,
-        lines: Option<Vec<CartItem>>,
-        confirmed: Cents,
-        reply: ReplyTx,
-    ) {
+    fn checkout_now(&mut self, checkout: Pending) {
+        let Pending {
+            account,
+            checkout_id,
+            lines,
+            confirmed,
+            reply,
+        } = checkout;
         match self
             .market
             .checkout(account, checkout_id, lines, confirmed, now_ms())

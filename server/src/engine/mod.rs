@@ -199,8 +199,9 @@ impl Engine {
         }
         self.publish();
         self.release_writes();
-        let (_, idle) = mpsc::unbounded_channel();
-        let mut looked_up = self.looked_up_rx.take().unwrap_or(idle);
+        // `run` consumes the engine, so the receiver is always still here.
+        let mut looked_up =
+            (self.looked_up_rx.take()).unwrap_or_else(|| mpsc::unbounded_channel().1);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -429,14 +429,7 @@ async fn a_retry_after_a_restart_with_a_checkout_id_older_than_the_loaded_window
     let c = customer(&server.addr).await;
     let cat = wait_for_catalog(&c.client, 1, WAIT).await;
     let old_id = CheckoutId::from_parts(1_000, 42);
-    let buy = || RequestBody::Checkout {
-        checkout_id: old_id,
-        confirmed_total: Cents(300),
-        lines: Some(vec![CartItem {
-            listing: cat.items[0].listing,
-            quantity: 3,
-        }]),
-    };
+    let buy = || buy_with_id(old_id, cat.items[0].listing, 3, Cents(300));
     let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
         panic!("no order")
     };
@@ -477,27 +470,9 @@ async fn on_postgresql_a_retry_of_a_forgotten_or_unloaded_checkout_id_returns_th
     .await;
     let c = customer(&server.addr).await;
     let cat = wait_for_catalog(&c.client, 1, WAIT).await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let old_id = CheckoutId::from_parts(now_ms - 2 * 3_600_000, 9);
-    let buy = || RequestBody::Checkout {
-        checkout_id: old_id,
-        confirmed_total: Cents(300),
-        lines: Some(vec![CartItem {
-            listing: cat.items[0].listing,
-            quantity: 3,
-        }]),
-    };
-    let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
-        panic!("no order")
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let Reply::Order(again) = c.client.call(buy()).await.unwrap() else {
-        panic!("no order on the retry to the running market")
-    };
-    assert_eq!(again.id, first.id);
+    let old_id = CheckoutId::from_parts(server::store::now_ms() - 2 * 3_600_000, 9);
+    let buy = || buy_with_id(old_id, cat.items[0].listing, 3, Cents(300));
+    let first = bought_then_retried_after_forgetting(&c.client, buy).await;
     drop(m);
     let token = c.session.token.clone();
     drop(c);
@@ -517,29 +492,31 @@ async fn a_retry_of_a_checkout_the_running_server_has_forgotten_returns_the_orig
     let (server, _m) = offered_server(vec![offer_line("apple", 20, 100)]).await;
     let c = customer(&server.addr).await;
     let cat = wait_for_catalog(&c.client, 1, WAIT).await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let old_id = CheckoutId::from_parts(now_ms - server::market::RETRY_IN_MEMORY_MS - 60_000, 7);
-    let buy = || RequestBody::Checkout {
-        checkout_id: old_id,
-        confirmed_total: Cents(300),
-        lines: Some(vec![CartItem {
-            listing: cat.items[0].listing,
-            quantity: 3,
-        }]),
-    };
-    let Reply::Order(first) = c.client.call(buy()).await.unwrap() else {
+    let old_id = CheckoutId::from_parts(
+        server::store::now_ms() - server::market::RETRY_IN_MEMORY_MS - 60_000,
+        7,
+    );
+    let buy = || buy_with_id(old_id, cat.items[0].listing, 3, Cents(300));
+    let first = bought_then_retried_after_forgetting(&c.client, buy).await;
+    assert_eq!(first.checkout_id, old_id);
+    assert_eq!(catalog(&c.client).await.items[0].remaining, 17);
+}
+
+/// Buys with `request`, waits past the market's next forgetting of old checkout ids (once a second),
+/// retries the same request, and checks the retry returned the same order; returns it.
+async fn bought_then_retried_after_forgetting(
+    client: &Client,
+    request: impl Fn() -> RequestBody,
+) -> OrderView {
+    let Reply::Order(first) = client.call(request()).await.unwrap() else {
         panic!("no order")
     };
-    // Past the next forgetting.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let Reply::Order(again) = c.client.call(buy()).await.unwrap() else {
-        panic!("no order on retry")
+    let Reply::Order(again) = client.call(request()).await.unwrap() else {
+        panic!("no order on the retry")
     };
-    assert_eq!((again.id, again.checkout_id), (first.id, old_id));
-    assert_eq!(catalog(&c.client).await.items[0].remaining, 17);
+    assert_eq!((again.id, again.checkout_id), (first.id, first.checkout_id));
+    first
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,11 +53,8 @@ async fn orders(client: &Client) -> Vec<OrderView> {
 /// A "buy now" of one line of a listing priced `unit_price` (every listing in these tests costs what
 /// its offer line says), confirming what it costs.
 fn buy(checkout_id: CheckoutId, listing: ListingId, quantity: u32, unit_price: u64) -> RequestBody {
-    RequestBody::Checkout {
-        checkout_id,
-        lines: Some(vec![CartItem { listing, quantity }]),
-        confirmed_total: Cents(unit_price * u64::from(quantity)),
-    }
+    let total = Cents(unit_price * u64::from(quantity));
+    tests::harness::buy_with_id(checkout_id, listing, quantity, total)
 }
 
 /// A fresh connection through `addr`, resumed into the session of `token`.

@@ -297,18 +297,6 @@ pub async fn checkout(
     }))
 }
 
-/// Whether a checkout id is stored (for tests of fencing).
-pub async fn has_checkout(c: &Client, id: CheckoutId) -> Result<bool, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT 1 FROM orders WHERE checkout_id = $1",
-            &[&checkout_key(id).to_vec()],
-        )
-        .await
-        .map_err(pg)?;
-    Ok(row.is_some())
-}
-
 /// (orders, units sold) over all time.
 pub async fn totals<C: GenericClient + Sync>(c: &C) -> Result<(u64, u64), StoreError> {
     let r = c
