@@ -22,7 +22,9 @@
 //! stale market cannot contradict them, and the ones the market must know of (a card's expiry, a
 //! login, a deleted account) are forwarded as commands. The fence guards only the market's writes.
 
-use super::wire::{Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, EVENTS};
+use super::wire::{
+    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, StockMark, EVENTS,
+};
 use crate::board::{Board, Levels};
 use crate::engine::{Admitted, Command, ReplyTx};
 use crate::push::Registry;
@@ -35,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +49,8 @@ pub const ATTEMPT: Duration = Duration::from_secs(2);
 pub const GIVE_UP: Duration = Duration::from_secs(12);
 /// The most accounts in one [`MarketRequest::CustomersActive`].
 const ACTIVE_CHUNK: usize = 10_000;
+/// The longest an answer waits for this node's board to catch up with it ([`Edge::board_reaches`]).
+const CATCH_UP: Duration = Duration::from_secs(1);
 /// The pause before asking again when no market answered at all.
 const NO_MARKET_PAUSE: Duration = Duration::from_millis(100);
 
@@ -69,6 +73,8 @@ pub struct Edge {
     /// This node's prefix for link names: its name as a subject token and its start time, so a
     /// restarted node never reuses a name.
     link_prefix: String,
+    /// The market's levels this node's board holds now: the term, and the market's own position.
+    board_at: watch::Sender<(i64, StockMark)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,6 +117,7 @@ impl Edge {
                 protocol::broker::name_token(node),
                 crate::store::now_ms()
             ),
+            board_at: watch::channel((0, StockMark::default())).0,
         });
         tokio::spawn(edge.clone().route_replies(replies));
         Ok(edge)
@@ -294,7 +301,10 @@ impl Edge {
                         {
                             true
                         }
-                        Ok(answered) => return self.deliver(answered, answer),
+                        Ok(answered) => {
+                            self.board_reaches(answered.term, answered.stock).await;
+                            return self.deliver(answered, answer);
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "malformed market reply");
                             return answer.fail(busy());
@@ -316,8 +326,20 @@ impl Edge {
         }
     }
 
+    /// Holds an answer back until this node's board has the market's levels it names (or
+    /// [`CATCH_UP`] passed: the levels were lost on the bus, and the periodic repeat brings them).
+    /// A later catalog read on this node then shows the client's own checkout or offer.
+    async fn board_reaches(&self, term: i64, stock: Option<StockMark>) {
+        let Some(named) = stock else { return };
+        let mut board_at = self.board_at.subscribe();
+        let reached = board_at.wait_for(|at| *at >= (term, named));
+        if tokio::time::timeout(CATCH_UP, reached).await.is_err() {
+            tracing::debug!(term, ?named, "answering before the board caught up");
+        }
+    }
+
     fn deliver(&self, answered: Answered, answer: Answer) {
-        let Answered { term, reply } = answered;
+        let Answered { term, reply, .. } = answered;
         let mismatch = || WireError::new(ErrorCode::Internal, "the market answered something else");
         match (answer, reply) {
             (Answer::Reply(tx), MarketReply::Answer(result)) => {
@@ -399,7 +421,16 @@ impl Edge {
                     remaining,
                 } => {
                     self.observe_term(term);
-                    numbering.levels(&board, term, version, epoch, remaining);
+                    if numbering.levels(&board, term, version, epoch, remaining) {
+                        let at = (term, StockMark { epoch, version });
+                        self.board_at.send_if_modified(|now| {
+                            let newer = at > *now;
+                            if newer {
+                                *now = at;
+                            }
+                            newer
+                        });
+                    }
                 }
                 MarketEvent::ToAccount { account, event } => {
                     registry.deliver_to_account(account, event)
@@ -554,10 +585,13 @@ impl Numbering {
         version: u64,
         epoch: u64,
         remaining: Vec<(ListingId, u32)>,
-    ) {
+    ) -> bool {
         // Levels of a catalog not seen yet wait for it (it is published first, and repeated).
-        if self.source != Some((term, epoch)) || self.source_version == Some(version) {
-            return;
+        if self.source != Some((term, epoch)) {
+            return false;
+        }
+        if self.source_version == Some(version) {
+            return true;
         }
         self.source_version = Some(version);
         self.version += 1;
@@ -566,6 +600,7 @@ impl Numbering {
             epoch: self.epoch,
             remaining: remaining.into_iter().collect(),
         });
+        true
     }
 }
 

@@ -9,7 +9,7 @@
 //! which node is the market.
 
 use super::wire::{
-    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, CATALOG_PART_ITEMS,
+    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, StockMark, CATALOG_PART_ITEMS,
     MARKET_QUEUE, REQUESTS,
 };
 use crate::board::BoardReader;
@@ -31,6 +31,9 @@ const LEVELS_EVERY: Duration = Duration::from_millis(10);
 /// The catalog and the levels are published again this often, so that an edge that started (or
 /// lost its link to NATS) after the last change catches up.
 const REPEAT_EVERY: Duration = Duration::from_secs(2);
+/// At step-down, how long the answers of commits still draining may take to go out. An answer
+/// that misses it is asked again of the next market, which finds the checkout id.
+const DRAIN_ANSWERS: Duration = Duration::from_secs(5);
 
 /// Answers forwarded market requests until `stop`. `sink` is the market's publishing path: the
 /// pushes of manufacturer links on edges go out through it.
@@ -39,16 +42,19 @@ pub async fn serve(
     engine: EngineHandle,
     term: i64,
     sink: mpsc::UnboundedSender<MarketEvent>,
+    board: BoardReader,
+    answers: mpsc::UnboundedSender<Outgoing>,
     stop: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut requests = client
         .queue_subscribe(REQUESTS, MARKET_QUEUE.to_string())
         .await?;
     let mut service = Service {
-        client,
         engine,
         term,
         sink,
+        board,
+        answers,
         links: HashMap::new(),
     };
     tracing::info!(term, "market: serving forwarded requests");
@@ -66,11 +72,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// An answer on its way to the request's reply subject, through [`publish`] (see [`Answered::stock`]).
+pub type Outgoing = (async_nats::Subject, Answered);
+
 struct Service {
-    client: async_nats::Client,
     engine: EngineHandle,
     term: i64,
     sink: mpsc::UnboundedSender<MarketEvent>,
+    /// This market's own board: where an answer's [`StockMark`] is read.
+    board: BoardReader,
+    /// To [`publish`], which sends each answer after the levels it names.
+    answers: mpsc::UnboundedSender<Outgoing>,
     /// Each manufacturer link on an edge: the sender the engine holds (weak, so that the engine
     /// dropping it ends the link).
     links: HashMap<String, mpsc::WeakUnboundedSender<Event>>,
@@ -98,14 +110,20 @@ impl Service {
                 return;
             }
         };
+        let marks = request.changes_the_board();
         let pending = match self.enter(request) {
             Ok(pending) => pending,
             Err(e) => {
-                self.answer(reply_to, MarketReply::Answer(Err(e)));
+                let answered = Answered {
+                    term: self.term,
+                    reply: MarketReply::Answer(Err(e)),
+                    stock: None,
+                };
+                let _ = self.answers.send((reply_to, answered));
                 return;
             }
         };
-        let (client, term) = (self.client.clone(), self.term);
+        let (answers, term, board) = (self.answers.clone(), self.term, self.board.clone());
         tokio::spawn(async move {
             let shutting = || WireError::new(ErrorCode::ShuttingDown, "the market is stopping");
             let reply = match pending {
@@ -126,16 +144,10 @@ impl Service {
                 }),
                 Pending::Taken => MarketReply::Taken,
             };
-            publish_answer(&client, reply_to, Answered { term, reply }).await;
+            // The engine put the command's effect on the board before it was answered.
+            let stock = marks.then(|| mark(&board.levels.borrow()));
+            let _ = answers.send((reply_to, Answered { term, reply, stock }));
         });
-    }
-
-    fn answer(&self, reply_to: async_nats::Subject, reply: MarketReply) {
-        let client = self.client.clone();
-        let term = self.term;
-        tokio::spawn(
-            async move { publish_answer(&client, reply_to, Answered { term, reply }).await },
-        );
     }
 
     /// Where a forwarded command enters the market: it becomes the [`Command`] it stands for and
@@ -259,16 +271,26 @@ async fn publish_answer(
 /// every [`REPEAT_EVERY`]) and everything its publishing registries hand to `sink`, until `stop`.
 /// Every outbox's durable position in `registry` is repeated too: an edge's relay that missed one
 /// (NATS restarted) would otherwise wait for the manufacturer's next sale.
+///
+/// Answers go out here too, after what the engine pushed before them and after the levels their
+/// [`Answered::stock`] names: when an answer names levels not yet sent, the board is sent at once,
+/// ahead of the period. Both travel on this one client connection, so an edge receives the levels
+/// before the answer.
 pub async fn publish(
     client: async_nats::Client,
     term: i64,
     registry: std::sync::Arc<crate::push::Registry>,
     mut board: BoardReader,
     mut sink: mpsc::UnboundedReceiver<MarketEvent>,
+    mut answers: mpsc::UnboundedReceiver<Outgoing>,
     stop: CancellationToken,
 ) {
     let mut levels_due: Option<Instant> = None;
     let mut last_levels = Instant::now() - LEVELS_EVERY;
+    let mut sent = StockMark {
+        epoch: 0,
+        version: 0,
+    };
     let mut repeat = tokio::time::interval(REPEAT_EVERY);
     repeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -279,6 +301,18 @@ pub async fn publish(
                 Some(event) => send(&client, &event).await,
                 None => break,
             },
+            Some((reply_to, answered)) = answers.recv() => {
+                if answered.stock.is_some_and(|named| named > sent) {
+                    if board.catalog.has_changed().unwrap_or(false) {
+                        board.catalog.borrow_and_update();
+                        send_catalog(&client, term, &board).await;
+                    }
+                    levels_due = None;
+                    last_levels = Instant::now();
+                    sent = send_levels(&client, term, &mut board).await;
+                }
+                publish_answer(&client, reply_to, answered).await;
+            }
             changed = board.catalog.changed() => {
                 if changed.is_err() { break }
                 send_catalog(&client, term, &board).await;
@@ -291,20 +325,30 @@ pub async fn publish(
             _ = sleep_until(levels_due.unwrap_or_else(Instant::now)), if levels_due.is_some() => {
                 levels_due = None;
                 last_levels = Instant::now();
-                send(&client, &levels_event(term, &mut board)).await;
+                sent = send_levels(&client, term, &mut board).await;
             }
             _ = repeat.tick() => {
                 send_catalog(&client, term, &board).await;
-                send(&client, &levels_event(term, &mut board)).await;
+                sent = send_levels(&client, term, &mut board).await;
                 for (manufacturer, through) in registry.outbox_positions() {
                     send(&client, &MarketEvent::OutboxDurable { manufacturer, through }).await;
                 }
             }
         }
     }
-    // What the engine pushed last (a month closing at step-down) still goes out.
+    // What the engine pushed last (a month closing at step-down) still goes out, and so do the
+    // answers of what the writer commits while it drains (the service stopped taking requests).
     while let Ok(event) = sink.try_recv() {
         send(&client, &event).await;
+    }
+    let deadline = Instant::now() + DRAIN_ANSWERS;
+    while let Ok(Some((reply_to, answered))) =
+        tokio::time::timeout_at(deadline, answers.recv()).await
+    {
+        if answered.stock.is_some_and(|named| named > sent) {
+            sent = send_levels(&client, term, &mut board).await;
+        }
+        publish_answer(&client, reply_to, answered).await;
     }
     let _ = client.flush().await;
 }
@@ -332,13 +376,24 @@ async fn send_catalog(client: &async_nats::Client, term: i64, board: &BoardReade
     }
 }
 
-fn levels_event(term: i64, board: &mut BoardReader) -> MarketEvent {
+/// Sends the levels on the board now, and says which they were.
+async fn send_levels(client: &async_nats::Client, term: i64, board: &mut BoardReader) -> StockMark {
     let levels = board.levels.borrow_and_update().clone();
-    MarketEvent::Levels {
+    let event = MarketEvent::Levels {
         term,
         version: levels.version,
         epoch: levels.epoch,
         remaining: levels.remaining.iter().map(|(l, r)| (*l, *r)).collect(),
+    };
+    send(client, &event).await;
+    mark(&levels)
+}
+
+/// Where these levels stand on the market's board.
+fn mark(levels: &crate::board::Levels) -> StockMark {
+    StockMark {
+        epoch: levels.epoch,
+        version: levels.version,
     }
 }
 

@@ -168,6 +168,19 @@ impl MarketRequest {
     }
 }
 
+impl MarketRequest {
+    /// Whether the command can change what the catalog shows, so that its answer carries an
+    /// [`Answered::stock`] mark.
+    pub fn changes_the_board(&self) -> bool {
+        matches!(
+            self,
+            MarketRequest::Checkout { .. }
+                | MarketRequest::Offer { .. }
+                | MarketRequest::CloseMonth
+        )
+    }
+}
+
 /// The market's answer, with the lease epoch ("term") of the node that gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answered {
@@ -175,6 +188,21 @@ pub struct Answered {
     pub term: i64,
     /// The answer.
     pub reply: MarketReply,
+    /// For a command that changes what the catalog shows (a checkout, an offer, a month closed):
+    /// the market's board as it was when the answer was given, which includes the command. The
+    /// market publishes those levels before the answer, and the edge holds the answer back until
+    /// its own board has them, so a client reads its own write on the node it asked.
+    pub stock: Option<StockMark>,
+}
+
+/// A position on the market's board: its catalog epoch and levels version, in the answering term.
+/// Positions compare in that order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StockMark {
+    /// The catalog epoch.
+    pub epoch: u64,
+    /// The levels version.
+    pub version: u64,
 }
 
 /// What the market answers, by the kind of command.
@@ -333,6 +361,10 @@ mod tests {
         let answered = Answered {
             term: 4,
             reply: MarketReply::Answer(Err(WireError::new(ErrorCode::OutOfStock, "gone"))),
+            stock: Some(StockMark {
+                epoch: 2,
+                version: 17,
+            }),
         };
         let payload = encode_bus(&answered).unwrap();
         assert_eq!(decode_bus::<Answered>(&payload).unwrap(), answered);

@@ -276,12 +276,14 @@ async fn market_term(
     let engine_stop = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(commands, committed_rx, engine_stop.clone()));
     let term_stop = CancellationToken::new();
+    let (answers, outgoing) = tokio::sync::mpsc::unbounded_channel();
     let publisher = tokio::spawn(crate::broker::market::publish(
         client.clone(),
         term,
         registry,
-        board_reader,
+        board_reader.clone(),
         published,
+        outgoing,
         term_stop.clone(),
     ));
     let service = tokio::spawn(crate::broker::market::serve(
@@ -289,6 +291,8 @@ async fn market_term(
         engine_handle,
         term,
         sink,
+        board_reader,
+        answers,
         term_stop.clone(),
     ));
     tracing::info!(

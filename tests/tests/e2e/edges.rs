@@ -250,6 +250,50 @@ async fn a_checkout_sent_to_a_node_that_is_not_the_market_is_confirmed_and_in_th
     let _ = a;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_reads_their_own_checkout_in_the_catalog_of_the_node_they_bought_on() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_url, _nats, a, b) = two_nodes(dir.path()).await;
+    let _maker = TestManufacturer::connect(
+        &a.addr,
+        "orchard",
+        script(vec![offer_line("pear", 1_000, 120)]),
+        Default::default(),
+    )
+    .await;
+    // Node a holds the lease, but its sessions too reach the market over NATS: both are edges.
+    for node in [&b, &a] {
+        let buyer = customer(&node.addr).await;
+        let items = tests::harness::wait_for_catalog(&buyer.client, 1, Duration::from_secs(30))
+            .await
+            .items;
+        let listing = items[0].listing;
+        // Stock is published at most every 10 ms; a catalog read right after the answer would see
+        // the level before the checkout most of the time, unless the answer waits for it.
+        for round in 0..15 {
+            let before = tests::harness::catalog(&buyer.client).await.items[0].remaining;
+            let bought = buyer
+                .client
+                .call(tests::harness::buy_now(listing, 2, Cents(240)))
+                .await;
+            assert!(
+                matches!(bought, Ok(Reply::Order(_))),
+                "round {round}: {bought:?}"
+            );
+            let after = tests::harness::catalog(&buyer.client).await.items[0].remaining;
+            assert_eq!(
+                after,
+                before - 2,
+                "round {round} on {}: the catalog read right after the checkout's answer",
+                node.addr
+            );
+        }
+    }
+}
+
 /// A "buy now" of one unit under `checkout_id`, asked again under the same id while the answer is
 /// a retryable refusal; the order, or the last refusal.
 async fn buy_until_answered(
