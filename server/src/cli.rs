@@ -153,6 +153,11 @@ struct ServeArgs {
     /// with a `postgres://` --db (cluster mode).
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
+    /// In cluster mode, this cluster's name on NATS: its nodes talk on subjects under it, so that
+    /// clusters sharing a nats-server never cross. Every node of a cluster must use the same one.
+    /// Default: named after the PostgreSQL database (`cds-<database>`), which its nodes share.
+    #[arg(long, value_name = "NAME", requires = "nats")]
+    cluster: Option<String>,
 }
 
 /// Runs the command line with the process's arguments.
@@ -322,6 +327,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.hash_threads = args.hash_threads;
     config.hash_queue = args.hash_queue as usize;
     config.nats = args.nats;
+    config.cluster = args.cluster;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

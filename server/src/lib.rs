@@ -102,6 +102,9 @@ pub struct Config {
     /// The NATS server whose JetStream carries sale notices to manufacturers that ask for it
     /// (`--nats URL`); `None`: every notice goes over the manufacturer's TCP link.
     pub nats: Option<String>,
+    /// In cluster mode, the name whose subjects this cluster uses on NATS (`--cluster`); `None`:
+    /// named after the PostgreSQL database.
+    pub cluster: Option<String>,
 }
 
 impl Config {
@@ -126,6 +129,7 @@ impl Config {
             hash_threads: 0,
             hash_queue: 16,
             nats: None,
+            cluster: None,
         }
     }
 }

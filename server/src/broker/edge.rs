@@ -23,8 +23,9 @@
 //! login, a deleted account) are forwarded as commands. The fence guards only the market's writes.
 
 use super::wire::{
-    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, StockMark, EVENTS,
+    Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, StockMark, Subjects,
 };
+use super::Bus;
 use crate::board::{Board, Levels};
 use crate::engine::{Admitted, Command, ReplyTx};
 use crate::push::Registry;
@@ -65,6 +66,7 @@ struct Link {
 /// This node's side of the bus.
 pub struct Edge {
     client: async_nats::Client,
+    subjects: Subjects,
     /// This node's reply subjects are `<inbox>.<n>`.
     inbox: String,
     next: AtomicU64,
@@ -100,14 +102,13 @@ enum Answer {
 
 impl Edge {
     /// Connects this node's inbox; `node` names this node.
-    pub async fn start(
-        client: async_nats::Client,
-        node: &str,
-    ) -> Result<Arc<Edge>, async_nats::SubscribeError> {
+    pub async fn start(bus: Bus, node: &str) -> Result<Arc<Edge>, async_nats::SubscribeError> {
+        let Bus { client, subjects } = bus;
         let inbox = client.new_inbox();
         let replies = client.subscribe(format!("{inbox}.*")).await?;
         let edge = Arc::new(Edge {
             client,
+            subjects,
             inbox,
             next: AtomicU64::new(1),
             waiting: Mutex::default(),
@@ -265,7 +266,7 @@ impl Edge {
         let reply_to = format!("{}.{n}", self.inbox);
         match self
             .client
-            .publish_with_reply(request.subject(), reply_to, payload.into())
+            .publish_with_reply(self.subjects.request(request), reply_to, payload.into())
             .await
         {
             Ok(()) => Some((n, rx)),
@@ -386,7 +387,7 @@ impl Edge {
         registry: Arc<Registry>,
         stop: CancellationToken,
     ) -> Result<(), async_nats::SubscribeError> {
-        let mut events = self.client.subscribe(EVENTS).await?;
+        let mut events = self.client.subscribe(self.subjects.events()).await?;
         let mut numbering = Numbering::default();
         loop {
             let message = tokio::select! {

@@ -10,8 +10,9 @@
 
 use super::wire::{
     Answered, LinkMessage, MarketEvent, MarketReply, MarketRequest, StockMark, CATALOG_PART_ITEMS,
-    MARKET_QUEUE, REQUESTS,
+    MARKET_QUEUE,
 };
+use super::Bus;
 use crate::board::BoardReader;
 use crate::engine::{Command, EngineHandle};
 use futures::StreamExt;
@@ -38,7 +39,7 @@ const DRAIN_ANSWERS: Duration = Duration::from_secs(5);
 /// Answers forwarded market requests until `stop`. `sink` is the market's publishing path: the
 /// pushes of manufacturer links on edges go out through it.
 pub async fn serve(
-    client: async_nats::Client,
+    bus: Bus,
     engine: EngineHandle,
     term: i64,
     sink: mpsc::UnboundedSender<MarketEvent>,
@@ -46,8 +47,9 @@ pub async fn serve(
     answers: mpsc::UnboundedSender<Outgoing>,
     stop: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = client
-        .queue_subscribe(REQUESTS, MARKET_QUEUE.to_string())
+    let mut requests = bus
+        .client
+        .queue_subscribe(bus.subjects.requests(), MARKET_QUEUE.to_string())
         .await?;
     let mut service = Service {
         engine,
@@ -277,7 +279,7 @@ async fn publish_answer(
 /// ahead of the period. Both travel on this one client connection, so an edge receives the levels
 /// before the answer.
 pub async fn publish(
-    client: async_nats::Client,
+    bus: Bus,
     term: i64,
     registry: std::sync::Arc<crate::push::Registry>,
     mut board: BoardReader,
@@ -298,24 +300,24 @@ pub async fn publish(
             biased;
             _ = stop.cancelled() => break,
             event = sink.recv() => match event {
-                Some(event) => send(&client, &event).await,
+                Some(event) => send(&bus, &event).await,
                 None => break,
             },
             Some((reply_to, answered)) = answers.recv() => {
                 if answered.stock.is_some_and(|named| named > sent) {
                     if board.catalog.has_changed().unwrap_or(false) {
                         board.catalog.borrow_and_update();
-                        send_catalog(&client, term, &board).await;
+                        send_catalog(&bus, term, &board).await;
                     }
                     levels_due = None;
                     last_levels = Instant::now();
-                    sent = send_levels(&client, term, &mut board).await;
+                    sent = send_levels(&bus, term, &mut board).await;
                 }
-                publish_answer(&client, reply_to, answered).await;
+                publish_answer(&bus.client, reply_to, answered).await;
             }
             changed = board.catalog.changed() => {
                 if changed.is_err() { break }
-                send_catalog(&client, term, &board).await;
+                send_catalog(&bus, term, &board).await;
                 levels_due.get_or_insert(Instant::now());
             }
             changed = board.levels.changed(), if levels_due.is_none() => {
@@ -325,13 +327,13 @@ pub async fn publish(
             _ = sleep_until(levels_due.unwrap_or_else(Instant::now)), if levels_due.is_some() => {
                 levels_due = None;
                 last_levels = Instant::now();
-                sent = send_levels(&client, term, &mut board).await;
+                sent = send_levels(&bus, term, &mut board).await;
             }
             _ = repeat.tick() => {
-                send_catalog(&client, term, &board).await;
-                sent = send_levels(&client, term, &mut board).await;
+                send_catalog(&bus, term, &board).await;
+                sent = send_levels(&bus, term, &mut board).await;
                 for (manufacturer, through) in registry.outbox_positions() {
-                    send(&client, &MarketEvent::OutboxDurable { manufacturer, through }).await;
+                    send(&bus, &MarketEvent::OutboxDurable { manufacturer, through }).await;
                 }
             }
         }
@@ -339,22 +341,22 @@ pub async fn publish(
     // What the engine pushed last (a month closing at step-down) still goes out, and so do the
     // answers of what the writer commits while it drains (the service stopped taking requests).
     while let Ok(event) = sink.try_recv() {
-        send(&client, &event).await;
+        send(&bus, &event).await;
     }
     let deadline = Instant::now() + DRAIN_ANSWERS;
     while let Ok(Some((reply_to, answered))) =
         tokio::time::timeout_at(deadline, answers.recv()).await
     {
         if answered.stock.is_some_and(|named| named > sent) {
-            sent = send_levels(&client, term, &mut board).await;
+            sent = send_levels(&bus, term, &mut board).await;
         }
-        publish_answer(&client, reply_to, answered).await;
+        publish_answer(&bus.client, reply_to, answered).await;
     }
-    let _ = client.flush().await;
+    let _ = bus.client.flush().await;
 }
 
 /// The catalog on the board, in parts of at most [`CATALOG_PART_ITEMS`] listings.
-async fn send_catalog(client: &async_nats::Client, term: i64, board: &BoardReader) {
+async fn send_catalog(bus: &Bus, term: i64, board: &BoardReader) {
     let catalog = board.catalog.borrow().clone();
     let items = &catalog.snapshot.items;
     let parts = items.len().div_ceil(CATALOG_PART_ITEMS).max(1);
@@ -372,12 +374,12 @@ async fn send_catalog(client: &async_nats::Client, term: i64, board: &BoardReade
                 version: catalog.snapshot.version,
             },
         };
-        send(client, &event).await;
+        send(bus, &event).await;
     }
 }
 
 /// Sends the levels on the board now, and says which they were.
-async fn send_levels(client: &async_nats::Client, term: i64, board: &mut BoardReader) -> StockMark {
+async fn send_levels(bus: &Bus, term: i64, board: &mut BoardReader) -> StockMark {
     let levels = board.levels.borrow_and_update().clone();
     let event = MarketEvent::Levels {
         term,
@@ -385,7 +387,7 @@ async fn send_levels(client: &async_nats::Client, term: i64, board: &mut BoardRe
         epoch: levels.epoch,
         remaining: levels.remaining.iter().map(|(l, r)| (*l, *r)).collect(),
     };
-    send(client, &event).await;
+    send(bus, &event).await;
     mark(&levels)
 }
 
@@ -397,10 +399,14 @@ fn mark(levels: &crate::board::Levels) -> StockMark {
     }
 }
 
-async fn send(client: &async_nats::Client, event: &MarketEvent) {
+async fn send(bus: &Bus, event: &MarketEvent) {
     match encode_bus(event) {
         Ok(payload) => {
-            if let Err(e) = client.publish(event.subject(), payload.into()).await {
+            if let Err(e) = bus
+                .client
+                .publish(bus.subjects.event(event), payload.into())
+                .await
+            {
                 tracing::warn!(error = %e, "cannot publish a market event");
             }
         }
@@ -412,7 +418,7 @@ async fn send(client: &async_nats::Client, event: &MarketEvent) {
 
 /// Publishes what an edge's own writes push (a dispatch report's order status) until `stop`.
 pub async fn publish_only(
-    client: async_nats::Client,
+    bus: Bus,
     mut sink: mpsc::UnboundedReceiver<MarketEvent>,
     stop: CancellationToken,
 ) {
@@ -420,7 +426,7 @@ pub async fn publish_only(
         tokio::select! {
             _ = stop.cancelled() => break,
             event = sink.recv() => match event {
-                Some(event) => send(&client, &event).await,
+                Some(event) => send(&bus, &event).await,
                 None => break,
             },
         }

@@ -126,6 +126,15 @@ impl Broker {
     }
 }
 
+/// A cluster's bus: the NATS client, and the subjects of this cluster on it.
+#[derive(Clone)]
+pub struct Bus {
+    /// The plain client.
+    pub client: async_nats::Client,
+    /// This cluster's subjects.
+    pub subjects: wire::Subjects,
+}
+
 /// The sale-notice stream: one subject per manufacturer, on disk, bounded.
 fn sales_stream() -> stream::Config {
     stream::Config {

@@ -9,23 +9,63 @@
 //! - requests: one per command family, `market.cart`, `market.checkout`, `market.offer`,
 //!   `market.ack`, `market.month`, `market.operator`, `market.account`, `market.link`
 //!   ([`MarketRequest::subject`]); the market node serves them all through one queue subscription
-//!   on [`REQUESTS`], so it sees them in the order each edge sent them;
+//!   on [`Subjects::requests`], so it sees them in the order each edge sent them;
 //! - events: `events.catalog`, `events.levels`, `events.order.<account>`, `events.month`,
 //!   `events.outbox`, `events.status`, `events.revoke`, `events.link.<link>` ([`MarketEvent::subject`]); every node subscribes to
-//!   [`EVENTS`].
+//!   [`Subjects::events`];
+//! - all of them under the cluster's own first token ([`Subjects`]): `cds-shop.market.checkout`.
 
 use crate::engine::{Admitted, CartOp};
 use protocol::*;
 use serde::{Deserialize, Serialize};
 
-/// Every request subject: what the market node subscribes to.
-pub const REQUESTS: &str = "market.>";
 /// The queue group of the market service: if two nodes ever subscribe at once (a paused old holder
 /// that has not noticed yet), each request still reaches only one of them, and the fenced writer
 /// refuses the stale one's writes.
 pub const MARKET_QUEUE: &str = "market";
-/// Every event subject: what each node subscribes to.
-pub const EVENTS: &str = "events.>";
+
+/// One cluster's subjects: every subject above under the cluster's own first token, so that two
+/// clusters on one nats-server (two deployments, or tests run side by side) never answer or feed
+/// each other. Every node of a cluster must use the same name: by default it comes from the
+/// PostgreSQL database's name, which they share ([`Subjects::for_database`]); `--cluster` sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// The subjects of the cluster named `cluster` (any text: it is escaped to one subject token).
+    pub fn new(cluster: &str) -> Subjects {
+        Subjects {
+            prefix: protocol::broker::name_token(cluster),
+        }
+    }
+
+    /// The default: named after the database the cluster's nodes share.
+    pub fn for_database(database: &str) -> Subjects {
+        Subjects::new(&format!("cds-{database}"))
+    }
+
+    /// Every request subject: what the market node subscribes to.
+    pub fn requests(&self) -> String {
+        format!("{}.market.>", self.prefix)
+    }
+
+    /// Every event subject: what each node subscribes to.
+    pub fn events(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
+    /// Where `request` is sent.
+    pub fn request(&self, request: &MarketRequest) -> String {
+        format!("{}.{}", self.prefix, request.subject())
+    }
+
+    /// Where `event` is published.
+    pub fn event(&self, event: &MarketEvent) -> String {
+        format!("{}.{}", self.prefix, event.subject())
+    }
+}
 
 /// The most listings in one [`MarketEvent::Catalog`] part: a few hundred KB.
 pub const CATALOG_PART_ITEMS: usize = 2048;
@@ -376,6 +416,26 @@ mod tests {
         };
         let payload = encode_bus(&levels).unwrap();
         assert_eq!(decode_bus::<MarketEvent>(&payload).unwrap(), levels);
+    }
+
+    #[test]
+    fn a_clusters_subjects_sit_under_one_escaped_token_of_its_name() {
+        let shop = Subjects::for_database("shop");
+        assert_eq!(
+            shop.request(&MarketRequest::CloseMonth),
+            "cds-shop.market.month"
+        );
+        assert_eq!(shop.requests(), "cds-shop.market.>");
+        assert_eq!(shop.events(), "cds-shop.events.>");
+        let levels = MarketEvent::Levels {
+            term: 1,
+            version: 1,
+            epoch: 1,
+            remaining: Vec::new(),
+        };
+        assert_eq!(shop.event(&levels), "cds-shop.events.levels");
+        // A name with a dot or a wildcard stays one token, so it cannot reach another's subjects.
+        assert_eq!(Subjects::new("a.b>").requests(), "a_2eb_3e.market.>");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 
 use super::{acquire, Lease, Listen};
 use crate::broker::edge::Edge;
-use crate::broker::Broker;
+use crate::broker::wire::Subjects;
+use crate::broker::{Broker, Bus};
 use crate::store::postgres::{self, Purpose};
 use crate::store::StoreError;
 use crate::{Config, ServerError};
@@ -41,11 +42,16 @@ pub async fn run(
     let started = std::time::Instant::now();
     let node = config.node.clone().unwrap_or_default();
     let broker = Broker::connect(&nats).await?;
+    let bus = Bus {
+        client: broker.client(),
+        subjects: subjects(&config, &url),
+    };
+    tracing::info!(subjects = %bus.subjects.requests(), "this cluster's market subjects");
     let market = tokio::spawn(market_loop(
         config.clone(),
         url.clone(),
         node.clone(),
-        broker.client(),
+        bus.clone(),
         shutdown.clone(),
     ));
     let served = edge(
@@ -53,6 +59,7 @@ pub async fn run(
         &url,
         &node,
         &broker,
+        bus,
         listen,
         operator_key,
         started,
@@ -64,12 +71,27 @@ pub async fn run(
     served.and(result)
 }
 
+/// This cluster's subjects on NATS: `--cluster`, else named after the database every node shares
+/// (the part of the URL that is the same whichever address a node reaches it by).
+fn subjects(config: &Config, url: &str) -> Subjects {
+    if let Some(name) = &config.cluster {
+        return Subjects::new(name);
+    }
+    let database = url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().or(c.get_user()).map(str::to_string))
+        .unwrap_or_default();
+    Subjects::for_database(&database)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn edge(
     config: &Config,
     url: &str,
     node: &str,
     broker: &Broker,
+    bus: Bus,
     listen: Listen,
     operator_key: crate::identity::operator::OperatorKey,
     started: std::time::Instant,
@@ -99,17 +121,18 @@ async fn edge(
     let registry = Arc::new(crate::push::Registry::with_peers(published_tx.clone()));
     let (board, board_reader) = crate::board::Board::new();
     let (engine, commands) = crate::engine::channel();
-    let bus = Edge::start(broker.client(), node)
+    let forwarding = Edge::start(bus.clone(), node)
         .await
         .map_err(|e| broker_error(&e))?;
     let stop_bus = CancellationToken::new();
-    tokio::spawn(bus.clone().forward(commands));
+    tokio::spawn(forwarding.clone().forward(commands));
     let ingest = tokio::spawn(
-        bus.clone()
+        forwarding
+            .clone()
             .ingest(board, registry.clone(), stop_bus.clone()),
     );
     let edge_publisher = tokio::spawn(crate::broker::market::publish_only(
-        broker.client(),
+        bus,
         published_rx,
         stop_bus.clone(),
     ));
@@ -197,7 +220,7 @@ async fn market_loop(
     config: Config,
     url: String,
     node: String,
-    client: async_nats::Client,
+    bus: Bus,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     loop {
@@ -210,7 +233,7 @@ async fn market_loop(
             epoch = lease.epoch,
             "took the lease; loading the market"
         );
-        let result = market_term(&config, &url, &lease, client.clone(), &shutdown).await;
+        let result = market_term(&config, &url, &lease, bus.clone(), &shutdown).await;
         if shutdown.is_cancelled() {
             return result;
         }
@@ -238,7 +261,7 @@ async fn market_term(
     config: &Config,
     url: &str,
     lease: &Lease,
-    client: async_nats::Client,
+    bus: Bus,
     shutdown: &CancellationToken,
 ) -> Result<(), ServerError> {
     let started = std::time::Instant::now();
@@ -278,7 +301,7 @@ async fn market_term(
     let term_stop = CancellationToken::new();
     let (answers, outgoing) = tokio::sync::mpsc::unbounded_channel();
     let publisher = tokio::spawn(crate::broker::market::publish(
-        client.clone(),
+        bus.clone(),
         term,
         registry,
         board_reader.clone(),
@@ -287,7 +310,7 @@ async fn market_term(
         term_stop.clone(),
     ));
     let service = tokio::spawn(crate::broker::market::serve(
-        client,
+        bus,
         engine_handle,
         term,
         sink,

@@ -294,6 +294,71 @@ async fn a_customer_reads_their_own_checkout_in_the_catalog_of_the_node_they_bou
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_on_one_nats_server_never_serve_or_feed_each_other() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path()).expect("start nats-server");
+    let mut clusters = Vec::new();
+    for (name, product) in [("east", "apple"), ("west", "milk")] {
+        let url = tokio::task::spawn_blocking(PgServer::fresh_database)
+            .await
+            .expect("database");
+        let node = Node::start(name, &url, &nats.url(), dir.path());
+        eventually(
+            "the node holds its cluster's lease",
+            Duration::from_secs(60),
+            async || holder(&url).await.as_deref() == Some(name),
+        )
+        .await;
+        eventually("the node listens", Duration::from_secs(60), async || {
+            node.listens()
+        })
+        .await;
+        let maker = TestManufacturer::connect(
+            &node.addr,
+            product,
+            script(vec![offer_line(product, 1_000, 100)]),
+            Default::default(),
+        )
+        .await;
+        clusters.push((url, node, product, maker));
+    }
+    for (url, node, product, _) in &clusters {
+        let buyer = customer(&node.addr).await;
+        let items = tests::harness::wait_for_catalog(&buyer.client, 1, Duration::from_secs(30))
+            .await
+            .items;
+        // Both markets would take requests from one queue group, and both boards would be fed by
+        // either market: reads and checkouts would land on the other cluster about half the time.
+        for round in 0..20 {
+            let catalog = tests::harness::catalog(&buyer.client).await;
+            let products: Vec<&str> = catalog.items.iter().map(|i| i.product.as_str()).collect();
+            assert!(
+                products.len() == 1 && products[0].contains(product),
+                "round {round} on {}: {products:?}",
+                node.addr
+            );
+            let bought = buyer
+                .client
+                .call(tests::harness::buy_now(items[0].listing, 1, Cents(100)))
+                .await;
+            assert!(
+                matches!(bought, Ok(Reply::Order(_))),
+                "round {round}: {bought:?}"
+            );
+        }
+        let rows = tests::harness::store_rows(
+            Path::new(url),
+            "SELECT count(*), sum(quantity) FROM order_lines",
+        );
+        let expected = vec![Some("20".to_string()), Some("20".to_string())];
+        assert_eq!(rows, vec![expected], "the orders in {product}'s database");
+    }
+}
+
 /// A "buy now" of one unit under `checkout_id`, asked again under the same id while the answer is
 /// a retryable refusal; the order, or the last refusal.
 async fn buy_until_answered(
