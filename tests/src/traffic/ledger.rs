@@ -12,9 +12,17 @@
 //! 3. No order is listed twice.
 //!
 //! Order ids are assumed to grow with time, so "newest 100" is "highest 100 ids".
+//!
+//! Only the newest [`KEPT`] confirmations are kept; the older ones are only counted. A customer has
+//! one checkout in flight at a time, so its newest listed orders are its newest confirmations: the
+//! older ones can only fall outside the window, and a ledger that grew with every checkout of a long
+//! run cost the load generator a page fault every few hundred checkouts.
 
 use protocol::{CheckoutId, OrderId, OrderView, MAX_ORDERS_LISTED};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Confirmations kept per customer: twice the listing's window.
+pub const KEPT: usize = 2 * MAX_ORDERS_LISTED;
 
 /// One checkout the server confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +38,10 @@ pub struct Confirmed {
 /// One customer's record of its checkouts.
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
-    confirmed: Vec<Confirmed>,
+    /// The newest [`KEPT`] confirmations, oldest first.
+    confirmed: VecDeque<Confirmed>,
+    /// Confirmations older than those, no longer kept.
+    forgotten: u64,
     /// Checkouts whose outcome is unknown: sent, then the connection failed before any answer.
     uncertain: u64,
 }
@@ -88,22 +99,16 @@ impl Check {
 impl Ledger {
     /// The server confirmed a checkout.
     pub fn confirm(&mut self, confirmed: Confirmed) {
-        self.confirmed.push(confirmed);
+        if self.confirmed.len() == KEPT {
+            self.confirmed.pop_front();
+            self.forgotten += 1;
+        }
+        self.confirmed.push_back(confirmed);
     }
 
     /// A checkout was sent and no answer ever came.
     pub fn uncertain(&mut self) {
         self.uncertain += 1;
-    }
-
-    /// Units in confirmed checkouts.
-    pub fn units(&self) -> u64 {
-        self.confirmed.iter().map(|c| c.units).sum()
-    }
-
-    /// Confirmed checkouts.
-    pub fn confirmed(&self) -> &[Confirmed] {
-        &self.confirmed
     }
 
     /// Checks the server's listing of this customer's orders (see the module docs for the rules).
@@ -162,7 +167,16 @@ impl Ledger {
         } else {
             listed.iter().map(|o| o.id).min()
         };
-        let mut outside = 0;
+        // The forgotten ones are older than every kept one: outside a full window, and missing
+        // from a short listing, which must list every confirmation.
+        let mut outside = self.forgotten;
+        if window_start.is_none() && self.forgotten > 0 {
+            mismatch(format!(
+                "{} confirmed orders are not listed (only {} orders are)",
+                self.forgotten,
+                listed.len()
+            ));
+        }
         for c in &self.confirmed {
             let in_window = window_start.is_none_or(|oldest| c.order >= oldest);
             if !in_window {
@@ -260,6 +274,16 @@ mod tests {
             (check.orders_checked, check.orders_outside_window),
             (100, 50)
         );
+        // Only the newest confirmations are kept; the rest still count as outside the window.
+        let all: Vec<(u64, u64)> = (1..=1_000).map(|id| (id, 1)).collect();
+        let long = ledger(&all);
+        assert_eq!(long.confirmed.len(), KEPT);
+        let newest_of_long: Vec<OrderView> = (901..=1_000).rev().map(|id| order(id, 1)).collect();
+        let check = long.check("c", &newest_of_long);
+        assert!(check.consistent(), "{check:?}");
+        assert_eq!(check.orders_outside_window, 900);
+        // A short listing after many confirmations is a mismatch, even of forgotten ones.
+        assert!(!long.check("c", &newest_of_long[..10]).consistent());
         // A hole inside the window is still caught.
         let mut holed = newest.clone();
         holed.retain(|o| o.id != OrderId(120));
