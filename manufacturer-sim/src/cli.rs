@@ -80,8 +80,8 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<std::path::PathBuf>,
     /// Take sale notices from this NATS server's JetStream (for example nats://127.0.0.1:4222)
-    /// instead of the TCP link: a durable pull consumer named after the manufacturer on
-    /// `sales.<name>`. Acks still go to the distributor over TCP. The distributor must run with
+    /// instead of the TCP link: a durable pull consumer on `sales.<cluster>.<name>`, both named by
+    /// the distributor. Acks still go to the distributor over TCP. The distributor must run with
     /// --nats too, or it refuses.
     #[arg(long, value_name = "URL")]
     nats: Option<String>,

@@ -1,5 +1,6 @@
-//! Sale notices from the message broker (`manufacturer-sim --nats URL`): a durable pull consumer,
-//! named after the manufacturer, on its subject of the distributor's JetStream stream.
+//! Sale notices from the message broker (`manufacturer-sim --nats URL`): a durable pull consumer on
+//! this manufacturer's subject of the distributor's JetStream stream, both named by the distributor
+//! ([`NoticeFeed`]: under its cluster's name and the manufacturer's).
 //!
 //! Each batch of messages is sorted by notice seq against the high-water mark the books keep:
 //! - a seq at or below the mark was applied before (a redelivery or a re-publish): acked, skipped;
@@ -15,6 +16,7 @@
 use crate::SimError;
 use async_nats::jetstream::{self, consumer, AckKind};
 use futures::{FutureExt, StreamExt};
+use protocol::broker::NoticeFeed;
 use protocol::{Notice, NoticeSeq};
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -34,7 +36,6 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct Broker {
     js: jetstream::Context,
-    name: String,
     url: String,
 }
 
@@ -91,29 +92,26 @@ impl Broker {
             .map_err(|e| SimError::Config(format!("--nats {url}: {e}")))?;
         Ok(Broker {
             js: jetstream::new(client),
-            name: name.to_string(),
             url: url.to_string(),
         })
     }
 
     /// This manufacturer's message stream: its durable consumer (created the first time) on its
-    /// subject. `Err` carries a reason to reconnect for.
-    pub(crate) async fn subscribe(&self) -> Result<consumer::pull::Stream, String> {
-        let stream = self
-            .js
-            .get_stream(protocol::broker::SALES_STREAM)
-            .await
-            .map_err(|e| {
-                format!(
-                    "no {} stream on the broker at {} ({e}); the distributor creates it at start",
-                    protocol::broker::SALES_STREAM,
-                    self.url
-                )
-            })?;
-        let durable = protocol::broker::consumer_name(&self.name);
+    /// subject, both as the distributor named them. `Err` carries a reason to reconnect for.
+    pub(crate) async fn subscribe(
+        &self,
+        route: &NoticeFeed,
+    ) -> Result<consumer::pull::Stream, String> {
+        let stream = self.js.get_stream(&route.stream).await.map_err(|e| {
+            format!(
+                "no {} stream on the broker at {} ({e}); the distributor creates it at start",
+                route.stream, self.url
+            )
+        })?;
+        let durable = route.consumer.clone();
         let config = consumer::pull::Config {
             durable_name: Some(durable.clone()),
-            filter_subject: protocol::broker::sales_subject(&self.name),
+            filter_subject: route.subject.clone(),
             deliver_policy: consumer::DeliverPolicy::All,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: ACK_WAIT,

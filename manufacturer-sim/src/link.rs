@@ -15,6 +15,7 @@ use crate::dispatch::dispatcher;
 use crate::tally::Tally;
 use crate::SimError;
 use async_nats::jetstream::consumer;
+use protocol::broker::NoticeFeed;
 use protocol::paging::offer_requests;
 use protocol::{
     Client, ClientError, ErrorCode, Event, Events, Hello, MonthId, Notice, Reply, RequestBody,
@@ -169,12 +170,13 @@ async fn session(
             stop_dispatch,
         ));
     }
-    let mut feed = match &link.broker {
+    // Where the distributor publishes this link's notices, and the subscription to them.
+    let (route, mut feed) = match &link.broker {
         Some(broker) => match from_broker_from_now_on(link, &client, broker).await? {
-            Ok(feed) => Some(feed),
+            Ok((route, feed)) => (Some(route), Some(feed)),
             Err(reason) => return Ok(Ended::Lost(reason)),
         },
-        None => None,
+        None => (None, None),
     };
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
@@ -205,7 +207,7 @@ async fn session(
                 messages = next_broker_batch(&mut feed) => {
                     let outcome = tokio::select! {
                         _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
-                        r = from_broker(link, &client, messages, &orders_tx, &mut sales, &mut feed) => r?,
+                        r = from_broker(link, &client, messages, &orders_tx, &mut sales, (route.as_ref(), &mut feed)) => r?,
                     };
                     if let Err(reason) = outcome {
                         return Ok(Ended::Lost(reason));
@@ -254,14 +256,15 @@ async fn session(
     }
 }
 
-/// Tells the distributor to send this link's notices through the broker, then subscribes. The outer
-/// error is fatal (a distributor without a broker); the inner one drops the connection.
+/// Tells the distributor to send this link's notices through the broker, then subscribes to where
+/// it says they go. The outer error is fatal (a distributor without a broker); the inner one drops
+/// the connection.
 async fn from_broker_from_now_on(
     link: &Link,
     client: &Client,
     broker: &crate::jetstream::Broker,
-) -> Result<Result<consumer::pull::Stream, String>, SimError> {
-    match call(client, RequestBody::NoticesFromBroker).await {
+) -> Result<Result<(NoticeFeed, consumer::pull::Stream), String>, SimError> {
+    let route = match call(client, RequestBody::NoticesFromBroker).await {
         Err(reason) => return Ok(Err(reason)),
         Ok(Err(ClientError::Server(e))) => {
             return Err(SimError::Refused(format!(
@@ -270,13 +273,21 @@ async fn from_broker_from_now_on(
             )))
         }
         Ok(Err(e)) => return Ok(Err(e.to_string())),
-        Ok(Ok(_)) => {}
-    }
-    let subscribed = broker.subscribe().await;
+        Ok(Ok(Reply::NoticeFeed(route))) => route,
+        Ok(Ok(other)) => {
+            return Ok(Err(format!(
+                "the distributor answered NoticesFromBroker with {other:?}"
+            )))
+        }
+    };
+    let subscribed = broker.subscribe(&route).await;
     if subscribed.is_ok() {
-        info!("{}: notices come from the broker", link.name);
+        info!(
+            "{}: notices come from the broker ({} through consumer {})",
+            link.name, route.subject, route.consumer
+        );
     }
-    Ok(subscribed)
+    Ok(subscribed.map(|feed| (route, feed)))
 }
 
 /// The next batch from the broker; never resolves without one.
@@ -297,7 +308,7 @@ async fn from_broker(
     messages: Result<Vec<async_nats::jetstream::Message>, String>,
     orders: &mpsc::UnboundedSender<protocol::OrderId>,
     sales: &mut Tally,
-    feed: &mut Option<consumer::pull::Stream>,
+    (route, feed): (Option<&NoticeFeed>, &mut Option<consumer::pull::Stream>),
 ) -> Result<Result<(), String>, SimError> {
     let name = &link.name;
     let messages = match messages {
@@ -305,13 +316,13 @@ async fn from_broker(
         Err(reason) => {
             debug!("{name}: broker messages: {reason}; subscribing again");
             // A few tries before the link is dropped and made again (which subscribes afresh).
-            let Some(broker) = &link.broker else {
+            let (Some(broker), Some(route)) = (&link.broker, route) else {
                 return Ok(Ok(()));
             };
             let mut last = reason;
             for _ in 0..3 {
                 tokio::time::sleep(BACKOFF_MAX).await;
-                match broker.subscribe().await {
+                match broker.subscribe(route).await {
                     Ok(messages) => {
                         *feed = Some(messages);
                         return Ok(Ok(()));

@@ -56,4 +56,6 @@ pub use types::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire types.
 /// 3: [`Event::OrderStatus`] names every line of the order that moved, not one line per event.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: [`RequestBody::NoticesFromBroker`] is answered with [`Reply::NoticeFeed`] (the subject and
+/// consumer under the distributor's cluster), not [`Reply::Done`].
+pub const PROTOCOL_VERSION: u16 = 4;

@@ -286,9 +286,9 @@ pub enum RequestBody {
         ip: std::net::IpAddr,
     },
     /// Manufacturers, first thing after the handshake: take this link's notices from the message
-    /// broker (JetStream subject [`crate::broker::sales_subject`]) instead of as
-    /// [`Event::Notice`]s on this connection. Acks still come as [`RequestBody::AckNotices`] here.
-    /// Answered with [`Reply::Done`]; refused with [`crate::ErrorCode::Conflict`] by a distributor
+    /// broker instead of as [`Event::Notice`]s on this connection. Acks still come as
+    /// [`RequestBody::AckNotices`] here. Answered with [`Reply::NoticeFeed`], which names the
+    /// JetStream subject and consumer (they depend on the distributor's cluster); refused with [`crate::ErrorCode::Conflict`] by a distributor
     /// that runs without a broker.
     NoticesFromBroker,
 }
@@ -438,6 +438,8 @@ pub enum Reply {
     /// A summary of the system. Boxed: it is by far the largest reply, and every other reply would
     /// otherwise be as big.
     Status(Box<SystemStatus>),
+    /// The answer to [`RequestBody::NoticesFromBroker`]: where this manufacturer's notices are.
+    NoticeFeed(crate::broker::NoticeFeed),
 }
 
 /// Sign-up details. `Debug` hides the password.

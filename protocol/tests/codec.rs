@@ -340,6 +340,9 @@ fn any_reply() -> impl Strategy<Value = Reply> {
         )),
         any_order().prop_map(Reply::Order),
         proptest::collection::vec(any_order(), 0..3).prop_map(Reply::Orders),
+        (any_string(), any_string()).prop_map(|(cluster, maker)| Reply::NoticeFeed(
+            broker::NoticeFeed::new(&cluster, &maker)
+        )),
         (any::<u32>(), any_string()).prop_map(|(m, sku)| Reply::OfferAccepted {
             month: MonthId(m),
             listings: vec![(sku, ListingId(m))]

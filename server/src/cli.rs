@@ -153,9 +153,11 @@ struct ServeArgs {
     /// with a `postgres://` --db (cluster mode).
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
-    /// In cluster mode, this cluster's name on NATS: its nodes talk on subjects under it, so that
-    /// clusters sharing a nats-server never cross. Every node of a cluster must use the same one.
-    /// Default: named after the PostgreSQL database (`cds-<database>`), which its nodes share.
+    /// This distributor's (or cluster's) name on NATS: its nodes talk on subjects under it, and its
+    /// manufacturers' sale notices sit under it in the stream, so that distributors and clusters
+    /// sharing a nats-server never cross. Every node of a cluster must use the same one. Default:
+    /// in cluster mode named after the PostgreSQL database (`cds-<database>`), which its nodes share;
+    /// on SQLite after the database file (`cds-<file stem>-<hash of its absolute path>`).
     #[arg(long, value_name = "NAME", requires = "nats")]
     cluster: Option<String>,
 }

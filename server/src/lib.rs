@@ -190,7 +190,13 @@ pub async fn run(
         identity::operator::OperatorKey::establish(&config.db, config.peer_key.as_deref())?;
     // Before anything else starts: a distributor told to use a broker must not run without it.
     let broker = match &config.nats {
-        Some(url) => Some(broker::Broker::connect(url).await?),
+        Some(url) => {
+            let cluster = match &config.cluster {
+                Some(name) => name.clone(),
+                None => broker::cluster_for_file(&config.db),
+            };
+            Some(broker::Broker::connect(url, &cluster).await?)
+        }
         None => None,
     };
     let conn = store::schema::open_writer(&config.db)?;

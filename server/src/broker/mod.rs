@@ -67,12 +67,15 @@ pub struct Broker {
     /// Counts the client's connections: it changes on every reconnect, and each relay then
     /// publishes again what its manufacturer has not acked (the restarted server may have lost it).
     connects: watch::Receiver<u64>,
+    /// The name this distributor's (or cluster's) notices sit under in the stream.
+    cluster: String,
 }
 
 impl Broker {
-    /// Connects to `url` and creates (or updates) the stream. Fails at once when the broker cannot
-    /// be reached: a distributor told to use one must not start without it.
-    pub async fn connect(url: &str) -> Result<Broker, BrokerError> {
+    /// Connects to `url` and creates (or updates) the stream, for the distributor or cluster named
+    /// `cluster` (see [`Broker::feed`]). Fails at once when the broker cannot be reached: a
+    /// distributor told to use one must not start without it.
+    pub async fn connect(url: &str, cluster: &str) -> Result<Broker, BrokerError> {
         let (connects_tx, connects) = watch::channel(0u64);
         let client = async_nats::ConnectOptions::new()
             .name(format!("distributor/{}", env!("CARGO_PKG_VERSION")))
@@ -117,13 +120,49 @@ impl Broker {
             client,
             js,
             connects,
+            cluster: cluster.to_string(),
         })
+    }
+
+    /// Where the notices of the manufacturer named `manufacturer` go: under this distributor's
+    /// cluster name as well as the manufacturer's, so that two distributors on one nats-server, each
+    /// with a manufacturer of that name, never feed each other's.
+    pub fn feed(&self, manufacturer: &str) -> protocol::broker::NoticeFeed {
+        protocol::broker::NoticeFeed::new(&self.cluster, manufacturer)
     }
 
     /// The NATS client under the broker.
     pub fn client(&self) -> async_nats::Client {
         self.client.clone()
     }
+}
+
+/// The default name of a cluster on NATS: after the PostgreSQL database its nodes share.
+pub fn cluster_for_database(database: &str) -> String {
+    format!("cds-{database}")
+}
+
+/// The default name of a one-machine distributor on NATS: after its database file, with a short
+/// hash of the file's absolute path, so that two distributors whose files share a name (each in its
+/// own directory) stay apart, and the same file keeps its name however it is given. A file that moves
+/// gets a new name: its relay then publishes everything unacked under the new one, and the
+/// manufacturer's high-water mark skips what it already applied.
+pub fn cluster_for_file(db: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let name = db
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    // The directory exists (the lock file is in it); the file itself may not yet.
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let path = dir.join(db.file_name().unwrap_or_default());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("cds-{name}-{hash}")
 }
 
 /// A cluster's bus: the NATS client, and the subjects of this cluster on it.
@@ -148,5 +187,25 @@ fn sales_stream() -> stream::Config {
         duplicate_window: DUPLICATE_WINDOW,
         num_replicas: 1,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_file_names_one_distributor_however_its_path_is_written_and_only_that_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let here = cluster_for_file(&a.join("shop.db"));
+        assert!(here.starts_with("cds-shop-"), "{here}");
+        assert_eq!(
+            cluster_for_file(&a.join("..").join("a").join("shop.db")),
+            here
+        );
+        assert_ne!(cluster_for_file(&b.join("shop.db")), here);
     }
 }

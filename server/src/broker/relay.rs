@@ -48,7 +48,7 @@ impl BrokerRelay {
 pub struct RelayLink {
     /// The outbox's owner.
     pub id: ManufacturerId,
-    /// Its name: the subject and the message ids are made from it.
+    /// Its name: its feed ([`Broker::feed`]) is made from it.
     pub name: String,
     /// How far its outbox is durable (committed).
     pub durable: watch::Receiver<NoticeSeq>,
@@ -78,11 +78,11 @@ async fn run(
 ) {
     let mut connects = broker.connects.clone();
     connects.borrow_and_update();
-    let subject = protocol::broker::sales_subject(&link.name);
+    let feed = broker.feed(&link.name);
     let mut sent = link.acked;
     let mut progress = Instant::now();
     let mut failures = 0u32;
-    tracing::info!(manufacturer = %link.name, %subject, from = %sent, "relaying notices through the broker");
+    tracing::info!(manufacturer = %link.name, subject = %feed.subject, from = %sent, "relaying notices through the broker");
     loop {
         let durable = *link.durable.borrow_and_update();
         let acked_now = *acked.borrow_and_update();
@@ -93,7 +93,7 @@ async fn run(
             // instead of waiting out the publish timeout.
             let published = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = publish_chunk(&broker, &reads, &link, &subject, sent, through) => r,
+                r = publish_chunk(&broker, &reads, &link, &feed, sent, through) => r,
                 changed = connects.changed() => {
                     if changed.is_err() { return }
                     republish(&link, acked_now);
@@ -155,7 +155,7 @@ async fn publish_chunk(
     broker: &Broker,
     reads: &Reads,
     link: &RelayLink,
-    subject: &str,
+    feed: &protocol::broker::NoticeFeed,
     after: NoticeSeq,
     through: NoticeSeq,
 ) -> Result<Option<NoticeSeq>, String> {
@@ -174,12 +174,12 @@ async fn publish_chunk(
         let mut headers = HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            protocol::broker::message_id(&link.name, notice.seq).as_str(),
+            feed.message_id(notice.seq).as_str(),
         );
         // Sent now, acked below: the chunk travels as one burst instead of one round trip each.
         let ack = broker
             .js
-            .publish_with_headers(subject.to_string(), headers, payload.into())
+            .publish_with_headers(feed.subject.clone(), headers, payload.into())
             .await
             .map_err(|e| e.to_string())?;
         pending.push(ack);

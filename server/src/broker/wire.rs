@@ -43,7 +43,7 @@ impl Subjects {
 
     /// The default: named after the database the cluster's nodes share.
     pub fn for_database(database: &str) -> Subjects {
-        Subjects::new(&format!("cds-{database}"))
+        Subjects::new(&super::cluster_for_database(database))
     }
 
     /// Every request subject: what the market node subscribes to.

@@ -41,10 +41,11 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let started = std::time::Instant::now();
     let node = config.node.clone().unwrap_or_default();
-    let broker = Broker::connect(&nats).await?;
+    let cluster = cluster_name(&config, &url);
+    let broker = Broker::connect(&nats, &cluster).await?;
     let bus = Bus {
         client: broker.client(),
-        subjects: subjects(&config, &url),
+        subjects: Subjects::new(&cluster),
     };
     tracing::info!(subjects = %bus.subjects.requests(), "this cluster's market subjects");
     let market = tokio::spawn(market_loop(
@@ -71,18 +72,19 @@ pub async fn run(
     served.and(result)
 }
 
-/// This cluster's subjects on NATS: `--cluster`, else named after the database every node shares
-/// (the part of the URL that is the same whichever address a node reaches it by).
-fn subjects(config: &Config, url: &str) -> Subjects {
+/// This cluster's name on NATS (its subjects, and its manufacturers' notice feeds): `--cluster`,
+/// else named after the database every node shares (the part of the URL that is the same whichever
+/// address a node reaches it by).
+fn cluster_name(config: &Config, url: &str) -> String {
     if let Some(name) = &config.cluster {
-        return Subjects::new(name);
+        return name.clone();
     }
     let database = url
         .parse::<tokio_postgres::Config>()
         .ok()
         .and_then(|c| c.get_dbname().or(c.get_user()).map(str::to_string))
         .unwrap_or_default();
-    Subjects::for_database(&database)
+    crate::broker::cluster_for_database(&database)
 }
 
 #[allow(clippy::too_many_arguments)]

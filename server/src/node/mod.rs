@@ -285,14 +285,11 @@ async fn active(
         (None, Some(addr)) => TcpListener::bind(addr).await.map_err(ServerError::Start)?,
         (None, None) => return Err(ServerError::Fatal),
     };
-    let broker = match &config.nats {
-        Some(url) => Some(crate::broker::Broker::connect(url).await?),
-        None => None,
-    };
     let ready = crate::Ready {
         started,
         operator_key: operator_key.clone(),
-        broker,
+        // With --nats, [`cluster::run`] serves instead: this node has no broker.
+        broker: None,
         snapshot: loaded.snapshot,
         past: loaded.past,
         throttle,

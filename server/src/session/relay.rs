@@ -227,7 +227,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             );
             link.delivery = Delivery::Broker(relay);
         }
-        Ok(Reply::Done)
+        Ok(Reply::NoticeFeed(broker.feed(&link.name)))
     }
 }
 

@@ -104,6 +104,11 @@ impl Distributor {
         }
     }
 
+    /// Where this distributor publishes `maker`'s notices: under the name its database file gives it.
+    fn feed(&self, maker: &str) -> broker::NoticeFeed {
+        broker::NoticeFeed::new(&server::broker::cluster_for_file(&self.db), maker)
+    }
+
     fn manufacturer<'a>(status: &'a SystemStatus, name: &str) -> Option<&'a ManufacturerStatus> {
         status.manufacturers.iter().find(|m| m.name == name)
     }
@@ -376,7 +381,7 @@ async fn notices_travel_through_jetstream_and_each_manufacturers_books_equal_the
     }
     let counts = subject_counts(&nats.url()).await;
     for maker in &mut makers {
-        let on_broker = counts.get(&broker::sales_subject(&maker.name)).copied();
+        let on_broker = counts.get(&distributor.feed(&maker.name).subject).copied();
         assert!(
             on_broker.is_some_and(|n| n > 0),
             "no notice of {} on the broker: {counts:?}",
@@ -481,18 +486,68 @@ async fn a_manufacturer_without_nats_gets_its_notices_over_tcp_beside_one_that_u
     let counts = subject_counts(&nats.url()).await;
     assert!(
         counts
-            .get(&broker::sales_subject("brokered"))
+            .get(&distributor.feed("brokered").subject)
             .is_some_and(|&n| n > 0),
         "the brokered manufacturer's notices are not on the broker: {counts:?}"
     );
     assert_eq!(
-        counts.get(&broker::sales_subject("direct")),
+        counts.get(&distributor.feed("direct").subject),
         None,
         "the TCP manufacturer's notices went to the broker: {counts:?}"
     );
     assert!(!tcp_maker.log_says("notices come from the broker"));
     books_agree(&distributor, &mut broker_maker).await;
     books_agree(&distributor, &mut tcp_maker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_distributors_on_one_nats_server_each_feed_only_their_own_manufacturer_of_the_same_name(
+) {
+    if skip_without_nats_server("jetstream::two_distributors_on_one_nats_server").is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = NatsServer::start(dir.path()).expect("start nats-server");
+    // The same file name in two directories, and the same manufacturer name at both.
+    let homes = [dir.path().join("east"), dir.path().join("west")];
+    let mut sites = Vec::new();
+    for home in &homes {
+        std::fs::create_dir_all(home).expect("site dir");
+        let distributor = Distributor::start(home, Some(&nats.url())).await;
+        let maker = Maker::start(home, &distributor.addr, "twin", Some(&nats.url()));
+        sites.push((distributor, maker));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running = Vec::new();
+    for (distributor, _) in &sites {
+        wait_for_listings(&distributor.addr, BULK_ITEMS).await;
+        running.push(buyers(&distributor.addr, 3, stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for buyers in running {
+        assert!(
+            join(buyers).await > 0,
+            "no checkout was confirmed at a site"
+        );
+    }
+    for (distributor, _) in &sites {
+        distributor.drained(Duration::from_secs(60)).await;
+    }
+    let counts = subject_counts(&nats.url()).await;
+    let subjects: Vec<String> = sites.iter().map(|(d, _)| d.feed("twin").subject).collect();
+    assert_ne!(
+        subjects[0], subjects[1],
+        "both sites publish on one subject"
+    );
+    for (distributor, maker) in &mut sites {
+        let subject = distributor.feed("twin").subject;
+        assert!(
+            counts.get(&subject).is_some_and(|&n| n > 0),
+            "no notice on {subject}: {counts:?}"
+        );
+        books_agree(distributor, maker).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
