@@ -160,6 +160,12 @@ struct ServeArgs {
     /// on SQLite after the database file (`cds-<file stem>-<hash of its absolute path>`).
     #[arg(long, value_name = "NAME", requires = "nats")]
     cluster: Option<String>,
+    /// A load balancer (an IP address; repeat for more) whose connections may start with a PROXY
+    /// protocol header (HAProxy's `send-proxy` or `send-proxy-v2`): the client address it names is
+    /// the one sign-up and login throttling count and logs show. Its connections without one (health
+    /// checks) are served as its own. Nobody else can send one.
+    #[arg(long = "trust-proxy", value_name = "IP")]
+    trust_proxy: Vec<std::net::IpAddr>,
 }
 
 /// Runs the command line with the process's arguments.
@@ -330,6 +336,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.hash_queue = args.hash_queue as usize;
     config.nats = args.nats;
     config.cluster = args.cluster;
+    config.trusted_proxies = args.trust_proxy;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`listener`]: the accept loop, the connection cap, TLS and graceful shutdown.
+//! - [`proxy_header`]: a trusted load balancer's PROXY protocol header, naming the client.
 //! - [`session`]: one connection: handshake, timeouts, role checks, requests and pushes.
 //! - [`engine`]: the one task that owns the market, applies commands in order and runs the month clock.
 //! - [`market`]: the pure domain: stock, carts, checkout, months. No I/O.
@@ -47,6 +48,7 @@ pub mod names;
 pub mod node;
 pub mod operator;
 pub mod pages;
+pub mod proxy_header;
 pub mod push;
 pub mod revoke;
 pub mod session;
@@ -102,9 +104,12 @@ pub struct Config {
     /// The NATS server whose JetStream carries sale notices to manufacturers that ask for it
     /// (`--nats URL`); `None`: every notice goes over the manufacturer's TCP link.
     pub nats: Option<String>,
-    /// In cluster mode, the name whose subjects this cluster uses on NATS (`--cluster`); `None`:
-    /// named after the PostgreSQL database.
+    /// The name this distributor's (or cluster's) traffic uses on NATS (`--cluster`); `None`: named
+    /// after the PostgreSQL database, or on SQLite after the database file.
     pub cluster: Option<String>,
+    /// Load balancers whose PROXY protocol header names the client (`--trust-proxy`): see
+    /// [`proxy_header`].
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -130,6 +135,7 @@ impl Config {
             hash_queue: 16,
             nats: None,
             cluster: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The accept loop: connection cap, optional TLS, one task per connection, graceful shutdown.
+//! The accept loop: connection cap, a trusted balancer's PROXY header, optional TLS, one task per
+//! connection, graceful shutdown.
 
+use crate::proxy_header;
 use crate::session::{self, Shared};
 use protocol::*;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ pub async fn accept_loop(
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Usually EMFILE: out of file descriptors. Back off instead of spinning.
@@ -44,6 +46,16 @@ pub async fn accept_loop(
         let stop = stop.clone();
         let tls = tls.clone();
         tracker.spawn(async move {
+            let trusted = &shared.config.trusted_proxies;
+            let deadline = shared.config.frame_timeout;
+            let peer =
+                match proxy_header::client_address(&mut stream, peer, trusted, deadline).await {
+                    Ok(client) => client,
+                    Err(e @ proxy_header::HeaderError::Timeout(_)) => {
+                        return tracing::debug!(%peer, "closing: {e}");
+                    }
+                    Err(e) => return tracing::warn!(%peer, "closing: {e}"),
+                };
             match tls {
                 None => session::serve(stream, peer, shared, stop).await,
                 Some(acceptor) => {

@@ -76,6 +76,9 @@ impl Node {
             "100000",
             "--hash-queue",
             "4096",
+            // HAProxy (deploy/haproxy.cfg) sends a PROXY header.
+            "--trust-proxy",
+            "127.0.0.1",
         ]
         .map(String::from)
         .to_vec();

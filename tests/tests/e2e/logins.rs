@@ -284,6 +284,95 @@ async fn sign_ups_are_throttled_per_address_and_other_addresses_are_unaffected()
     );
 }
 
+/// A customer connection through `balancer` from the loopback address `source`, once the balancer
+/// is up and has a server up.
+async fn connect_through(balancer: &str, source: &str) -> Client {
+    let started = Instant::now();
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        // Refused until HAProxy listens; closed until its first check of the server passes.
+        let reached = match socket.connect(balancer.parse().unwrap()).await {
+            Ok(stream) => Client::handshake(stream, hello(Role::Customer, None))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match reached {
+            Ok((client, _)) => return client,
+            Err(e) => assert!(started.elapsed() < WAIT, "no server behind HAProxy: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_sign_ups_are_throttled_per_customer_address_not_per_balancer() {
+    let defaults = server::throttle::Limits::default();
+    let server = TestServer::start_with(|c| {
+        c.limits = defaults;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // deploy/haproxy.cfg, which sends each connection's PROXY v2 header.
+    let haproxy = tests::cluster::Haproxy::start(&[("solo", &server.addr)], dir.path());
+    let flooder = connect_through(&haproxy.addr, "127.0.0.2").await;
+    for i in 0..defaults.signups_per_minute {
+        let reply = flooder
+            .call(sign_up_body(&format!("proxied{i}@example.com")))
+            .await;
+        assert_eq!(code(&reply), Ok(()), "sign-up {i}");
+    }
+    let refused = flooder.call(sign_up_body("one-more@example.com")).await;
+    assert_eq!(code(&refused), Err(ErrorCode::Throttled));
+    // Through the same balancer from another address: its own budget, not the flooder's.
+    let neighbour = connect_through(&haproxy.addr, "127.0.0.3").await;
+    assert_eq!(
+        code(&neighbour.call(sign_up_body("neighbour@example.com")).await),
+        Ok(())
+    );
+    // The balancer's own address, connecting without a header, is served as itself.
+    let direct = connect_from(&server.addr, "127.0.0.1").await;
+    assert_eq!(
+        code(&direct.call(sign_up_body("direct@example.com")).await),
+        Ok(())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_from_an_address_not_trusted_is_refused_and_the_server_serves_on() {
+    let server = TestServer::start().await;
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let header = b"PROXY TCP4 203.0.113.9 127.0.0.1 4000 7000\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut stream, header)
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read the server's last words");
+    let last: ServerMessage =
+        protocol::codec::decode_server_payload(answer.get(4..).unwrap_or_default())
+            .expect("one frame saying why");
+    let reason = match &last {
+        ServerMessage::Closing(e) | ServerMessage::Refused(e) => e.code,
+        other => panic!("expected the connection to be refused, got {other:?}"),
+    };
+    assert_eq!(reason, ErrorCode::Malformed, "{last:?}");
+    let (client, _) = connect_customer(&server.addr).await;
+    assert_eq!(
+        code(&client.call(sign_up_body("after@example.com")).await),
+        Ok(())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ups_beyond_the_hashing_queue_are_refused_as_busy_and_nothing_is_half_made() {
     let server = TestServer::start_with(|c| {
