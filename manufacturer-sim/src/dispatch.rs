@@ -1,5 +1,5 @@
 //! Shipping: after a sale is in the books and acked, the goods leave the warehouse a little later
-//! and the distributor is told with `ReportDispatch{order}`.
+//! and the distributor is told with `ReportDispatches{orders}`, a round of them at a time.
 //!
 //! Pending dispatches are in the books, so a report lost to a crash or a dropped connection is sent
 //! again on the next connection (the distributor treats a repeat as a no-op). One dispatcher runs
@@ -7,7 +7,7 @@
 
 use crate::books::Books;
 use crate::tally::Tally;
-use protocol::{Client, ClientError, OrderId, RequestBody};
+use protocol::{Client, ClientError, OrderId, Reply, RequestBody, MAX_DISPATCHES_PER_REPORT};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-/// At most this many reports in flight at once, so a backlog after a reconnect cannot flood the
-/// distributor.
+/// At most this many reports (each of up to [`MAX_DISPATCHES_PER_REPORT`] orders) in flight at once,
+/// so a backlog after a reconnect cannot flood the distributor.
 const MAX_IN_FLIGHT: usize = 8;
 /// Reports sent per round; the round's results are booked in one transaction (one fsync).
 const MAX_PER_ROUND: usize = 1024;
@@ -73,24 +73,47 @@ async fn report(
     tally: &mut Tally,
 ) -> bool {
     use futures::StreamExt;
-    let results: Vec<_> = futures::stream::iter(due.iter().copied())
-        .map(|order| async move {
-            let call = client.call(RequestBody::ReportDispatch { order });
-            (order, tokio::time::timeout(CALL_TIMEOUT, call).await)
+    // One request per chunk of the round (usually the whole round): the distributor marks them in
+    // one writer job, instead of one request, savepoint and answer per order.
+    let chunks: Vec<Vec<OrderId>> = due
+        .chunks(MAX_DISPATCHES_PER_REPORT)
+        .map(<[OrderId]>::to_vec)
+        .collect();
+    let results: Vec<_> = futures::stream::iter(chunks)
+        .map(|orders| async move {
+            let body = RequestBody::ReportDispatches {
+                orders: orders.clone(),
+            };
+            let answer = tokio::time::timeout(CALL_TIMEOUT, client.call(body)).await;
+            (orders, answer)
         })
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()
         .await;
     let mut taken = Vec::with_capacity(due.len());
     let mut connected = true;
-    for (order, result) in results {
+    for (orders, result) in results {
         match result {
-            Ok(Ok(_)) => taken.push(order),
+            Ok(Ok(Reply::Dispatched { unknown })) => {
+                // An order the distributor does not know as ours: retrying would get the same
+                // answer, so it is booked as reported.
+                for order in &unknown {
+                    warn!("{name}: dispatch of {order} refused: no such order among ours");
+                }
+                taken.extend_from_slice(&orders);
+            }
+            Ok(Ok(other)) => {
+                warn!("{name}: unexpected answer to a dispatch report: {other:?}");
+                taken.extend_from_slice(&orders);
+            }
             Ok(Err(ClientError::Server(e))) => {
-                // The distributor refused it (for example an order it does not know); retrying
-                // would get the same answer.
-                warn!("{name}: dispatch of {order} refused: {e}");
-                taken.push(order);
+                // The distributor refused the report as a whole; the same report would be refused
+                // again.
+                warn!(
+                    "{name}: dispatch report of {} orders refused: {e}",
+                    orders.len()
+                );
+                taken.extend_from_slice(&orders);
             }
             Ok(Err(_)) | Err(_) => connected = false,
         }

@@ -14,7 +14,7 @@
 //!   batches with one ack each, and answers offer requests.
 //! - `jetstream`: with `--nats`, notices from the broker: a durable pull consumer, applied in seq
 //!   order against the books' high-water mark, acked on the broker only after the books commit.
-//! - `dispatch`: reports `ReportDispatch` a little after each confirmed sale.
+//! - `dispatch`: reports `ReportDispatches` a little after confirmed sales, a round at a time.
 //! - `pricing`: each month's price, a deterministic drift of ±10% around the base price.
 //! - [`report`]: read-only totals, the data behind `manufacturer-sim report`.
 //! - [`cli`]: the command line (`src/main.rs` only calls it), so tests can host it in a child.

@@ -329,14 +329,25 @@ async fn dispatch_is_reported_after_the_sale_is_acked_and_again_after_a_reconnec
     let acked_at = std::time::Instant::now();
     conn.reply(r.id, Ok(Reply::Done)).await;
     let r = conn.request().await;
-    assert_eq!(r.body, RequestBody::ReportDispatch { order: OrderId(77) });
+    assert_eq!(
+        r.body,
+        RequestBody::ReportDispatches {
+            orders: vec![OrderId(77)]
+        }
+    );
     assert!(acked_at.elapsed() >= Duration::from_millis(150));
     // No answer: the connection drops, so the report must come again on the next connection.
     drop(conn);
     let mut conn = Conn::accept(&listener).await;
     let r = conn.request().await;
-    assert_eq!(r.body, RequestBody::ReportDispatch { order: OrderId(77) });
-    conn.reply(r.id, Ok(Reply::Done)).await;
+    assert_eq!(
+        r.body,
+        RequestBody::ReportDispatches {
+            orders: vec![OrderId(77)]
+        }
+    );
+    conn.reply(r.id, Ok(Reply::Dispatched { unknown: vec![] }))
+        .await;
     sim.stop().await;
 }
 

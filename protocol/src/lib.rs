@@ -58,4 +58,5 @@ pub use types::*;
 /// 3: [`Event::OrderStatus`] names every line of the order that moved, not one line per event.
 /// 4: [`RequestBody::NoticesFromBroker`] is answered with [`Reply::NoticeFeed`] (the subject and
 /// consumer under the distributor's cluster), not [`Reply::Done`].
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: [`RequestBody::ReportDispatches`] reports a round of dispatches in one request.
+pub const PROTOCOL_VERSION: u16 = 5;

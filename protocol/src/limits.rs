@@ -34,6 +34,10 @@ pub const MAX_CART_LINES: usize = MAX_CHECKOUT_LINES;
 /// catches a mistyped quantity and keeps every line total far inside what money can hold.
 pub const MAX_LINE_QUANTITY: u32 = 10_000;
 
+/// The most orders in one [`crate::RequestBody::ReportDispatches`]. It bounds the work of one
+/// writer job, which shares its transaction with the checkouts of its batch.
+pub const MAX_DISPATCHES_PER_REPORT: usize = 256;
+
 /// The most characters in a first or last name.
 pub const MAX_NAME_CHARS: usize = 100;
 

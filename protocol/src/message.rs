@@ -205,6 +205,14 @@ pub enum RequestBody {
         /// The order, from a sale notice.
         order: OrderId,
     },
+    /// This manufacturer's goods for each of these orders have left the warehouse: one request for a
+    /// round of dispatches instead of one per order (at most [`crate::MAX_DISPATCHES_PER_REPORT`]).
+    /// Answered with [`Reply::Dispatched`], which names the orders that hold none of this
+    /// manufacturer's goods; every other order is marked dispatched (again, a no-op).
+    ReportDispatches {
+        /// The orders, from sale notices.
+        orders: Vec<OrderId>,
+    },
 
     // ---- Operators ----
     /// Close the open month now. Answered with [`Reply::Done`].
@@ -358,6 +366,10 @@ impl std::fmt::Debug for RequestBody {
                 .debug_struct("ReportDispatch")
                 .field("order", order)
                 .finish(),
+            ReportDispatches { orders } => f
+                .debug_struct("ReportDispatches")
+                .field("orders", &orders.len())
+                .finish(),
             CloseMonth => f.write_str("CloseMonth"),
             Status => f.write_str("Status"),
             KeyLogIn { fingerprint } => f
@@ -440,6 +452,12 @@ pub enum Reply {
     Status(Box<SystemStatus>),
     /// The answer to [`RequestBody::NoticesFromBroker`]: where this manufacturer's notices are.
     NoticeFeed(crate::broker::NoticeFeed),
+    /// The answer to [`RequestBody::ReportDispatches`]: the orders that hold none of this
+    /// manufacturer's goods, so nothing was marked for them. Empty when every order was taken.
+    Dispatched {
+        /// The orders that were not this manufacturer's.
+        unknown: Vec<OrderId>,
+    },
 }
 
 /// Sign-up details. `Debug` hides the password.

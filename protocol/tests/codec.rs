@@ -117,6 +117,9 @@ fn any_request_body() -> impl Strategy<Value = RequestBody> {
             through: NoticeSeq(s)
         }),
         any::<u64>().prop_map(|o| RequestBody::ReportDispatch { order: OrderId(o) }),
+        proptest::collection::vec(any::<u64>(), 0..8).prop_map(|o| RequestBody::ReportDispatches {
+            orders: o.into_iter().map(OrderId).collect()
+        }),
         Just(RequestBody::CloseMonth),
         Just(RequestBody::Status),
         ".*".prop_map(|fingerprint| RequestBody::KeyLogIn { fingerprint }),
@@ -340,6 +343,9 @@ fn any_reply() -> impl Strategy<Value = Reply> {
         )),
         any_order().prop_map(Reply::Order),
         proptest::collection::vec(any_order(), 0..3).prop_map(Reply::Orders),
+        proptest::collection::vec(any::<u64>(), 0..8).prop_map(|o| Reply::Dispatched {
+            unknown: o.into_iter().map(OrderId).collect()
+        }),
         (any_string(), any_string()).prop_map(|(cluster, maker)| Reply::NoticeFeed(
             broker::NoticeFeed::new(&cluster, &maker)
         )),

@@ -3,7 +3,7 @@
 
 use super::{err, internal, Answer, Session};
 use crate::engine::Command;
-use crate::store::writer::Op;
+use crate::store::writer::{Op, Outcome};
 use crate::store::StoreError;
 use protocol::*;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -35,18 +35,47 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     pub(super) async fn report_dispatch(&mut self, order: OrderId) -> Answer {
-        let id = self.manufacturer()?;
-        self.shared
+        match self.dispatch(vec![order]).await?.is_empty() {
+            true => Ok(Reply::Done),
+            false => Err(err(ErrorCode::NotFound, "no such order among yours")),
+        }
+    }
+
+    /// A round of dispatches in one writer job: one savepoint and one answer for all of them.
+    pub(super) async fn report_dispatches(&mut self, orders: Vec<OrderId>) -> Answer {
+        if orders.len() > MAX_DISPATCHES_PER_REPORT {
+            return Err(WireError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a dispatch report names at most {MAX_DISPATCHES_PER_REPORT} orders, not {}",
+                    orders.len()
+                ),
+            ));
+        }
+        let unknown = match orders.is_empty() {
+            true => Vec::new(),
+            false => self.dispatch(orders).await?,
+        };
+        Ok(Reply::Dispatched { unknown })
+    }
+
+    /// Marks this manufacturer's lines of `orders` dispatched; returns the orders that hold none.
+    async fn dispatch(&mut self, orders: Vec<OrderId>) -> Result<Vec<OrderId>, WireError> {
+        let manufacturer = self.manufacturer()?;
+        match self
+            .shared
             .writer
             .run(Op::Dispatch {
-                manufacturer: id,
-                order,
+                manufacturer,
+                orders,
             })
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => err(ErrorCode::NotFound, "no such order among yours"),
-                e => internal(e),
-            })?;
-        Ok(Reply::Done)
+        {
+            Ok(Outcome::Dispatched { unknown }) => Ok(unknown),
+            Ok(_) => Err(internal(StoreError::Corrupt(
+                "the writer answered a dispatch with something else".into(),
+            ))),
+            Err(e) => Err(internal(e)),
+        }
     }
 }

@@ -582,3 +582,155 @@ async fn an_order_line_becomes_confirmed_and_then_dispatched() {
     orchard.stop().await;
     server.stop().await.unwrap();
 }
+
+/// The status of `order`'s line of `listing`, as `customer` sees it in its order history.
+async fn line_status(
+    customer: &harness::Customer,
+    order: OrderId,
+    listing: ListingId,
+) -> LineStatus {
+    let Reply::Order(view) = customer
+        .client
+        .call(RequestBody::GetOrder { order })
+        .await
+        .expect("get order")
+    else {
+        panic!("unexpected reply to GetOrder")
+    };
+    view.lines
+        .iter()
+        .find(|line| line.listing == listing)
+        .map(|line| line.status)
+        .expect("the order holds the listing")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dispatch_report_marks_only_the_reporting_makers_lines_and_names_the_orders_it_does_not_hold(
+) {
+    use harness::{offer_line, ManufacturerScript, TestManufacturer};
+    let server = TestServer::start_with(|c| c.month_secs = 60).await;
+    // Scripted makers that ack but never report dispatch on their own: the test reports for them.
+    let quiet = |lines| ManufacturerScript {
+        offer: lines,
+        ack: true,
+        dispatch: false,
+    };
+    let orchard = TestManufacturer::connect(
+        &server.addr,
+        "orchard",
+        quiet(vec![offer_line("apple", 100, 100)]),
+        Default::default(),
+    )
+    .await;
+    let dairy = TestManufacturer::connect(
+        &server.addr,
+        "dairy",
+        quiet(vec![offer_line("milk", 100, 50)]),
+        Default::default(),
+    )
+    .await;
+    let alice = harness::customer(&server.addr).await;
+    let bob = harness::customer(&server.addr).await;
+    let catalog = harness::wait_for_catalog(&alice.client, 2, Duration::from_secs(10)).await;
+    let listing = |maker: &str| {
+        let item = catalog.items.iter().find(|i| i.manufacturer_name == maker);
+        item.map(|i| (i.listing, i.unit_price)).expect("listed")
+    };
+    let ((apple, apple_price), (milk, milk_price)) = (listing("orchard"), listing("dairy"));
+    let buy = |lines: Vec<(ListingId, Cents)>| RequestBody::Checkout {
+        checkout_id: CheckoutId::generate(),
+        confirmed_total: Cents(lines.iter().map(|(_, price)| price.0).sum()),
+        lines: Some(
+            lines
+                .iter()
+                .map(|(listing, _)| CartItem {
+                    listing: *listing,
+                    quantity: 1,
+                })
+                .collect(),
+        ),
+    };
+    let order = |reply: Reply| match reply {
+        Reply::Order(order) => order.id,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let apples = order(
+        alice
+            .client
+            .call(buy(vec![(apple, apple_price)]))
+            .await
+            .unwrap(),
+    );
+    let both = order(
+        bob.client
+            .call(buy(vec![(apple, apple_price), (milk, milk_price)]))
+            .await
+            .unwrap(),
+    );
+    let milk_only = order(
+        alice
+            .client
+            .call(buy(vec![(milk, milk_price)]))
+            .await
+            .unwrap(),
+    );
+    let nobodys = OrderId(987_654_321);
+
+    // One report for the round: the orchard's two orders are marked, the other two are named.
+    let answer = orchard
+        .client
+        .call(RequestBody::ReportDispatches {
+            orders: vec![apples, both, milk_only, nobodys],
+        })
+        .await
+        .expect("the report is taken");
+    assert_eq!(
+        answer,
+        Reply::Dispatched {
+            unknown: vec![milk_only, nobodys]
+        }
+    );
+    assert_eq!(
+        line_status(&alice, apples, apple).await,
+        LineStatus::Dispatched
+    );
+    assert_eq!(line_status(&bob, both, apple).await, LineStatus::Dispatched);
+    assert_ne!(line_status(&bob, both, milk).await, LineStatus::Dispatched);
+    assert_ne!(
+        line_status(&alice, milk_only, milk).await,
+        LineStatus::Dispatched
+    );
+
+    // A report over the limit is refused whole, and changes nothing.
+    let too_many = vec![milk_only; MAX_DISPATCHES_PER_REPORT + 1];
+    let refused = dairy
+        .client
+        .call(RequestBody::ReportDispatches { orders: too_many })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(
+        refused.server_error().map(|e| e.code),
+        Some(ErrorCode::InvalidInput)
+    );
+    assert_ne!(
+        line_status(&alice, milk_only, milk).await,
+        LineStatus::Dispatched
+    );
+    // The dairy's own report, repeated, marks its lines once and names nothing.
+    for _ in 0..2 {
+        let answer = dairy
+            .client
+            .call(RequestBody::ReportDispatches {
+                orders: vec![both, milk_only],
+            })
+            .await
+            .expect("the report is taken");
+        assert_eq!(answer, Reply::Dispatched { unknown: vec![] });
+    }
+    assert_eq!(line_status(&bob, both, milk).await, LineStatus::Dispatched);
+    assert_eq!(
+        line_status(&alice, milk_only, milk).await,
+        LineStatus::Dispatched
+    );
+    server.stop().await.unwrap();
+}

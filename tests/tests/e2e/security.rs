@@ -244,6 +244,9 @@ async fn authorization_matrix_by_role_request_and_owner() {
                 through: NoticeSeq(0),
             },
             RequestBody::ReportDispatch { order: order.id },
+            RequestBody::ReportDispatches {
+                orders: vec![order.id],
+            },
         ]
     };
     let operator_requests = || {

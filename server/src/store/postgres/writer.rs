@@ -443,8 +443,11 @@ async fn apply(
         } => ack(tx, *manufacturer, *from, *through, after).await?,
         Op::Dispatch {
             manufacturer,
-            order,
-        } => dispatch(tx, *manufacturer, *order, after).await?,
+            orders,
+        } => {
+            let unknown = dispatch(tx, *manufacturer, orders, after).await?;
+            return Ok(Outcome::Dispatched { unknown });
+        }
         Op::CreateAccount {
             first_name,
             last_name,
@@ -760,41 +763,48 @@ async fn ack(
 async fn dispatch(
     tx: &Transaction<'_>,
     maker: ManufacturerId,
-    order: OrderId,
+    orders: &[OrderId],
     after: &mut After,
-) -> Result<(), StoreError> {
-    let (o, m) = (i(order.0), i64::from(maker.0));
-    let mine: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM order_lines WHERE order_id = $1 AND manufacturer_id = $2",
-            &[&o, &m],
-        )
-        .await
-        .map_err(pg)?
-        .get(0);
-    if mine == 0 {
-        return Err(StoreError::NotFound);
-    }
-    let rows = tx
-        .query(
-            "UPDATE order_lines SET status = 2, status_at_ms = $3
-             WHERE order_id = $1 AND manufacturer_id = $2 AND status < 2
-             RETURNING listing_id, (SELECT account_id FROM orders WHERE orders.id = order_lines.order_id)",
-            &[&o, &m, &i(now_ms())],
-        )
-        .await
-        .map_err(pg)?;
-    for row in rows {
-        if let Some(account) = row.get::<_, Option<i64>>(1) {
-            after.statuses.push((
-                AccountId(account as u64),
-                order,
-                ListingId(row.get::<_, i64>(0) as u32),
-                LineStatus::Dispatched,
-            ));
+) -> Result<Vec<OrderId>, StoreError> {
+    let m = i64::from(maker.0);
+    let mut unknown = Vec::new();
+    for order in orders {
+        let o = i(order.0);
+        let rows = tx
+            .query(
+                "UPDATE order_lines SET status = 2, status_at_ms = $3
+                 WHERE order_id = $1 AND manufacturer_id = $2 AND status < 2
+                 RETURNING listing_id, (SELECT account_id FROM orders WHERE orders.id = order_lines.order_id)",
+                &[&o, &m, &i(now_ms())],
+            )
+            .await
+            .map_err(pg)?;
+        // Nothing marked: a repeat (a no-op), or an order without this maker's lines.
+        if rows.is_empty() {
+            let mine: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM order_lines WHERE order_id = $1 AND manufacturer_id = $2",
+                    &[&o, &m],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            if mine == 0 {
+                unknown.push(*order);
+            }
+        }
+        for row in rows {
+            if let Some(account) = row.get::<_, Option<i64>>(1) {
+                after.statuses.push((
+                    AccountId(account as u64),
+                    *order,
+                    ListingId(row.get::<_, i64>(0) as u32),
+                    LineStatus::Dispatched,
+                ));
+            }
         }
     }
-    Ok(())
+    Ok(unknown)
 }
 
 /// As [`crate::store::logins::create_session`]: stores the token, evicts the oldest beyond the cap.
