@@ -19,8 +19,9 @@ use tracing::{error, info, warn};
 /// At most this many reports (each of up to [`MAX_DISPATCHES_PER_REPORT`] orders) in flight at once,
 /// so a backlog after a reconnect cannot flood the distributor.
 const MAX_IN_FLIGHT: usize = 8;
-/// Reports sent per round; the round's results are booked in one transaction (one fsync).
-const MAX_PER_ROUND: usize = 1024;
+/// Reports sent per round: one wave of full reports. The round's results are booked in one
+/// transaction (one fsync), so a round costs the books the same whatever its size.
+const MAX_PER_ROUND: usize = MAX_IN_FLIGHT * MAX_DISPATCHES_PER_REPORT;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reports dispatches for one connection until it ends or `stop` fires.
