@@ -731,6 +731,7 @@ fn dispatch(
     }
     Ok(unknown)
 }
+
 fn write_cart(
     conn: &Connection,
     account: AccountId,

@@ -604,6 +604,27 @@ async fn line_status(
         .expect("the order holds the listing")
 }
 
+/// Buys one unit of each listing at its price, as one checkout; returns the order.
+async fn buy(customer: &harness::Customer, lines: &[(ListingId, Cents)]) -> OrderId {
+    let body = RequestBody::Checkout {
+        checkout_id: CheckoutId::generate(),
+        confirmed_total: Cents(lines.iter().map(|(_, price)| price.0).sum()),
+        lines: Some(
+            lines
+                .iter()
+                .map(|&(listing, _)| CartItem {
+                    listing,
+                    quantity: 1,
+                })
+                .collect(),
+        ),
+    };
+    match customer.client.call(body).await.expect("checkout") {
+        Reply::Order(order) => order.id,
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dispatch_report_marks_only_the_reporting_makers_lines_and_names_the_orders_it_does_not_hold(
 ) {
@@ -637,43 +658,9 @@ async fn one_dispatch_report_marks_only_the_reporting_makers_lines_and_names_the
         item.map(|i| (i.listing, i.unit_price)).expect("listed")
     };
     let ((apple, apple_price), (milk, milk_price)) = (listing("orchard"), listing("dairy"));
-    let buy = |lines: Vec<(ListingId, Cents)>| RequestBody::Checkout {
-        checkout_id: CheckoutId::generate(),
-        confirmed_total: Cents(lines.iter().map(|(_, price)| price.0).sum()),
-        lines: Some(
-            lines
-                .iter()
-                .map(|(listing, _)| CartItem {
-                    listing: *listing,
-                    quantity: 1,
-                })
-                .collect(),
-        ),
-    };
-    let order = |reply: Reply| match reply {
-        Reply::Order(order) => order.id,
-        other => panic!("unexpected reply {other:?}"),
-    };
-    let apples = order(
-        alice
-            .client
-            .call(buy(vec![(apple, apple_price)]))
-            .await
-            .unwrap(),
-    );
-    let both = order(
-        bob.client
-            .call(buy(vec![(apple, apple_price), (milk, milk_price)]))
-            .await
-            .unwrap(),
-    );
-    let milk_only = order(
-        alice
-            .client
-            .call(buy(vec![(milk, milk_price)]))
-            .await
-            .unwrap(),
-    );
+    let apples = buy(&alice, &[(apple, apple_price)]).await;
+    let both = buy(&bob, &[(apple, apple_price), (milk, milk_price)]).await;
+    let milk_only = buy(&alice, &[(milk, milk_price)]).await;
     let nobodys = OrderId(987_654_321);
 
     // One report for the round: the orchard's two orders are marked, the other two are named.

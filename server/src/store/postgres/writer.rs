@@ -766,7 +766,7 @@ async fn dispatch(
     orders: &[OrderId],
     after: &mut After,
 ) -> Result<Vec<OrderId>, StoreError> {
-    let m = i64::from(maker.0);
+    let (m, now) = (i64::from(maker.0), i(now_ms()));
     let mut unknown = Vec::new();
     for order in orders {
         let o = i(order.0);
@@ -775,7 +775,7 @@ async fn dispatch(
                 "UPDATE order_lines SET status = 2, status_at_ms = $3
                  WHERE order_id = $1 AND manufacturer_id = $2 AND status < 2
                  RETURNING listing_id, (SELECT account_id FROM orders WHERE orders.id = order_lines.order_id)",
-                &[&o, &m, &i(now_ms())],
+                &[&o, &m, &now],
             )
             .await
             .map_err(pg)?;
