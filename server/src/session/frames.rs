@@ -111,6 +111,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     completed_a_frame = true;
                     let result = self.handle(request.body).await;
                     self.queue_waiting_pushes()?;
+                    self.queue_due_stock()?;
                     let response = ServerMessage::Response(Response {
                         id: request.id,
                         result,

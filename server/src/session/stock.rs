@@ -79,6 +79,22 @@ fn catch_up(
     }
 }
 
+/// Whether a watcher's push may go out `now`: the one scheduled is due, or none is scheduled yet
+/// but something `changed` and a whole `interval` has passed since the last push. `changed` is
+/// read only when no push is scheduled.
+fn push_due(
+    flush_at: Option<Instant>,
+    last_flush: Instant,
+    interval: std::time::Duration,
+    now: Instant,
+    changed: impl FnOnce() -> bool,
+) -> bool {
+    match flush_at {
+        Some(at) => at <= now,
+        None => last_flush + interval <= now && changed(),
+    }
+}
+
 /// A connection's stock watch: the board's channels, what it was told, and when it is next told.
 pub(super) struct StockWatch {
     catalog: watch::Receiver<Arc<Catalog>>,
@@ -100,6 +116,33 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     pub(super) async fn flush_stock(&mut self) -> Result<(), End> {
+        self.queue_stock()?;
+        self.flush().await
+    }
+
+    /// Before a reply is written: if this connection's stock push is due, or would be due as soon
+    /// as the loop noticed the change, it rides in the same write as the reply. A busy customer
+    /// spends most of its time waiting for its checkout's commit, when the loop is not polling the
+    /// push timer; without this, the push came due during the wait and went out in a write of its
+    /// own right after the reply. Nothing is pushed earlier or more often than `stock_interval`
+    /// allows.
+    pub(super) fn queue_due_stock(&mut self) -> Result<(), End> {
+        let interval = self.shared.config.stock_interval;
+        let Some(w) = self.stock.as_ref() else {
+            return Ok(());
+        };
+        let changed =
+            || w.levels.has_changed().unwrap_or(false) || w.catalog.has_changed().unwrap_or(false);
+        let due = push_due(w.flush_at, w.last_flush, interval, Instant::now(), changed);
+        match due {
+            true => self.queue_stock(),
+            false => Ok(()),
+        }
+    }
+
+    /// Queues what this connection has not been told yet (nothing if it is up to date), and starts
+    /// its next interval.
+    fn queue_stock(&mut self) -> Result<(), End> {
         let Some(w) = self.stock.as_mut() else {
             return Ok(());
         };
@@ -116,7 +159,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         for event in events {
             self.queue(&ServerMessage::Event(event))?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// A catalog page. The first page (re)subscribes this connection to stock updates; a later page
@@ -163,7 +206,7 @@ pub(super) async fn stock_changed(stock: &mut Option<StockWatch>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{catch_up, StockPush, Told};
+    use super::{catch_up, push_due, StockPush, Told};
     use crate::board::Levels;
     use protocol::ListingId;
     use std::collections::HashMap;
@@ -204,6 +247,22 @@ mod tests {
             }
             other => other,
         }
+    }
+
+    #[test]
+    fn a_push_rides_with_a_reply_only_once_its_interval_has_passed() {
+        let start = tokio::time::Instant::now();
+        let interval = std::time::Duration::from_millis(50);
+        let at = |ms| start + std::time::Duration::from_millis(ms);
+        let unasked = || panic!("changes were read although a push is scheduled");
+        // Scheduled: due exactly from its time on, whatever changed.
+        assert!(!push_due(Some(at(50)), start, interval, at(49), unasked));
+        assert!(push_due(Some(at(50)), start, interval, at(50), unasked));
+        // Not scheduled yet (the loop was busy with the request): a change counts once the
+        // interval since the last push has passed, and no change never does.
+        assert!(!push_due(None, start, interval, at(30), || true));
+        assert!(push_due(None, start, interval, at(60), || true));
+        assert!(!push_due(None, start, interval, at(60), || false));
     }
 
     #[test]
