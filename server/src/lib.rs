@@ -361,8 +361,11 @@ pub(crate) async fn serve(
             stop.cancel();
         })
     };
+    let upkeep = tokio::spawn(forget_expired_login_failures(shared.clone(), stop.clone()));
     listener::accept_loop(listener, shared, tls, stop).await;
     watcher.abort();
+    upkeep.abort();
+    let _ = upkeep.await;
     // Every session is done: nothing new reaches the engine. Stop it, then let the writer drain.
     engine_stop.cancel();
     let _ = engine_task.await;
@@ -372,4 +375,35 @@ pub(crate) async fn serve(
         return Err(ServerError::Fatal);
     }
     Ok(())
+}
+
+/// How often a running server forgets login failures past the throttle's window, in memory and in
+/// the store (start-up does it once). Without it a spray of made-up emails, slowed as it is, would
+/// still grow both for as long as the server runs.
+const FORGET_LOGIN_FAILURES_EVERY: Duration = Duration::from_secs(600);
+
+async fn forget_expired_login_failures(shared: Arc<session::Shared>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(FORGET_LOGIN_FAILURES_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now, and start-up has just done it.
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let now = store::now_ms();
+        let window_ms = {
+            // The maps stay consistent even if a holder panicked.
+            let mut throttle = shared.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            throttle.forget_expired(now);
+            throttle.limits().window_ms
+        };
+        let op = store::writer::Op::ForgetLoginFailures {
+            before_ms: now.saturating_sub(window_ms),
+        };
+        if let Err(e) = shared.writer.run(op).await {
+            tracing::warn!(error = %e, "could not forget old login failures; trying again later");
+        }
+    }
 }

@@ -250,16 +250,20 @@ impl Throttle {
         }
     }
 
-    /// Forgets expired failures, then the oldest ones, when a map grows past [`MAX_ENTRIES`].
-    fn bound(&mut self, now_ms: u64) {
+    /// Forgets every failure past the window: it counts for nothing now. The server calls this now
+    /// and then, so that the maps hold only live failures however long it runs.
+    pub fn forget_expired(&mut self, now_ms: u64) {
         let window = self.limits.window_ms;
         let fresh = |f: &Failures| now_ms.saturating_sub(f.last_ms) <= window;
-        if self.pairs.len() >= MAX_ENTRIES {
-            self.pairs.retain(|_, f| fresh(f));
+        self.pairs.retain(|_, f| fresh(f));
+        self.accounts.retain(|_, f| fresh(f));
+    }
+
+    /// Forgets expired failures, then the oldest ones, when a map grows past [`MAX_ENTRIES`].
+    fn bound(&mut self, now_ms: u64) {
+        if self.pairs.len() >= MAX_ENTRIES || self.accounts.len() >= MAX_ENTRIES {
+            self.forget_expired(now_ms);
             forget_oldest(&mut self.pairs);
-        }
-        if self.accounts.len() >= MAX_ENTRIES {
-            self.accounts.retain(|_, f| fresh(f));
             forget_oldest(&mut self.accounts);
         }
     }
@@ -439,5 +443,18 @@ mod tests {
                 retry_after_ms: 15_000
             })
         );
+    }
+
+    #[test]
+    fn failures_past_the_window_are_forgotten_and_live_ones_still_delay() {
+        let mut t = throttle();
+        let window = t.limits().window_ms;
+        let nine = |last_ms| Failures { count: 9, last_ms };
+        t.restore_failures("old@x.io", ATTACKER, nine(1_000));
+        t.restore_failures("new@x.io", ATTACKER, nine(window));
+        t.forget_expired(window + 2_000);
+        assert_eq!(t.pairs.len(), 1);
+        assert!(t.check_login("old@x.io", ATTACKER, window + 2_000).is_ok());
+        assert!(t.check_login("new@x.io", ATTACKER, window + 2_000).is_err());
     }
 }

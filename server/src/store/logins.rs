@@ -112,14 +112,22 @@ pub fn login_succeeded(
     Ok(())
 }
 
+/// Deletes the failures last counted before `before_ms`: they are past the throttle's window and
+/// would count for nothing. Returns how many rows went.
+pub fn forget_failures(conn: &Connection, before_ms: u64) -> Result<usize, StoreError> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM login_failures WHERE last_at_ms < ?1")?
+        .execute([before_ms as i64])?;
+    Ok(deleted)
+}
+
 /// Fills a throttle from the store at start-up, first forgetting failures older than its window.
 pub fn load_throttle(
     conn: &Connection,
     throttle: &mut Throttle,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    let oldest = now_ms.saturating_sub(throttle.limits().window_ms) as i64;
-    conn.execute("DELETE FROM login_failures WHERE last_at_ms < ?1", [oldest])?;
+    forget_failures(conn, now_ms.saturating_sub(throttle.limits().window_ms))?;
     let mut failures =
         conn.prepare("SELECT account_key, address, failures, last_at_ms FROM login_failures")?;
     let rows = failures.query_map([], |r| {
@@ -145,4 +153,52 @@ pub fn load_throttle(
         throttle.restore_known(&account, &address);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failures(count: u32, last_ms: u64) -> Failures {
+        Failures { count, last_ms }
+    }
+
+    fn rows(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT account_key, address FROM login_failures ORDER BY account_key, address",
+            )
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn forgetting_failures_deletes_only_those_last_counted_before_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::schema::open_writer(&dir.path().join("d.db")).unwrap();
+        login_failed(
+            &conn,
+            "old@x",
+            "10.0.0.1",
+            failures(3, 1_000),
+            failures(3, 1_000),
+        )
+        .unwrap();
+        login_failed(
+            &conn,
+            "new@x",
+            "10.0.0.2",
+            failures(1, 5_000),
+            failures(1, 5_000),
+        )
+        .unwrap();
+        assert_eq!(forget_failures(&conn, 5_000).unwrap(), 2);
+        let kept = |k: &str, a: &str| (k.to_string(), a.to_string());
+        assert_eq!(
+            rows(&conn),
+            vec![kept("new@x", ""), kept("new@x", "10.0.0.2")]
+        );
+        assert_eq!(forget_failures(&conn, 5_000).unwrap(), 0);
+    }
 }

@@ -128,6 +128,12 @@ pub enum Op {
         /// The account's failures.
         account: crate::throttle::Failures,
     },
+    /// Failures last counted before `before_ms` are past the throttle's window: delete them, so that a
+    /// spray of made-up emails does not grow the table for as long as the server runs.
+    ForgetLoginFailures {
+        /// The cut: now minus the window.
+        before_ms: u64,
+    },
     /// A successful login: the counts start afresh and the address becomes known to the account.
     LoginSucceeded {
         /// The email key.
@@ -667,6 +673,9 @@ fn apply(conn: &Connection, op: &Op, after: &mut After) -> Result<Outcome, Store
             pair,
             account,
         } => super::logins::login_failed(conn, account_key, address, *pair, *account)?,
+        Op::ForgetLoginFailures { before_ms } => {
+            super::logins::forget_failures(conn, *before_ms)?;
+        }
         Op::LoginSucceeded {
             account_key,
             address,

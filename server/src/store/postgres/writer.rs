@@ -582,6 +582,14 @@ async fn apply(
             .await
             .map_err(pg)?;
         }
+        Op::ForgetLoginFailures { before_ms } => {
+            tx.execute(
+                "DELETE FROM login_failures WHERE last_at_ms < $1",
+                &[&i(*before_ms)],
+            )
+            .await
+            .map_err(pg)?;
+        }
         Op::LoginSucceeded {
             account_key,
             address,
