@@ -115,7 +115,7 @@ pub fn mark(conn: &Connection, running: bool) -> Result<(), StoreError> {
 /// `PRAGMA wal_checkpoint(MODE)`: copies the WAL into the main file (`TRUNCATE` also empties it). A
 /// reader in the middle of a query can keep it from finishing; that is logged, not an error, because
 /// the WAL still holds every commit.
-fn checkpoint(conn: &Connection, mode: &str) -> Result<(), StoreError> {
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> Result<(), StoreError> {
     let (busy, log, done): (i64, i64, i64) =
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

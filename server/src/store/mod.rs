@@ -3,6 +3,7 @@
 //! - [`schema`]: opening a database file safely, pragmas, and versioned migrations.
 //! - [`writer`]: the one thread that owns the write connection and commits in groups.
 //! - [`checkouts`]: a batch's checkouts written with multi-row statements.
+//! - [`checkpoint`]: when the writer copies the WAL into the main file (after answering a batch).
 //! - [`account_orders`]: each account's orders, indexed a batch at a time.
 //! - [`read`]: read connections for queries that must not wait on the writer.
 //! - [`load`]: rebuilding the market from the database at start-up.
@@ -19,6 +20,7 @@ pub mod account_orders;
 pub mod audit;
 pub mod backend;
 mod checkouts;
+mod checkpoint;
 pub mod history;
 pub mod lifecycle;
 pub mod load;

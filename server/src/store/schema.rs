@@ -263,6 +263,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // Scratch b-trees that statements need (measured: one per batch) stay in memory: on the default,
     // every batch created, opened and unlinked a file in /var/tmp (four syscalls and an inode).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The writer checkpoints itself after answering a batch, not inside its COMMIT (`checkpoint`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;

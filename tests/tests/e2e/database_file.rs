@@ -121,6 +121,38 @@ async fn a_clean_stop_leaves_every_commit_in_the_main_file() {
     assert_eq!(count(&copy, "accounts"), 3);
 }
 
+/// The accounts in a copy of the main file alone, or `None` if the copy caught a checkpoint midway.
+fn accounts_in_main_file(db: &Path, into: &Path) -> Option<i64> {
+    let copy = copy_main_file_only(db, into);
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(&copy, flags).ok()?;
+    conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_copies_its_commits_into_the_main_file_after_answering_them() {
+    // The writer turns SQLite's automatic checkpoint off and checkpoints itself after each batch is
+    // answered (at most every 20 commits under load, or with the first commit a second after the
+    // last). Four sign-ups are far below SQLite's own threshold of 1,000 frames, so only the
+    // writer's own checkpoint can put them in the main file while the server runs.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("distributor.db");
+    let mut child = spawn_distributor(&db, &dir.path().join("d.log"));
+    child.wait_up().await;
+    sign_up_some(&child.addr, 3).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    sign_up_some(&child.addr, 1).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    eventually(
+        "the main file holds all four accounts",
+        Duration::from_secs(10),
+        async || accounts_in_main_file(&db, elsewhere.path()) == Some(4),
+    )
+    .await;
+    child.process.terminate(WAIT).expect("stops on SIGTERM");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_file_holds_the_schema_from_the_first_moment_the_server_runs() {
     let server = TestServer::start().await;
