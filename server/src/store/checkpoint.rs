@@ -61,7 +61,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_checkpoint_is_due_after_enough_commits_or_a_quiet_second_and_never_without_a_commit() {
+    fn a_checkpoint_is_due_after_enough_commits_or_a_second_and_never_without_a_commit() {
         let ms = Duration::from_millis;
         assert!(!due(0, ms(5_000)), "nothing written, nothing to copy");
         assert!(!due(19, ms(500)));
@@ -72,7 +72,7 @@ mod tests {
         );
         assert!(
             due(1, ms(1_000)),
-            "a quiet server still copies what it wrote"
+            "a server writing little still copies what it wrote"
         );
     }
 }
