@@ -88,11 +88,14 @@ async fn sign_up_some(addr: &str, n: usize) {
 }
 
 fn count(db: &Path, table: &str) -> i64 {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    try_count(db, table).unwrap_or_else(|e| panic!("counting {table} in {}: {e}", db.display()))
+}
+
+/// `count`, with the error instead of a panic (a copy can catch a checkpoint midway).
+fn try_count(db: &Path, table: &str) -> rusqlite::Result<i64> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(db, flags)?;
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
 }
 
 /// Copies only the `.db` file into a directory of its own, as a careless copy would.
@@ -123,11 +126,7 @@ async fn a_clean_stop_leaves_every_commit_in_the_main_file() {
 
 /// The accounts in a copy of the main file alone, or `None` if the copy caught a checkpoint midway.
 fn accounts_in_main_file(db: &Path, into: &Path) -> Option<i64> {
-    let copy = copy_main_file_only(db, into);
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let conn = rusqlite::Connection::open_with_flags(&copy, flags).ok()?;
-    conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
-        .ok()
+    try_count(&copy_main_file_only(db, into), "accounts").ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
